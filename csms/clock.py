@@ -1,0 +1,80 @@
+"""Wall clock and accelerated simulation clock.
+
+The thesis's demonstrator ran 100x faster than real time. GarageGrid keeps one clock
+abstraction so that the CSMS, the controller and the virtual chargers can all run the
+same simulated time: ``SimClock(speed=100, start=...)`` maps elapsed real seconds to
+simulated seconds. Everything that needs "now" takes a clock instead of calling
+``datetime.now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Source of the current time, possibly accelerated."""
+
+    speed: float
+
+    def now(self) -> datetime:
+        """Current (simulated) time, timezone-aware UTC."""
+        ...
+
+    async def sleep(self, simulated_s: float) -> None:
+        """Sleep for a span of simulated seconds."""
+        ...
+
+
+@dataclass
+class WallClock:
+    """Real time."""
+
+    speed: float = 1.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep(self, simulated_s: float) -> None:
+        await asyncio.sleep(max(0.0, simulated_s))
+
+
+@dataclass
+class SimClock:
+    """Simulated time that starts at ``start`` and runs ``speed`` times faster than real time."""
+
+    speed: float = 1.0
+    start: datetime | None = None
+    _t0_monotonic: float = field(default_factory=time.monotonic, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise ValueError(f"clock speed must be positive, got {self.speed}")
+        if self.start is None:
+            self.start = datetime.now(UTC)
+        elif self.start.tzinfo is None:
+            raise ValueError("clock start must carry a time zone (e.g. 2026-01-05T16:00:00+02:00)")
+
+    def now(self) -> datetime:
+        assert self.start is not None
+        elapsed = (time.monotonic() - self._t0_monotonic) * self.speed
+        return (self.start + timedelta(seconds=elapsed)).astimezone(UTC)
+
+    async def sleep(self, simulated_s: float) -> None:
+        await asyncio.sleep(max(0.0, simulated_s) / self.speed)
+
+
+def make_clock(speed: float = 1.0, start: datetime | None = None) -> Clock:
+    """Return a wall clock for real time, a simulated one otherwise."""
+    if speed == 1.0 and start is None:
+        return WallClock()
+    return SimClock(speed=speed, start=start)
+
+
+def utcnow() -> datetime:
+    """Real current time in UTC (for bookkeeping that is never simulated)."""
+    return datetime.now(UTC)
