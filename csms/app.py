@@ -1,0 +1,124 @@
+"""Wiring of `csms serve`: database, migrations, WebSocket server, outbox, controller."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+from csms.clock import Clock, make_clock
+from csms.events import EventBus
+from csms.ocpp16.server import CentralSystem, make_ssl_context
+from csms.outbox import OutboxWorker
+from csms.store import migrate
+from csms.store.engine import create_engine, create_sessionmaker, database_url
+from csms.store.repository import Repository
+
+log = logging.getLogger("csms.app")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    database_url: str | None = None
+    host: str = "0.0.0.0"  # noqa: S104 - chargers connect from the garage network
+    port: int = 9000
+    auto_register: bool = False
+    speed: float = 1.0
+    clock_start: datetime | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    response_timeout_s: float = 30.0
+    outbox_poll_s: float = 0.5
+    controller: bool = True
+
+
+class CsmsApp:
+    """The running central system; an async context manager for tests and `csms serve`."""
+
+    def __init__(self, config: ServeConfig, *, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or make_clock(config.speed, config.clock_start)
+        self.url = database_url(config.database_url)
+        self.engine = create_engine(self.url)
+        self.repository = Repository(create_sessionmaker(self.engine), self.clock)
+        self.events = EventBus()
+        self.central = CentralSystem(
+            self.repository,
+            self.events,
+            self.clock,
+            auto_register=config.auto_register,
+            response_timeout_s=config.response_timeout_s,
+        )
+        self.outbox = OutboxWorker(self.repository, self.central, poll_s=config.outbox_poll_s)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def port(self) -> int:
+        return self.central.port
+
+    async def start(self) -> None:
+        await migrate.upgrade(self.engine)
+        await self.repository.mark_all_disconnected()
+        await self.repository.site_config()
+        ssl_context = (
+            make_ssl_context(self.config.certfile, self.config.keyfile)
+            if self.config.certfile
+            else None
+        )
+        await self.central.start(self.config.host, self.config.port, ssl_context=ssl_context)
+        self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        log.info(
+            "CSMS listening",
+            extra={
+                "host": self.config.host,
+                "port": self.port,
+                "tls": ssl_context is not None,
+                "auto_register": self.config.auto_register,
+                "database": self.engine.url.render_as_string(hide_password=True),
+                "speed": self.clock.speed,
+            },
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.outbox.drain()
+        await self.central.close()
+        await self.engine.dispose()
+        log.info("CSMS stopped")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve_forever(config: ServeConfig) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    app = CsmsApp(config)
+    await app.start()
+    try:
+        await stop.wait()
+        log.info("shutdown requested")
+    finally:
+        await app.stop()

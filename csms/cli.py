@@ -1,0 +1,511 @@
+"""The `csms` command: serve, database, stations, id tags, site, commands, export.
+
+Every subcommand takes ``--database-url`` (else ``GARAGEGRID_DATABASE_URL``, else the
+SQLite default) and brings the schema up to date before it touches the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TextIO
+
+from csms.errors import ConfigError, GarageGridError, NotFoundError
+from csms.logs import configure_logging
+from csms.settings import validate_building_load, validate_site_update, validate_station
+from csms.store import migrate
+from csms.store.engine import create_engine, create_sessionmaker
+from csms.store.repository import Repository
+
+Handler = Callable[[argparse.Namespace, Repository], Awaitable[int]]
+
+
+def _parse_datetime(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time such as 2026-01-05T07:30:00+02:00, got {value!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} has no time zone; add one, e.g. +02:00 or Z")
+    return parsed
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _parse_json_object(value: str) -> dict[str, Any]:
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"--payload is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise argparse.ArgumentTypeError("--payload must be a JSON object")
+    return data
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return number
+
+
+def _steps(value: str) -> tuple[float, ...]:
+    try:
+        steps = tuple(sorted(float(x) for x in value.split(",") if x.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected e.g. 6,8,10,13,16, got {value!r}") from None
+    if not steps or steps[0] < 6:
+        raise argparse.ArgumentTypeError("current steps must be 6 A or more (IEC 61851-1)")
+    return steps
+
+
+def _print_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO) -> None:
+    if not rows:
+        out.write("(none)\n")
+        return
+    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    for row in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+# ------------------------------------------------------------------ handlers
+async def _db_upgrade(args: argparse.Namespace, repo: Repository) -> int:
+    print("database is at the latest schema revision")
+    return 0
+
+
+async def _station_add(args: argparse.Namespace, repo: Repository) -> int:
+    current, phases, wiring = validate_station(
+        max_current_a=args.max_current_a, phases=args.phases, wiring=args.wiring
+    )
+    await repo.add_charge_point(
+        args.id,
+        max_current_a=current,
+        phases=phases,
+        wiring=wiring,
+        name=args.name,
+        password=args.password,
+        only_stack_level_0=args.only_stack_level_0,
+        rate_unit=args.rate_unit,
+        current_steps_a=args.current_steps,
+    )
+    if not args.password:
+        print(
+            f"warning: {args.id} has no password; any client using this id will be accepted",
+            file=sys.stderr,
+        )
+    print(f"added charge point {args.id} ({phases} x {current:g} A, wiring {wiring})")
+    return 0
+
+
+async def _station_set(args: argparse.Namespace, repo: Repository) -> int:
+    station = await repo.get_charge_point(args.id)
+    if station is None:
+        raise NotFoundError(f"no charge point {args.id!r}")
+    current, phases, wiring = validate_station(
+        max_current_a=args.max_current_a
+        if args.max_current_a is not None
+        else station.max_current_a,
+        phases=args.phases if args.phases is not None else station.phases,
+        wiring=args.wiring or (station.wiring if args.phases in (None, station.phases) else None),
+    )
+    changes: dict[str, Any] = {"max_current_a": current, "phases": phases, "wiring": wiring}
+    if args.name is not None:
+        changes["name"] = args.name
+    if args.password is not None:
+        changes["password"] = args.password
+    await repo.update_charge_point(args.id, **changes)
+    print(f"updated charge point {args.id}")
+    return 0
+
+
+async def _station_list(args: argparse.Namespace, repo: Repository) -> int:
+    rows = [
+        {
+            "id": s.id,
+            "name": s.name,
+            "max_current_a": s.max_current_a,
+            "phases": s.phases,
+            "wiring": s.wiring,
+            "connected": "yes" if s.connected else "no",
+            "last_seen": s.last_seen_at.isoformat(timespec="seconds") if s.last_seen_at else None,
+            "vendor": s.vendor,
+            "model": s.model,
+            "firmware": s.firmware_version,
+            "password": "set" if s.password_hash else "none",
+        }
+        for s in await repo.list_charge_points()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, list(rows[0]) if rows else ["id"], sys.stdout)
+    return 0
+
+
+async def _station_remove(args: argparse.Namespace, repo: Repository) -> int:
+    await repo.remove_charge_point(args.id)
+    print(f"removed charge point {args.id}")
+    return 0
+
+
+async def _idtag_add(args: argparse.Namespace, repo: Repository) -> int:
+    if len(args.tag) > 20:
+        raise ConfigError(f"id tag {args.tag!r} is longer than 20 characters (OCPP 1.6 CiString20)")
+    await repo.add_id_tag(args.tag, owner=args.owner, expires_at=args.expires, parent=args.parent)
+    print(f"added id tag {args.tag}")
+    return 0
+
+
+async def _idtag_list(args: argparse.Namespace, repo: Repository) -> int:
+    rows = await repo.list_id_tags()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, ["id_tag", "owner", "parent", "expires_at", "blocked"], sys.stdout)
+    return 0
+
+
+async def _idtag_block(args: argparse.Namespace, repo: Repository) -> int:
+    await repo.set_id_tag_blocked(args.tag, not args.unblock)
+    print(f"{'unblocked' if args.unblock else 'blocked'} id tag {args.tag}")
+    return 0
+
+
+SITE_OPTIONS = (
+    "fuse_limit_a",
+    "margin_a",
+    "phases",
+    "voltage_v",
+    "strategy",
+    "tick_s",
+    "default_departure",
+    "default_energy_kwh",
+    "timezone",
+    "price_per_kwh",
+    "currency",
+    "heartbeat_interval_s",
+    "building_load_max_age_s",
+    "building_load_worst_case_a",
+)
+
+
+async def _site_set(args: argparse.Namespace, repo: Repository) -> int:
+    changes = {
+        name: getattr(args, name) for name in SITE_OPTIONS if getattr(args, name) is not None
+    }
+    if not changes:
+        raise ConfigError("nothing to set; see `csms site set --help`")
+    clean = validate_site_update(await repo.site_config(), changes)
+    site = await repo.update_site(**clean)
+    print(json.dumps(site.__dict__, indent=2))
+    return 0
+
+
+async def _site_show(args: argparse.Namespace, repo: Repository) -> int:
+    site = await repo.site_config()
+    data: dict[str, Any] = dict(site.__dict__)
+    latest = await repo.latest_building_load()
+    if latest is not None:
+        data["building_load"] = {"measured_at": latest[0].isoformat(), "a": list(latest[1])}
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+async def _site_load(args: argparse.Namespace, repo: Repository) -> int:
+    l1, l2, l3 = validate_building_load(args.l1, args.l2, args.l3)
+    await repo.record_building_load(l1, l2, l3, source=args.source)
+    print(f"building load recorded: L1 {l1:g} A, L2 {l2:g} A, L3 {l3:g} A")
+    return 0
+
+
+async def _command(args: argparse.Namespace, repo: Repository) -> int:
+    from csms.outbox import OUTBOX_ACTIONS
+
+    if args.action not in OUTBOX_ACTIONS:
+        raise ConfigError(
+            f"unknown action {args.action!r}; choose one of {', '.join(sorted(OUTBOX_ACTIONS))}"
+        )
+    command_id = await repo.enqueue_command(args.cp_id, args.action, args.payload)
+    print(f"command {command_id} queued: {args.action} to {args.cp_id}")
+    if args.wait <= 0:
+        return 0
+    deadline = asyncio.get_running_loop().time() + args.wait
+    while asyncio.get_running_loop().time() < deadline:
+        row = await repo.get_command(command_id)
+        if row is not None and row["status"] in ("done", "failed"):
+            print(json.dumps({k: row[k] for k in ("status", "response", "error")}, default=str))
+            return 0 if row["status"] == "done" else 1
+        await asyncio.sleep(0.2)
+    print(f"no answer within {args.wait:g} s; the command stays queued (id {command_id})")
+    return 1
+
+
+async def _export_sessions(args: argparse.Namespace, repo: Repository) -> int:
+    start = datetime.combine(args.from_date, time(), UTC) if args.from_date else None
+    end = datetime.combine(args.to_date, time(), UTC) + timedelta(days=1) if args.to_date else None
+    rows = await repo.sessions_for_export(start, end)
+    columns = [
+        "transaction_id",
+        "charge_point_id",
+        "connector_id",
+        "id_tag",
+        "owner",
+        "started_at",
+        "stopped_at",
+        "meter_start_wh",
+        "meter_stop_wh",
+        "energy_wh",
+        "stop_reason",
+    ]
+    out: TextIO = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: ASYNC230, SIM115 - one-shot CLI
+    try:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if args.output:
+            out.close()
+    if args.output:
+        print(f"wrote {len(rows)} sessions to {args.output}", file=sys.stderr)
+    return 0
+
+
+async def _session_set(args: argparse.Namespace, repo: Repository) -> int:
+    if args.target_soc is not None and not 0 < args.target_soc <= 100:
+        raise ConfigError(f"--target-soc: expected a percentage 1-100, got {args.target_soc:g}")
+    await repo.set_session_input(
+        args.transaction_id,
+        departure_at=args.departure,
+        energy_needed_wh=args.energy_kwh * 1000 if args.energy_kwh is not None else None,
+        ev_model=args.ev_model,
+        battery_kwh=args.battery_kwh,
+        target_soc=args.target_soc / 100 if args.target_soc is not None else None,
+    )
+    print(f"updated session {args.transaction_id}")
+    return 0
+
+
+# ------------------------------------------------------------------- parser
+def _db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=argparse.SUPPRESS,
+        help="SQLAlchemy async URL (default: $GARAGEGRID_DATABASE_URL or sqlite+aiosqlite:///garagegrid.db)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="csms", description="GarageGrid OCPP 1.6J central system with load management"
+    )
+    _db_option(parser)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the central system")
+    _db_option(serve)
+    serve.add_argument("--host", default="0.0.0.0", help="listen address (default 0.0.0.0)")  # noqa: S104
+    serve.add_argument("--port", type=int, default=9000, help="listen port (default 9000)")
+    serve.add_argument(
+        "--auto-register",
+        action="store_true",
+        help="accept unknown charge point ids and record them",
+    )
+    serve.add_argument("--speed", type=_positive_float, default=1.0, help="simulated clock speed")
+    serve.add_argument("--clock-start", type=_parse_datetime, help="simulated clock start (ISO)")
+    serve.add_argument("--certfile", help="TLS certificate (security profile 2)")
+    serve.add_argument("--keyfile", help="TLS private key")
+    serve.add_argument("--no-controller", action="store_true", help="do not run load management")
+    serve.set_defaults(handler=None)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="apply pending migrations")
+    _db_option(upgrade)
+    upgrade.set_defaults(handler=_db_upgrade)
+
+    station = sub.add_parser("station", help="charge points")
+    st_sub = station.add_subparsers(dest="station_command", required=True, metavar="ACTION")
+    add = st_sub.add_parser("add", help="register a charge point")
+    _db_option(add)
+    add.add_argument("id")
+    add.add_argument("--max-current-a", type=float, default=32.0)
+    add.add_argument("--phases", type=int, default=3, choices=(1, 3))
+    add.add_argument("--wiring", help="L1/L2/L3 for 1-phase, rotation like L2L3L1 for 3-phase")
+    add.add_argument("--name", help='apartment or label, e.g. "Apt B12"')
+    add.add_argument("--password", help="AuthorizationKey for HTTP Basic auth (stored hashed)")
+    add.add_argument("--only-stack-level-0", action="store_true", help="charger quirk")
+    add.add_argument(
+        "--rate-unit", choices=("A", "W"), default="A", help="unit the charger accepts"
+    )
+    add.add_argument("--current-steps", type=_steps, help="allowed currents, e.g. 6,8,10,13,16")
+    add.set_defaults(handler=_station_add)
+    st_set = st_sub.add_parser("set", help="rename or change a charge point")
+    _db_option(st_set)
+    st_set.add_argument("id")
+    st_set.add_argument("--max-current-a", type=float)
+    st_set.add_argument("--phases", type=int, choices=(1, 3))
+    st_set.add_argument("--wiring")
+    st_set.add_argument("--name")
+    st_set.add_argument("--password")
+    st_set.set_defaults(handler=_station_set)
+    st_list = st_sub.add_parser("list", help="list charge points")
+    _db_option(st_list)
+    st_list.add_argument("--json", action="store_true")
+    st_list.set_defaults(handler=_station_list)
+    remove = st_sub.add_parser("remove", help="delete a charge point and its history")
+    _db_option(remove)
+    remove.add_argument("id")
+    remove.set_defaults(handler=_station_remove)
+
+    idtag = sub.add_parser("idtag", help="residents' id tags")
+    id_sub = idtag.add_subparsers(dest="idtag_command", required=True, metavar="ACTION")
+    id_add = id_sub.add_parser("add", help="add an id tag")
+    _db_option(id_add)
+    id_add.add_argument("tag")
+    id_add.add_argument("--owner")
+    id_add.add_argument("--expires", type=_parse_datetime)
+    id_add.add_argument("--parent")
+    id_add.set_defaults(handler=_idtag_add)
+    id_list = id_sub.add_parser("list", help="list id tags")
+    _db_option(id_list)
+    id_list.add_argument("--json", action="store_true")
+    id_list.set_defaults(handler=_idtag_list)
+    block = id_sub.add_parser("block", help="block an id tag")
+    _db_option(block)
+    block.add_argument("tag")
+    block.add_argument("--unblock", action="store_true", help="lift the block instead")
+    block.set_defaults(handler=_idtag_block)
+
+    site = sub.add_parser("site", help="site settings and building load")
+    site_sub = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+    site_set = site_sub.add_parser("set", help="change site settings")
+    _db_option(site_set)
+    site_set.add_argument("--fuse-limit-a", type=float, dest="fuse_limit_a")
+    site_set.add_argument("--margin-a", type=float, dest="margin_a")
+    site_set.add_argument("--phases", type=int, dest="phases")
+    site_set.add_argument("--voltage-v", type=float, dest="voltage_v")
+    site_set.add_argument("--strategy", dest="strategy")
+    site_set.add_argument("--tick-s", type=float, dest="tick_s")
+    site_set.add_argument("--default-departure", dest="default_departure", help="HH:MM")
+    site_set.add_argument("--default-energy-kwh", type=float, dest="default_energy_kwh")
+    site_set.add_argument("--timezone", dest="timezone", help="e.g. Europe/Oslo")
+    site_set.add_argument("--price-per-kwh", type=float, dest="price_per_kwh")
+    site_set.add_argument("--currency", dest="currency")
+    site_set.add_argument("--heartbeat-interval-s", type=int, dest="heartbeat_interval_s")
+    site_set.add_argument("--building-load-max-age-s", type=float, dest="building_load_max_age_s")
+    site_set.add_argument(
+        "--building-load-worst-case-a", type=float, dest="building_load_worst_case_a"
+    )
+    site_set.set_defaults(handler=_site_set)
+    site_show = site_sub.add_parser("show", help="print site settings")
+    _db_option(site_show)
+    site_show.set_defaults(handler=_site_show)
+    load = site_sub.add_parser("load", help="record the building's other consumption per phase")
+    _db_option(load)
+    load.add_argument("--l1", type=float, required=True)
+    load.add_argument("--l2", type=float, required=True)
+    load.add_argument("--l3", type=float, required=True)
+    load.add_argument("--source", default="cli")
+    load.set_defaults(handler=_site_load)
+
+    command = sub.add_parser("command", help="queue an OCPP operation for a charge point")
+    _db_option(command)
+    command.add_argument("cp_id")
+    command.add_argument("action", help="e.g. Reset, RemoteStartTransaction, TriggerMessage")
+    command.add_argument("--payload", type=_parse_json_object, default={}, help="OCPP JSON payload")
+    command.add_argument(
+        "--wait", type=float, default=10.0, help="seconds to wait for the answer (0: do not wait)"
+    )
+    command.set_defaults(handler=_command)
+
+    export = sub.add_parser("export", help="export data")
+    ex_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
+    sessions = ex_sub.add_parser("sessions", help="one row per transaction")
+    _db_option(sessions)
+    sessions.add_argument("--from", dest="from_date", type=_parse_date)
+    sessions.add_argument("--to", dest="to_date", type=_parse_date, help="inclusive")
+    sessions.add_argument("--format", choices=("csv",), default="csv")
+    sessions.add_argument("--output", "-o", help="file (default: standard output)")
+    sessions.set_defaults(handler=_export_sessions)
+
+    session = sub.add_parser("session", help="residents' input for a running session")
+    se_sub = session.add_subparsers(dest="session_command", required=True, metavar="ACTION")
+    se_set = se_sub.add_parser("set", help="set departure and energy need")
+    _db_option(se_set)
+    se_set.add_argument("transaction_id", type=int)
+    se_set.add_argument("--departure", type=_parse_datetime)
+    se_set.add_argument("--energy-kwh", type=_positive_float)
+    se_set.add_argument("--ev-model")
+    se_set.add_argument("--battery-kwh", type=_positive_float)
+    se_set.add_argument("--target-soc", type=float, help="percent")
+    se_set.set_defaults(handler=_session_set)
+
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    handler: Handler = args.handler
+    engine = create_engine(getattr(args, "database_url", None))
+    try:
+        await migrate.upgrade(engine)
+        return await handler(args, Repository(create_sessionmaker(engine)))
+    finally:
+        await engine.dispose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        if args.command == "serve":
+            from csms.app import ServeConfig, serve_forever
+
+            config = ServeConfig(
+                database_url=getattr(args, "database_url", None),
+                host=args.host,
+                port=args.port,
+                auto_register=args.auto_register,
+                speed=args.speed,
+                clock_start=args.clock_start,
+                certfile=args.certfile,
+                keyfile=args.keyfile,
+                controller=not args.no_controller,
+            )
+            asyncio.run(serve_forever(config))
+            return 0
+        if getattr(args, "run", None) is not None:
+            result: int = args.run(args)
+            return result
+        return asyncio.run(_run(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except GarageGridError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Domain events the OCPP layer publishes and the controller (and tests) consume."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+log = logging.getLogger("csms.events")
+
+
+@dataclass(frozen=True)
+class ChargePointConnected:
+    charge_point_id: str
+
+
+@dataclass(frozen=True)
+class ChargePointDisconnected:
+    charge_point_id: str
+
+
+@dataclass(frozen=True)
+class ChargePointBooted:
+    charge_point_id: str
+
+
+@dataclass(frozen=True)
+class ConnectorStatusChanged:
+    charge_point_id: str
+    connector_id: int
+    status: str
+    error_code: str
+
+
+@dataclass(frozen=True)
+class TransactionStarted:
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int
+
+
+@dataclass(frozen=True)
+class TransactionStopped:
+    charge_point_id: str
+    connector_id: int | None
+    transaction_id: int
+
+
+@dataclass(frozen=True)
+class MeterSampled:
+    """The latest electrical readings of one connector, per phase where given."""
+
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int | None
+    timestamp: datetime
+    current_import_a: dict[str, float] = field(default_factory=dict)
+    current_offered_a: float | None = None
+    power_w: float | None = None
+    energy_wh: float | None = None
+    soc_percent: float | None = None
+
+
+@dataclass(frozen=True)
+class SettingsChanged:
+    reason: str
+
+
+Event = (
+    ChargePointConnected
+    | ChargePointDisconnected
+    | ChargePointBooted
+    | ConnectorStatusChanged
+    | TransactionStarted
+    | TransactionStopped
+    | MeterSampled
+    | SettingsChanged
+)
+
+
+class EventBus:
+    """Fan-out of events to subscriber queues; publishing never blocks a handler."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self._queues: list[asyncio.Queue[Event]] = []
+        self._maxsize = maxsize
+
+    def subscribe(self) -> asyncio.Queue[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(self._maxsize)
+        self._queues.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
+        if queue in self._queues:
+            self._queues.remove(queue)
+
+    def publish(self, event: Event) -> None:
+        for queue in self._queues:
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("event queue full, event dropped", extra={"event": repr(event)})

@@ -1,0 +1,60 @@
+"""Structured logs: one line per event, ``key=value`` pairs an integrator can grep.
+
+Example::
+
+    2026-01-05T16:00:01.123Z INFO csms.ocpp received CALL cp_id=CP01 direction=in
+        action=StartTransaction message_id=7f3c...
+
+Passwords never reach a log record: the server logs identities and outcomes only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``time level logger message key=value ...`` with the record's extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        timestamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        parts = [
+            f"{timestamp}.{int(record.msecs):03d}Z",
+            record.levelname,
+            record.name,
+            record.getMessage(),
+        ]
+        for key, value in record.__dict__.items():
+            if key in _STANDARD_ATTRS or key.startswith("_"):
+                continue
+            parts.append(f"{key}={_render(value)}")
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _render(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    if not text or any(c in text for c in ' ="\n'):
+        return json.dumps(text)
+    return text
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The ocpp package logs every frame with its payload at INFO; ours says it once.
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

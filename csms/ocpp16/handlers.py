@@ -1,0 +1,288 @@
+"""Handlers of charge-point-initiated OCPP 1.6 messages (Core profile and friends).
+
+Each handler translates OCPP into a repository call and a domain event; the business rules
+live in the repository, the controller and the scheduler. Everything a CALLRESULT
+confirms is committed before the handler returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ocpp.routing import on
+from ocpp.v16 import call_result
+from ocpp.v16.datatypes import IdTagInfo as OcppIdTagInfo
+from ocpp.v16.enums import (
+    Action,
+    AuthorizationStatus,
+    DataTransferStatus,
+    RegistrationStatus,
+)
+
+from csms.clock import Clock
+from csms.domain import IdTagInfo, SampledValue
+from csms.events import (
+    ChargePointBooted,
+    ConnectorStatusChanged,
+    EventBus,
+    MeterSampled,
+    TransactionStarted,
+    TransactionStopped,
+)
+from csms.ocpp16.errors import PropertyConstraintViolation
+from csms.ocpp16.protocol import OcppConnection
+from csms.ocpp16.validation import parse_timestamp
+from csms.store.repository import Repository
+
+log = logging.getLogger("csms.ocpp")
+
+# Vendors whose DataTransfer messages GarageGrid understands. None yet: every vendor
+# id gets UnknownVendorId, as OCPP 1.6 section 4.3 prescribes.
+KNOWN_VENDORS: frozenset[str] = frozenset()
+
+
+def _id_tag_info(info: IdTagInfo) -> OcppIdTagInfo:
+    return OcppIdTagInfo(
+        status=AuthorizationStatus(info.status.value),
+        expiry_date=info.expiry_date.isoformat() if info.expiry_date else None,
+        parent_id_tag=info.parent_id_tag,
+    )
+
+
+def sampled_values(meter_values: Sequence[dict[str, Any]]) -> list[SampledValue]:
+    """Flatten OCPP meterValue entries (already snake_case) into SampledValues."""
+    out: list[SampledValue] = []
+    for entry in meter_values:
+        timestamp = parse_timestamp(entry["timestamp"])
+        for sv in entry.get("sampled_value", []):
+            out.append(
+                SampledValue(
+                    timestamp=timestamp,
+                    value=str(sv["value"]),
+                    measurand=sv.get("measurand"),
+                    phase=sv.get("phase"),
+                    unit=sv.get("unit"),
+                    context=sv.get("context"),
+                    location=sv.get("location"),
+                )
+            )
+    return out
+
+
+def summarise_samples(
+    cp_id: str, connector_id: int, transaction_id: int | None, samples: Sequence[SampledValue]
+) -> MeterSampled | None:
+    """The latest per-phase current, offered current, power, energy and SoC of a batch."""
+    from csms.meter import normalise
+
+    if not samples:
+        return None
+    latest = max(s.timestamp for s in samples)
+    current: dict[str, float] = {}
+    offered = power = energy = soc = None
+    for s in samples:
+        if s.timestamp != latest:
+            continue
+        norm = normalise(s.value, s.measurand, s.unit)
+        if norm.value is None:
+            continue
+        measurand = s.measurand or "Energy.Active.Import.Register"
+        if measurand == "Current.Import":
+            phase = (s.phase or "L1").split("-")[0]
+            if phase in ("L1", "L2", "L3"):
+                current[phase] = norm.value
+        elif measurand == "Current.Offered":
+            offered = norm.value
+        elif measurand == "Power.Active.Import" and s.phase is None:
+            power = norm.value
+        elif measurand == "Energy.Active.Import.Register" and s.phase is None:
+            energy = norm.value
+        elif measurand == "SoC":
+            soc = norm.value
+    return MeterSampled(
+        charge_point_id=cp_id,
+        connector_id=connector_id,
+        transaction_id=transaction_id,
+        timestamp=latest,
+        current_import_a=current,
+        current_offered_a=offered,
+        power_w=power,
+        energy_wh=energy,
+        soc_percent=soc,
+    )
+
+
+class ChargePointSession(OcppConnection):
+    """The central system's side of one charge point connection."""
+
+    def __init__(
+        self,
+        cp_id: str,
+        connection: Any,
+        *,
+        repository: Repository,
+        events: EventBus,
+        clock: Clock,
+        heartbeat_interval_s: int,
+        accepted: bool,
+        response_timeout: float = 30.0,
+        on_accepted: Callable[[str], None] | None = None,
+    ) -> None:
+        self.accepted = accepted
+        super().__init__(
+            cp_id, connection, is_accepted=lambda: self.accepted, response_timeout=response_timeout
+        )
+        self._repo = repository
+        self._events = events
+        self._clock = clock
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._on_accepted = on_accepted
+
+    def _now_iso(self) -> str:
+        return self._clock.now().isoformat().replace("+00:00", "Z")
+
+    @on(Action.boot_notification, skip_schema_validation=True)
+    async def on_boot_notification(
+        self, charge_point_vendor: str, charge_point_model: str, **kwargs: Any
+    ) -> call_result.BootNotification:
+        status = RegistrationStatus.accepted
+        await self._repo.record_boot(
+            self.id,
+            status.value,
+            vendor=charge_point_vendor,
+            model=charge_point_model,
+            serial_number=kwargs.get("charge_point_serial_number")
+            or kwargs.get("charge_box_serial_number"),
+            firmware_version=kwargs.get("firmware_version"),
+            iccid=kwargs.get("iccid"),
+            imsi=kwargs.get("imsi"),
+            meter_type=kwargs.get("meter_type"),
+            meter_serial_number=kwargs.get("meter_serial_number"),
+        )
+        self.accepted = True
+        self._events.publish(ChargePointBooted(self.id))
+        if self._on_accepted is not None:
+            self._on_accepted(self.id)
+        return call_result.BootNotification(
+            current_time=self._now_iso(), interval=self._heartbeat_interval_s, status=status
+        )
+
+    @on(Action.heartbeat, skip_schema_validation=True)
+    async def on_heartbeat(self) -> call_result.Heartbeat:
+        await self._repo.touch(self.id)
+        return call_result.Heartbeat(current_time=self._now_iso())
+
+    @on(Action.status_notification, skip_schema_validation=True)
+    async def on_status_notification(
+        self, connector_id: int, error_code: str, status: str, **kwargs: Any
+    ) -> call_result.StatusNotification:
+        timestamp = kwargs.get("timestamp")
+        await self._repo.record_status(
+            self.id,
+            connector_id,
+            status,
+            error_code,
+            info=kwargs.get("info"),
+            vendor_id=kwargs.get("vendor_id"),
+            vendor_error_code=kwargs.get("vendor_error_code"),
+            timestamp=parse_timestamp(timestamp) if timestamp else None,
+        )
+        self._events.publish(ConnectorStatusChanged(self.id, connector_id, status, error_code))
+        return call_result.StatusNotification()
+
+    @on(Action.authorize, skip_schema_validation=True)
+    async def on_authorize(self, id_tag: str) -> call_result.Authorize:
+        info = await self._repo.authorize(id_tag)
+        return call_result.Authorize(id_tag_info=_id_tag_info(info))
+
+    @on(Action.start_transaction, skip_schema_validation=True)
+    async def on_start_transaction(
+        self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **kwargs: Any
+    ) -> call_result.StartTransaction:
+        if connector_id < 1:
+            raise PropertyConstraintViolation("connectorId: a transaction needs a connector > 0")
+        result = await self._repo.start_transaction(
+            self.id,
+            connector_id,
+            id_tag,
+            meter_start,
+            parse_timestamp(timestamp),
+            kwargs.get("reservation_id"),
+        )
+        if not result.duplicate:
+            self._events.publish(TransactionStarted(self.id, connector_id, result.transaction_id))
+        log.info(
+            "transaction started",
+            extra={
+                "cp_id": self.id,
+                "connector_id": connector_id,
+                "transaction_id": result.transaction_id,
+                "auth_status": result.id_tag_info.status.value,
+                "duplicate": result.duplicate,
+            },
+        )
+        return call_result.StartTransaction(
+            transaction_id=result.transaction_id, id_tag_info=_id_tag_info(result.id_tag_info)
+        )
+
+    @on(Action.stop_transaction, skip_schema_validation=True)
+    async def on_stop_transaction(
+        self, meter_stop: int, timestamp: str, transaction_id: int, **kwargs: Any
+    ) -> call_result.StopTransaction:
+        raw_data = kwargs.get("transaction_data") or []
+        info, orphan = await self._repo.stop_transaction(
+            self.id,
+            transaction_id,
+            meter_stop,
+            parse_timestamp(timestamp),
+            reason=kwargs.get("reason"),
+            id_tag=kwargs.get("id_tag"),
+            transaction_data=sampled_values(raw_data),
+            raw_transaction_data=raw_data or None,
+        )
+        if orphan:
+            log.warning(
+                "StopTransaction for an unknown transaction recorded as orphan",
+                extra={"cp_id": self.id, "transaction_id": transaction_id},
+            )
+        else:
+            self._events.publish(TransactionStopped(self.id, None, transaction_id))
+        return call_result.StopTransaction(id_tag_info=_id_tag_info(info) if info else None)
+
+    @on(Action.meter_values, skip_schema_validation=True)
+    async def on_meter_values(
+        self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
+    ) -> call_result.MeterValues:
+        transaction_id = kwargs.get("transaction_id")
+        samples = sampled_values(meter_value)
+        await self._repo.add_meter_values(self.id, connector_id, transaction_id, samples)
+        summary = summarise_samples(self.id, connector_id, transaction_id, samples)
+        if summary is not None:
+            self._events.publish(summary)
+        return call_result.MeterValues()
+
+    @on(Action.data_transfer, skip_schema_validation=True)
+    async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
+        log.info(
+            "DataTransfer",
+            extra={"cp_id": self.id, "vendor_id": vendor_id, "message": kwargs.get("message_id")},
+        )
+        if vendor_id not in KNOWN_VENDORS:
+            return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+        return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
+
+    @on(Action.diagnostics_status_notification, skip_schema_validation=True)
+    async def on_diagnostics_status_notification(
+        self, status: str
+    ) -> call_result.DiagnosticsStatusNotification:
+        await self._repo.set_charge_point_status_field(self.id, "diagnostics_status", status)
+        return call_result.DiagnosticsStatusNotification()
+
+    @on(Action.firmware_status_notification, skip_schema_validation=True)
+    async def on_firmware_status_notification(
+        self, status: str
+    ) -> call_result.FirmwareStatusNotification:
+        await self._repo.set_charge_point_status_field(self.id, "firmware_status", status)
+        return call_result.FirmwareStatusNotification()

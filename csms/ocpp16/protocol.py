@@ -1,0 +1,276 @@
+"""OCPP-J 1.6 framing on top of the ``ocpp`` package's ChargePoint.
+
+The library's own ``route_message`` stays silent on frames it cannot parse, answers schema
+errors in OCPP 2.0.1 terms and processes a resent message id twice (FIELD-NOTES). This
+subclass takes over framing, validation, the "accepted before anything else" rule and
+duplicate detection, then hands well-formed calls to the library's handler dispatch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult, MessageType
+from ocpp.v16 import ChargePoint as _LibChargePoint
+from ocpp.v16.enums import Action
+
+from csms.errors import CallFailedError
+from csms.ocpp16.errors import (
+    FormationViolation,
+    NotImplementedAction,
+    NotSupportedAction,
+    ProtocolError,
+    SecurityError,
+)
+from csms.ocpp16.validation import validate_request, validate_response
+
+log = logging.getLogger("csms.ocpp")
+
+# OCPP-J 1.6 section 4.1.3: the unique id is at most 36 characters.
+MAX_MESSAGE_ID_LEN = 36
+# How many answered message ids a connection remembers to spot resends.
+DUPLICATE_WINDOW = 256
+KNOWN_ACTIONS = frozenset(a.value for a in Action)
+
+
+class OcppConnection(_LibChargePoint):
+    """One charge point's connection, speaking OCPP-J 1.6 strictly."""
+
+    def __init__(
+        self,
+        cp_id: str,
+        connection: Any,
+        *,
+        is_accepted: Callable[[], bool],
+        response_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(cp_id, connection, response_timeout=response_timeout, logger=log)
+        self._is_accepted = is_accepted
+        self._answered: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._current: dict[str, str] = {}
+
+    # ---------------------------------------------------------------- incoming
+    async def start(self) -> None:
+        while True:
+            message = await self._connection.recv()
+            await self.route_message(message)
+
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        if isinstance(raw_msg, bytes):
+            # OCPP-J uses text frames only (section 3.2).
+            await self._send_error("-1", FormationViolation("binary frames are not OCPP-J"))
+            return
+        try:
+            frame = json.loads(raw_msg)
+        except (json.JSONDecodeError, RecursionError):
+            log.warning(
+                "frame is not JSON",
+                extra={"cp_id": self.id, "direction": "in", "frame": raw_msg[:200]},
+            )
+            await self._send_error("-1", FormationViolation("message is not valid JSON"))
+            return
+        if not isinstance(frame, list) or not frame:
+            await self._send_error("-1", ProtocolError("an OCPP-J message is a non-empty array"))
+            return
+        message_type = frame[0]
+        message_id = frame[1] if len(frame) > 1 and isinstance(frame[1], str) else None
+        if message_type == MessageType.Call:
+            await self._route_call(frame, message_id)
+        elif message_type in (MessageType.CallResult, MessageType.CallError):
+            self._route_response(frame, message_id)
+        else:
+            await self._send_error(
+                message_id or "-1", ProtocolError(f"unknown message type id {message_type!r}")
+            )
+
+    async def _route_call(self, frame: list[Any], message_id: str | None) -> None:
+        if message_id is None or len(message_id) > MAX_MESSAGE_ID_LEN:
+            await self._send_error(
+                "-1", ProtocolError("message id must be a string of at most 36 characters")
+            )
+            return
+        if len(frame) != 4 or not isinstance(frame[2], str) or not isinstance(frame[3], dict):
+            await self._send_error(
+                message_id, ProtocolError("a CALL is [2, messageId, action, {payload}]")
+            )
+            return
+        action, payload = frame[2], frame[3]
+        log.info(
+            "received CALL",
+            extra={"cp_id": self.id, "direction": "in", "action": action, "message_id": message_id},
+        )
+        fingerprint = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        previous = self._answered.get(message_id)
+        if previous is not None and previous[0] == fingerprint:
+            # A resend (same id, same content): answer as before, process nothing twice.
+            log.info(
+                "duplicate CALL answered from cache",
+                extra={"cp_id": self.id, "action": action, "message_id": message_id},
+            )
+            await self._connection.send(previous[1])
+            return
+        try:
+            if action not in KNOWN_ACTIONS:
+                raise NotImplementedAction(f"{action!r} is not an OCPP 1.6 action")
+            if action not in self.route_map or "_on_action" not in self.route_map[action]:
+                raise NotSupportedAction(f"{action} is not accepted by this central system")
+            if action != Action.boot_notification and not self._is_accepted():
+                raise SecurityError(
+                    f"{action} before the charge point was accepted by a BootNotification"
+                )
+            validate_request(action, payload)
+        except OCPPError as error:
+            await self._send_error(message_id, error, action=action)
+            return
+        self._current[message_id] = fingerprint
+        call = Call(message_id, action, payload)
+        try:
+            await self._handle_call(call)
+        finally:
+            self._current.pop(message_id, None)
+
+    def _route_response(self, frame: list[Any], message_id: str | None) -> None:
+        if message_id is None:
+            log.warning("response without a message id dropped", extra={"cp_id": self.id})
+            return
+        if frame[0] == MessageType.CallResult and len(frame) == 3:
+            log.info(
+                "received CALLRESULT",
+                extra={"cp_id": self.id, "direction": "in", "message_id": message_id},
+            )
+            self._response_queue.put_nowait(CallResult(message_id, frame[2]))
+        elif frame[0] == MessageType.CallError and len(frame) >= 4:
+            log.warning(
+                "received CALLERROR",
+                extra={
+                    "cp_id": self.id,
+                    "direction": "in",
+                    "message_id": message_id,
+                    "error_code": frame[2],
+                    "description": frame[3] if len(frame) > 3 else "",
+                },
+            )
+            details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
+            self._response_queue.put_nowait(CallError(message_id, frame[2], frame[3], details))
+        else:
+            log.warning(
+                "malformed response dropped", extra={"cp_id": self.id, "message_id": message_id}
+            )
+
+    async def _send_error(self, message_id: str, error: OCPPError, *, action: str = "") -> None:
+        log.warning(
+            "sending CALLERROR",
+            extra={
+                "cp_id": self.id,
+                "direction": "out",
+                "action": action,
+                "message_id": message_id,
+                "error_code": error.code,
+                "description": error.description,
+            },
+        )
+        frame = json.dumps(
+            [MessageType.CallError, message_id, error.code, error.description, error.details or {}],
+            separators=(",", ":"),
+            default=str,
+        )
+        await self._connection.send(frame)
+
+    async def _send(self, message: str) -> None:
+        # Only CALLRESULTs and CALLERRORs of handled calls come through here.
+        try:
+            frame = json.loads(message)
+        except json.JSONDecodeError:
+            frame = []
+        if len(frame) >= 2 and frame[0] in (MessageType.CallResult, MessageType.CallError):
+            message_id = frame[1]
+            if frame[0] == MessageType.CallError:
+                log.warning(
+                    "sending CALLERROR",
+                    extra={
+                        "cp_id": self.id,
+                        "direction": "out",
+                        "message_id": message_id,
+                        "error_code": frame[2],
+                        "description": frame[3],
+                    },
+                )
+            else:
+                log.info(
+                    "sending CALLRESULT",
+                    extra={"cp_id": self.id, "direction": "out", "message_id": message_id},
+                )
+            fingerprint = self._current.get(message_id)
+            if fingerprint is not None and frame[0] == MessageType.CallResult:
+                self._answered[message_id] = (fingerprint, message)
+                while len(self._answered) > DUPLICATE_WINDOW:
+                    self._answered.popitem(last=False)
+        await self._connection.send(message)
+
+    # ---------------------------------------------------------------- outgoing
+    async def send_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a CALL with a camelCase OCPP payload; return the camelCase CALLRESULT payload.
+
+        Raises CallFailedError on a CALLERROR, a timeout or an invalid answer.
+        """
+        from ocpp.v16 import call as call_payloads
+
+        if action not in KNOWN_ACTIONS or not hasattr(call_payloads, action):
+            raise CallFailedError(f"{action!r} is not an OCPP 1.6 central-system action")
+        try:
+            validate_request(action, payload)
+        except OCPPError as exc:
+            raise CallFailedError(
+                f"{action} payload is invalid: {exc.description}", code=exc.code
+            ) from exc
+        message_id = str(uuid.uuid4())
+        call = Call(message_id, action, payload)
+        started = time.monotonic()
+        log.info(
+            "sending CALL",
+            extra={
+                "cp_id": self.id,
+                "direction": "out",
+                "action": action,
+                "message_id": message_id,
+            },
+        )
+        async with self._call_lock:
+            await self._connection.send(call.to_json())
+            try:
+                response = await self._get_specific_response(message_id, self._response_timeout)
+            except TimeoutError as exc:
+                raise CallFailedError(
+                    f"{action}: no answer within {self._response_timeout:g} s", code="Timeout"
+                ) from exc
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if isinstance(response, CallError):
+            raise CallFailedError(
+                f"{action}: charge point answered {response.error_code}: "
+                f"{response.error_description}",
+                code=str(response.error_code),
+            )
+        result: dict[str, Any] = response.payload if isinstance(response.payload, dict) else {}
+        try:
+            validate_response(action, result)
+        except OCPPError as exc:
+            raise CallFailedError(
+                f"{action}: invalid answer: {exc.description}", code=exc.code
+            ) from exc
+        log.info(
+            "call answered",
+            extra={
+                "cp_id": self.id,
+                "action": action,
+                "message_id": message_id,
+                "elapsed_ms": round(elapsed_ms, 1),
+            },
+        )
+        return result

@@ -1,0 +1,89 @@
+"""The command outbox: how the monitor and the CLI ask the CSMS to talk to a charger.
+
+Anything outside the CSMS process writes a ``commands`` row; this worker claims pending
+rows every ``poll_s`` (0.5 s), sends each as an OCPP call from its own task (never from
+inside a handler: the ``ocpp`` library would deadlock until its timeout) and stores the
+answer or the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from csms.domain import CommandRequest
+from csms.errors import GarageGridError
+from csms.ocpp16.server import CentralSystem
+from csms.store.repository import Repository
+
+log = logging.getLogger("csms.outbox")
+
+# The central-system-initiated operations GarageGrid sends (OCPP 1.6 Core + Smart Charging
+# + Remote Trigger profiles).
+OUTBOX_ACTIONS = frozenset(
+    {
+        "RemoteStartTransaction",
+        "RemoteStopTransaction",
+        "Reset",
+        "UnlockConnector",
+        "ChangeAvailability",
+        "ChangeConfiguration",
+        "GetConfiguration",
+        "TriggerMessage",
+        "SetChargingProfile",
+        "ClearChargingProfile",
+        "GetCompositeSchedule",
+        "ClearCache",
+        "DataTransfer",
+    }
+)
+
+
+class OutboxWorker:
+    def __init__(
+        self, repository: Repository, central: CentralSystem, *, poll_s: float = 0.5
+    ) -> None:
+        self._repo = repository
+        self._central = central
+        self._poll_s = poll_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        failed = await self._repo.requeue_interrupted_commands()
+        if failed:
+            log.warning("commands interrupted by a restart marked failed", extra={"count": failed})
+        while True:
+            try:
+                for command in await self._repo.claim_pending_commands():
+                    task = asyncio.create_task(self._execute(command))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+            except GarageGridError:
+                log.exception("outbox poll failed; retrying")
+            await asyncio.sleep(self._poll_s)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _execute(self, command: CommandRequest) -> None:
+        extra = {
+            "cp_id": command.charge_point_id,
+            "action": command.action,
+            "command_id": command.id,
+        }
+        if command.action not in OUTBOX_ACTIONS:
+            error = f"{command.action!r} is not an operation the CSMS can send"
+            log.warning("command refused", extra=extra | {"error": error})
+            await self._repo.complete_command(command.id, error=error)
+            return
+        try:
+            answer = await self._central.call(
+                command.charge_point_id, command.action, dict(command.payload)
+            )
+        except GarageGridError as exc:
+            log.warning("command failed", extra=extra | {"error": str(exc)})
+            await self._repo.complete_command(command.id, error=str(exc))
+            return
+        log.info("command answered", extra=extra | {"answer": answer})
+        await self._repo.complete_command(command.id, response=answer)

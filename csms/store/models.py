@@ -1,0 +1,332 @@
+"""SQLAlchemy 2 ORM models: the single source of truth of GarageGrid.
+
+Every table is created by an Alembic migration (``alembic/versions``); a test checks that
+these models and the migrations agree. Times are stored as timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    types,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(types.TypeDecorator[datetime]):
+    """A DateTime that always comes back timezone-aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored; attach a time zone")
+        from datetime import UTC
+
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        from datetime import UTC
+
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}  # noqa: RUF012
+
+
+class SiteSettings(Base):
+    """The one row (id = 1) of site-wide settings."""
+
+    __tablename__ = "site_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fuse_limit_a: Mapped[float] = mapped_column(Float, default=63.0)
+    margin_a: Mapped[float] = mapped_column(Float, default=2.0)
+    phases: Mapped[int] = mapped_column(Integer, default=3)
+    voltage_v: Mapped[float] = mapped_column(Float, default=230.0)
+    strategy: Mapped[str] = mapped_column(String(32), default="llf")
+    tick_s: Mapped[float] = mapped_column(Float, default=5.0)
+    default_departure: Mapped[str] = mapped_column(String(5), default="07:30")
+    default_energy_kwh: Mapped[float] = mapped_column(Float, default=20.0)
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Oslo")
+    price_per_kwh: Mapped[float] = mapped_column(Float, default=0.0)
+    currency: Mapped[str] = mapped_column(String(8), default="NOK")
+    heartbeat_interval_s: Mapped[int] = mapped_column(Integer, default=300)
+    building_load_max_age_s: Mapped[float] = mapped_column(Float, default=300.0)
+    building_load_worst_case_a: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BuildingLoad(Base):
+    """Readings of the building's other consumption per phase (history kept)."""
+
+    __tablename__ = "building_load"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    measured_at: Mapped[datetime] = mapped_column(index=True)
+    l1_a: Mapped[float] = mapped_column(Float)
+    l2_a: Mapped[float] = mapped_column(Float)
+    l3_a: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(64), default="cli")
+
+
+class ChargePoint(Base):
+    __tablename__ = "charge_points"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(128), default=None)
+    password_hash: Mapped[str | None] = mapped_column(String(256), default=None)
+    max_current_a: Mapped[float] = mapped_column(Float, default=32.0)
+    phases: Mapped[int] = mapped_column(Integer, default=3)
+    wiring: Mapped[str] = mapped_column(String(8), default="L1L2L3")
+    min_current_a: Mapped[float] = mapped_column(Float, default=6.0)
+    # Quirks of real chargers (FIELD-NOTES): which stack level / rate unit they accept.
+    only_stack_level_0: Mapped[bool] = mapped_column(Boolean, default=False)
+    rate_unit: Mapped[str] = mapped_column(String(1), default="A")
+    current_steps_a: Mapped[str | None] = mapped_column(String(128), default=None)
+    auto_registered: Mapped[bool] = mapped_column(Boolean, default=False)
+    vendor: Mapped[str | None] = mapped_column(String(64), default=None)
+    model: Mapped[str | None] = mapped_column(String(64), default=None)
+    serial_number: Mapped[str | None] = mapped_column(String(64), default=None)
+    firmware_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    iccid: Mapped[str | None] = mapped_column(String(32), default=None)
+    imsi: Mapped[str | None] = mapped_column(String(32), default=None)
+    meter_type: Mapped[str | None] = mapped_column(String(64), default=None)
+    meter_serial_number: Mapped[str | None] = mapped_column(String(64), default=None)
+    boot_status: Mapped[str | None] = mapped_column(String(16), default=None)
+    last_boot_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    firmware_status: Mapped[str | None] = mapped_column(String(32), default=None)
+    diagnostics_status: Mapped[str | None] = mapped_column(String(32), default=None)
+    # A charger that rejected or ignored its profile is counted at its maximum.
+    unmanaged: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class Connector(Base):
+    """Latest status per connector (connector 0 = the charge point itself)."""
+
+    __tablename__ = "connectors"
+
+    charge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("charge_points.id", ondelete="CASCADE"), primary_key=True
+    )
+    connector_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str] = mapped_column(String(32), default="NoError")
+    info: Mapped[str | None] = mapped_column(String(64), default=None)
+    vendor_error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    updated_at: Mapped[datetime]
+
+
+class StatusEvent(Base):
+    """Every StatusNotification received (history)."""
+
+    __tablename__ = "status_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("charge_points.id", ondelete="CASCADE"), index=True
+    )
+    connector_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str] = mapped_column(String(32))
+    info: Mapped[str | None] = mapped_column(String(64), default=None)
+    vendor_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    vendor_error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    timestamp: Mapped[datetime | None] = mapped_column(default=None)
+    received_at: Mapped[datetime]
+
+
+class IdTag(Base):
+    __tablename__ = "id_tags"
+
+    id_tag: Mapped[str] = mapped_column(String(20), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    parent_id_tag: Mapped[str | None] = mapped_column(String(20), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+
+class Transaction(Base):
+    """One charging session. The primary key is the OCPP transactionId."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        # A resent StartTransaction (same content, same or new message id) must map to
+        # the same row: OCPP 1.6 section 4.8 plus FIELD-NOTES "Transactions and durability".
+        UniqueConstraint(
+            "charge_point_id",
+            "connector_id",
+            "id_tag",
+            "meter_start_wh",
+            "started_at",
+            name="uq_transactions_start",
+        ),
+        Index("ix_transactions_open", "charge_point_id", "connector_id", "stopped_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("charge_points.id", ondelete="CASCADE"), index=True
+    )
+    connector_id: Mapped[int] = mapped_column(Integer)
+    id_tag: Mapped[str] = mapped_column(String(20))
+    auth_status: Mapped[str] = mapped_column(String(16))
+    reservation_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    meter_start_wh: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    meter_stop_wh: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)
+    stop_reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    stop_id_tag: Mapped[str | None] = mapped_column(String(20), default=None)
+    # Residents' input for load management (defaults come from the site settings).
+    departure_at: Mapped[datetime | None] = mapped_column(default=None)
+    energy_needed_wh: Mapped[float | None] = mapped_column(Float, default=None)
+    ev_model: Mapped[str | None] = mapped_column(String(64), default=None)
+    battery_kwh: Mapped[float | None] = mapped_column(Float, default=None)
+    target_soc: Mapped[float | None] = mapped_column(Float, default=None)
+    flags: Mapped[str | None] = mapped_column(String(255), default=None)
+    created_at: Mapped[datetime]
+
+
+class OrphanStop(Base):
+    """A StopTransaction for a transaction id the CSMS does not know (kept for reconciliation)."""
+
+    __tablename__ = "orphan_stops"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("charge_points.id", ondelete="CASCADE"), index=True
+    )
+    reported_transaction_id: Mapped[int] = mapped_column(BigInteger)
+    id_tag: Mapped[str | None] = mapped_column(String(20), default=None)
+    meter_stop_wh: Mapped[int] = mapped_column(BigInteger)
+    stopped_at: Mapped[datetime]
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    transaction_data: Mapped[Any | None] = mapped_column(JSON, default=None)
+    received_at: Mapped[datetime]
+
+
+class MeterSample(Base):
+    """One sampled value of a MeterValues / transactionData entry, raw and normalised."""
+
+    __tablename__ = "meter_samples"
+    __table_args__ = (
+        Index("ix_meter_samples_cp_time", "charge_point_id", "timestamp"),
+        Index("ix_meter_samples_tx", "transaction_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(ForeignKey("charge_points.id", ondelete="CASCADE"))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    transaction_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    timestamp: Mapped[datetime]
+    measurand: Mapped[str] = mapped_column(String(48))
+    phase: Mapped[str | None] = mapped_column(String(8), default=None)
+    unit: Mapped[str | None] = mapped_column(String(16), default=None)
+    context: Mapped[str | None] = mapped_column(String(32), default=None)
+    location: Mapped[str | None] = mapped_column(String(16), default=None)
+    raw_value: Mapped[str] = mapped_column(String(64))
+    # Normalised: Wh for energy, W for power, A for current, % for SoC, V, Hz, degC.
+    value: Mapped[float | None] = mapped_column(Float, default=None)
+    norm_unit: Mapped[str | None] = mapped_column(String(8), default=None)
+    received_at: Mapped[datetime]
+
+
+class Command(Base):
+    """Outbox of central-system-initiated operations (written by the monitor or the CLI)."""
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(48))
+    payload: Mapped[Any] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    requested_by: Mapped[str] = mapped_column(String(64), default="cli")
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    response: Mapped[Any | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Allocation(Base):
+    """Every limit the controller decided, and what the charge point answered."""
+
+    __tablename__ = "allocations"
+    __table_args__ = (Index("ix_allocations_cp_time", "charge_point_id", "decided_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    decided_at: Mapped[datetime] = mapped_column(index=True)
+    charge_point_id: Mapped[str] = mapped_column(String(64))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    transaction_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    strategy: Mapped[str] = mapped_column(String(32))
+    limit_a: Mapped[float] = mapped_column(Float)
+    sent: Mapped[bool] = mapped_column(Boolean, default=False)
+    answer: Mapped[str | None] = mapped_column(String(32), default=None)
+
+
+class Notification(Base):
+    """A short human message to a resident (limit raised, lowered, paused, resumed...)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    charge_point_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    transaction_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
+    id_tag: Mapped[str | None] = mapped_column(String(20), default=None)
+    kind: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(String(255))
+
+
+class ConnectionEvent(Base):
+    """Connects, disconnects, replaced connections and refused logins (audit trail)."""
+
+    __tablename__ = "connection_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    charge_point_id: Mapped[str] = mapped_column(String(64), index=True)
+    event: Mapped[str] = mapped_column(String(24))
+    remote: Mapped[str | None] = mapped_column(String(64), default=None)
+    detail: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -1,0 +1,787 @@
+"""All reads and writes of the CSMS, one unit of work per call, returning domain types.
+
+Every method opens its own session and commits before it returns, so that whatever a
+CALLRESULT confirms is durable before the charge point gets it. Database failures are
+mapped to :class:`csms.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from csms.auth import hash_password
+from csms.clock import Clock, WallClock
+from csms.domain import (
+    AuthStatus,
+    ChargePointId,
+    ChargePointInfo,
+    CommandRequest,
+    CommandStatus,
+    IdTagInfo,
+    OpenSession,
+    SampledValue,
+    SiteConfig,
+    StartResult,
+    TransactionId,
+)
+from csms.errors import ConfigError, NotFoundError, StoreError
+from csms.meter import normalise
+from csms.store import models as m
+
+SITE_ROW_ID = 1
+# OCPP 1.6 integers are 32-bit in practice; anything beyond 64 bits breaks the database.
+MAX_METER_WH = 2**63 - 1
+
+
+def _site_config(row: m.SiteSettings) -> SiteConfig:
+    return SiteConfig(
+        fuse_limit_a=row.fuse_limit_a,
+        margin_a=row.margin_a,
+        phases=row.phases,
+        voltage_v=row.voltage_v,
+        strategy=row.strategy,
+        tick_s=row.tick_s,
+        default_departure=row.default_departure,
+        default_energy_kwh=row.default_energy_kwh,
+        timezone=row.timezone,
+        price_per_kwh=row.price_per_kwh,
+        currency=row.currency,
+        heartbeat_interval_s=row.heartbeat_interval_s,
+        building_load_max_age_s=row.building_load_max_age_s,
+        building_load_worst_case_a=row.building_load_worst_case_a,
+    )
+
+
+def _charge_point_info(row: m.ChargePoint) -> ChargePointInfo:
+    steps = (
+        tuple(float(s) for s in row.current_steps_a.split(",") if s.strip())
+        if row.current_steps_a
+        else None
+    )
+    return ChargePointInfo(
+        id=ChargePointId(row.id),
+        name=row.name,
+        password_hash=row.password_hash,
+        max_current_a=row.max_current_a,
+        phases=row.phases,
+        wiring=row.wiring,
+        min_current_a=row.min_current_a,
+        only_stack_level_0=row.only_stack_level_0,
+        rate_unit=row.rate_unit,
+        current_steps_a=steps,
+        boot_status=row.boot_status,
+        vendor=row.vendor,
+        model=row.model,
+        firmware_version=row.firmware_version,
+        connected=row.connected,
+        last_seen_at=row.last_seen_at,
+        unmanaged=row.unmanaged,
+    )
+
+
+def _open_session(row: m.Transaction) -> OpenSession:
+    return OpenSession(
+        transaction_id=TransactionId(row.id),
+        charge_point_id=ChargePointId(row.charge_point_id),
+        connector_id=row.connector_id,
+        id_tag=row.id_tag,
+        started_at=row.started_at,
+        meter_start_wh=row.meter_start_wh,
+        departure_at=row.departure_at,
+        energy_needed_wh=row.energy_needed_wh,
+        ev_model=row.ev_model,
+        battery_kwh=row.battery_kwh,
+        target_soc=row.target_soc,
+    )
+
+
+def _sample_rows(
+    charge_point_id: str,
+    connector_id: int,
+    transaction_id: int | None,
+    samples: Iterable[SampledValue],
+    received_at: datetime,
+) -> list[m.MeterSample]:
+    rows = []
+    for s in samples:
+        norm = normalise(s.value, s.measurand, s.unit)
+        rows.append(
+            m.MeterSample(
+                charge_point_id=charge_point_id,
+                connector_id=connector_id,
+                transaction_id=transaction_id,
+                timestamp=s.timestamp,
+                measurand=s.measurand or "Energy.Active.Import.Register",
+                phase=s.phase,
+                unit=s.unit,
+                context=s.context,
+                location=s.location,
+                raw_value=s.value[:64],
+                value=norm.value,
+                norm_unit=norm.unit,
+                received_at=received_at,
+            )
+        )
+    return rows
+
+
+class Repository:
+    """The CSMS's gateway to the database."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock | None = None):
+        self._sessionmaker = sessionmaker
+        self._clock: Clock = clock or WallClock()
+
+    @asynccontextmanager
+    async def _unit(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commit on success, roll back and map errors otherwise."""
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                yield session
+        except (ConfigError, StoreError):
+            raise
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"database unavailable: {exc}") from exc
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    # ------------------------------------------------------------------ site
+    async def site_config(self) -> SiteConfig:
+        async with self._unit() as s:
+            row = await s.get(m.SiteSettings, SITE_ROW_ID)
+            if row is None:
+                row = m.SiteSettings(id=SITE_ROW_ID)
+                s.add(row)
+                await s.flush()
+            return _site_config(row)
+
+    async def update_site(self, **values: Any) -> SiteConfig:
+        """Write site settings (validated by the caller, see csms.settings)."""
+        async with self._unit() as s:
+            row = await s.get(m.SiteSettings, SITE_ROW_ID)
+            if row is None:
+                row = m.SiteSettings(id=SITE_ROW_ID)
+                s.add(row)
+                await s.flush()
+            for key, value in values.items():
+                if not hasattr(row, key):
+                    raise ConfigError(f"unknown site setting {key!r}")
+                setattr(row, key, value)
+            row.updated_at = self.now()
+            await s.flush()
+            return _site_config(row)
+
+    async def record_building_load(
+        self, l1_a: float, l2_a: float, l3_a: float, *, source: str = "cli"
+    ) -> None:
+        async with self._unit() as s:
+            s.add(
+                m.BuildingLoad(
+                    measured_at=self.now(), l1_a=l1_a, l2_a=l2_a, l3_a=l3_a, source=source
+                )
+            )
+
+    async def latest_building_load(self) -> tuple[datetime, tuple[float, float, float]] | None:
+        async with self._unit() as s:
+            row = (
+                await s.execute(
+                    select(m.BuildingLoad).order_by(m.BuildingLoad.measured_at.desc()).limit(1)
+                )
+            ).scalar_one_or_none()
+            if row is None:
+                return None
+            return row.measured_at, (row.l1_a, row.l2_a, row.l3_a)
+
+    # --------------------------------------------------------- charge points
+    async def get_charge_point(self, cp_id: str) -> ChargePointInfo | None:
+        async with self._unit() as s:
+            row = await s.get(m.ChargePoint, cp_id)
+            return _charge_point_info(row) if row else None
+
+    async def list_charge_points(self) -> list[ChargePointInfo]:
+        async with self._unit() as s:
+            rows = (await s.execute(select(m.ChargePoint).order_by(m.ChargePoint.id))).scalars()
+            return [_charge_point_info(r) for r in rows]
+
+    async def add_charge_point(
+        self,
+        cp_id: str,
+        *,
+        max_current_a: float = 32.0,
+        phases: int = 3,
+        wiring: str | None = None,
+        name: str | None = None,
+        password: str | None = None,
+        auto_registered: bool = False,
+        only_stack_level_0: bool = False,
+        rate_unit: str = "A",
+        current_steps_a: Sequence[float] | None = None,
+    ) -> ChargePointInfo:
+        row = m.ChargePoint(
+            id=cp_id,
+            name=name,
+            password_hash=hash_password(password) if password else None,
+            max_current_a=max_current_a,
+            phases=phases,
+            wiring=wiring or ("L1L2L3" if phases == 3 else "L1"),
+            min_current_a=6.0,
+            only_stack_level_0=only_stack_level_0,
+            rate_unit=rate_unit,
+            current_steps_a=",".join(f"{x:g}" for x in current_steps_a)
+            if current_steps_a
+            else None,
+            auto_registered=auto_registered,
+            created_at=self.now(),
+        )
+        try:
+            async with self._unit() as s:
+                s.add(row)
+        except IntegrityError as exc:
+            raise ConfigError(f"charge point {cp_id!r} already exists") from exc
+        return _charge_point_info(row)
+
+    async def update_charge_point(self, cp_id: str, **values: Any) -> ChargePointInfo:
+        async with self._unit() as s:
+            row = await s.get(m.ChargePoint, cp_id)
+            if row is None:
+                raise NotFoundError(f"no charge point {cp_id!r}")
+            if "password" in values:
+                password = values.pop("password")
+                row.password_hash = hash_password(password) if password else None
+            for key, value in values.items():
+                if not hasattr(row, key) or key in {"id", "password_hash"}:
+                    raise ConfigError(f"unknown charge point field {key!r}")
+                setattr(row, key, value)
+            await s.flush()
+            return _charge_point_info(row)
+
+    async def remove_charge_point(self, cp_id: str) -> None:
+        async with self._unit() as s:
+            row = await s.get(m.ChargePoint, cp_id)
+            if row is None:
+                raise NotFoundError(f"no charge point {cp_id!r}")
+            await s.delete(row)
+
+    async def record_connection_event(
+        self, cp_id: str, event: str, *, remote: str | None = None, detail: str | None = None
+    ) -> None:
+        async with self._unit() as s:
+            s.add(
+                m.ConnectionEvent(
+                    at=self.now(),
+                    charge_point_id=cp_id,
+                    event=event,
+                    remote=remote,
+                    detail=(detail or "")[:255] or None,
+                )
+            )
+
+    async def set_connected(self, cp_id: str, connected: bool) -> None:
+        async with self._unit() as s:
+            await s.execute(
+                update(m.ChargePoint)
+                .where(m.ChargePoint.id == cp_id)
+                .values(connected=connected, last_seen_at=self.now())
+            )
+
+    async def mark_all_disconnected(self) -> None:
+        """At CSMS start nothing is connected, whatever an earlier crash left behind."""
+        async with self._unit() as s:
+            await s.execute(update(m.ChargePoint).values(connected=False))
+
+    async def touch(self, cp_id: str) -> None:
+        async with self._unit() as s:
+            await s.execute(
+                update(m.ChargePoint)
+                .where(m.ChargePoint.id == cp_id)
+                .values(last_seen_at=self.now())
+            )
+
+    async def record_boot(self, cp_id: str, status: str, **fields: str | None) -> None:
+        async with self._unit() as s:
+            row = await s.get(m.ChargePoint, cp_id)
+            if row is None:
+                raise NotFoundError(f"no charge point {cp_id!r}")
+            for key, value in fields.items():
+                setattr(row, key, value)
+            row.boot_status = status
+            row.last_boot_at = row.last_seen_at = self.now()
+
+    async def set_charge_point_status_field(self, cp_id: str, field: str, value: str) -> None:
+        if field not in {"firmware_status", "diagnostics_status"}:
+            raise ConfigError(f"not a status field: {field}")
+        async with self._unit() as s:
+            await s.execute(
+                update(m.ChargePoint)
+                .where(m.ChargePoint.id == cp_id)
+                .values({field: value, "last_seen_at": self.now()})
+            )
+
+    async def record_status(
+        self,
+        cp_id: str,
+        connector_id: int,
+        status: str,
+        error_code: str,
+        *,
+        info: str | None = None,
+        vendor_id: str | None = None,
+        vendor_error_code: str | None = None,
+        timestamp: datetime | None = None,
+    ) -> None:
+        now = self.now()
+        async with self._unit() as s:
+            s.add(
+                m.StatusEvent(
+                    charge_point_id=cp_id,
+                    connector_id=connector_id,
+                    status=status,
+                    error_code=error_code,
+                    info=info,
+                    vendor_id=vendor_id,
+                    vendor_error_code=vendor_error_code,
+                    timestamp=timestamp,
+                    received_at=now,
+                )
+            )
+            row = await s.get(m.Connector, (cp_id, connector_id))
+            if row is None:
+                row = m.Connector(charge_point_id=cp_id, connector_id=connector_id, status=status)
+                s.add(row)
+            row.status = status
+            row.error_code = error_code
+            row.info = info
+            row.vendor_error_code = vendor_error_code
+            row.updated_at = timestamp or now
+            await s.execute(
+                update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(last_seen_at=now)
+            )
+
+    async def connector_statuses(self) -> dict[tuple[str, int], str]:
+        async with self._unit() as s:
+            rows = (await s.execute(select(m.Connector))).scalars()
+            return {(r.charge_point_id, r.connector_id): r.status for r in rows}
+
+    # ---------------------------------------------------------------- id tags
+    async def add_id_tag(
+        self,
+        tag: str,
+        *,
+        owner: str | None = None,
+        expires_at: datetime | None = None,
+        parent: str | None = None,
+    ) -> None:
+        try:
+            async with self._unit() as s:
+                s.add(
+                    m.IdTag(
+                        id_tag=tag,
+                        owner=owner,
+                        expires_at=expires_at,
+                        parent_id_tag=parent,
+                        created_at=self.now(),
+                    )
+                )
+        except IntegrityError as exc:
+            raise ConfigError(f"id tag {tag!r} already exists") from exc
+
+    async def list_id_tags(self) -> list[dict[str, Any]]:
+        async with self._unit() as s:
+            rows = (await s.execute(select(m.IdTag).order_by(m.IdTag.id_tag))).scalars()
+            return [
+                {
+                    "id_tag": r.id_tag,
+                    "owner": r.owner,
+                    "parent": r.parent_id_tag,
+                    "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+                    "blocked": r.blocked,
+                }
+                for r in rows
+            ]
+
+    async def set_id_tag_blocked(self, tag: str, blocked: bool = True) -> None:
+        async with self._unit() as s:
+            row = await s.get(m.IdTag, tag)
+            if row is None:
+                raise NotFoundError(f"no id tag {tag!r}")
+            row.blocked = blocked
+
+    async def authorize(self, tag: str) -> IdTagInfo:
+        async with self._unit() as s:
+            return await self._authorize(s, tag)
+
+    async def _authorize(self, s: AsyncSession, tag: str) -> IdTagInfo:
+        row = await s.get(m.IdTag, tag)
+        if row is None:
+            return IdTagInfo(AuthStatus.invalid)
+        if row.blocked:
+            return IdTagInfo(AuthStatus.blocked, parent_id_tag=row.parent_id_tag)
+        if row.expires_at is not None and row.expires_at <= self.now():
+            return IdTagInfo(AuthStatus.expired, row.expires_at, row.parent_id_tag)
+        return IdTagInfo(AuthStatus.accepted, row.expires_at, row.parent_id_tag)
+
+    # ----------------------------------------------------------- transactions
+    async def start_transaction(
+        self,
+        cp_id: str,
+        connector_id: int,
+        id_tag: str,
+        meter_start_wh: int,
+        timestamp: datetime,
+        reservation_id: int | None = None,
+    ) -> StartResult:
+        """Record a StartTransaction; a resend of the same start returns the same id."""
+        for _attempt in range(2):
+            try:
+                return await self._start_transaction(
+                    cp_id, connector_id, id_tag, meter_start_wh, timestamp, reservation_id
+                )
+            except IntegrityError:
+                # Two identical starts raced; the second attempt finds the first row.
+                continue
+        raise StoreError("could not record StartTransaction after a unique-constraint retry")
+
+    async def _start_transaction(
+        self,
+        cp_id: str,
+        connector_id: int,
+        id_tag: str,
+        meter_start_wh: int,
+        timestamp: datetime,
+        reservation_id: int | None,
+    ) -> StartResult:
+        async with self._unit() as s:
+            info = await self._authorize(s, id_tag)
+            existing = (
+                await s.execute(
+                    select(m.Transaction).where(
+                        m.Transaction.charge_point_id == cp_id,
+                        m.Transaction.connector_id == connector_id,
+                        m.Transaction.id_tag == id_tag,
+                        m.Transaction.meter_start_wh == meter_start_wh,
+                        m.Transaction.started_at == timestamp,
+                    )
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return StartResult(
+                    TransactionId(existing.id),
+                    IdTagInfo(
+                        AuthStatus(existing.auth_status), info.expiry_date, info.parent_id_tag
+                    ),
+                    duplicate=True,
+                )
+            if info.status is AuthStatus.accepted:
+                concurrent = (
+                    await s.execute(
+                        select(m.Transaction.id).where(
+                            m.Transaction.id_tag == id_tag,
+                            m.Transaction.stopped_at.is_(None),
+                            ~and_(
+                                m.Transaction.charge_point_id == cp_id,
+                                m.Transaction.connector_id == connector_id,
+                            ),
+                        )
+                    )
+                ).first()
+                if concurrent is not None:
+                    info = IdTagInfo(AuthStatus.concurrent_tx, info.expiry_date, info.parent_id_tag)
+            # A connector has one transaction at a time: an older one still open here lost
+            # its StopTransaction. Close it at this start so the books balance, and flag it.
+            superseded = (
+                (
+                    await s.execute(
+                        select(m.Transaction).where(
+                            m.Transaction.charge_point_id == cp_id,
+                            m.Transaction.connector_id == connector_id,
+                            m.Transaction.stopped_at.is_(None),
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            row = m.Transaction(
+                charge_point_id=cp_id,
+                connector_id=connector_id,
+                id_tag=id_tag,
+                auth_status=info.status.value,
+                reservation_id=reservation_id,
+                meter_start_wh=meter_start_wh,
+                started_at=timestamp,
+                created_at=self.now(),
+            )
+            s.add(row)
+            await s.flush()
+            for old in superseded:
+                old.stopped_at = timestamp
+                old.meter_stop_wh = max(old.meter_start_wh, meter_start_wh)
+                old.stop_reason = "Other"
+                old.flags = f"superseded_by:{row.id}"
+            return StartResult(TransactionId(row.id), info, duplicate=False)
+
+    async def stop_transaction(
+        self,
+        cp_id: str,
+        transaction_id: int,
+        meter_stop_wh: int,
+        timestamp: datetime,
+        *,
+        reason: str | None = None,
+        id_tag: str | None = None,
+        transaction_data: Sequence[SampledValue] = (),
+        raw_transaction_data: Any = None,
+    ) -> tuple[IdTagInfo | None, bool]:
+        """Record a StopTransaction. Returns (idTagInfo to answer, whether it was an orphan)."""
+        now = self.now()
+        async with self._unit() as s:
+            info = await self._authorize(s, id_tag) if id_tag else None
+            row = await s.get(m.Transaction, transaction_id) if transaction_id > 0 else None
+            if row is None or row.charge_point_id != cp_id:
+                s.add(
+                    m.OrphanStop(
+                        charge_point_id=cp_id,
+                        reported_transaction_id=transaction_id,
+                        id_tag=id_tag,
+                        meter_stop_wh=meter_stop_wh,
+                        stopped_at=timestamp,
+                        reason=reason,
+                        transaction_data=raw_transaction_data,
+                        received_at=now,
+                    )
+                )
+                s.add_all(_sample_rows(cp_id, 0, None, transaction_data, now))
+                return info, True
+            if row.stopped_at is None or (row.flags or "").startswith("superseded_by:"):
+                row.stopped_at = timestamp
+                row.meter_stop_wh = meter_stop_wh
+                row.stop_reason = reason or "Local"
+                row.stop_id_tag = id_tag
+                if meter_stop_wh < row.meter_start_wh:
+                    row.flags = _add_flag(row.flags, "meter_stop_below_start")
+                s.add_all(_sample_rows(cp_id, row.connector_id, row.id, transaction_data, now))
+            # else: a resend of a stop already recorded; acknowledge it, store nothing twice.
+            return info, False
+
+    async def add_meter_values(
+        self,
+        cp_id: str,
+        connector_id: int,
+        transaction_id: int | None,
+        samples: Sequence[SampledValue],
+    ) -> None:
+        now = self.now()
+        async with self._unit() as s:
+            tx_id = None
+            if transaction_id is not None:
+                row = await s.get(m.Transaction, transaction_id)
+                if row is not None and row.charge_point_id == cp_id:
+                    tx_id = row.id
+            s.add_all(_sample_rows(cp_id, connector_id, tx_id, samples, now))
+            await s.execute(
+                update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(last_seen_at=now)
+            )
+
+    async def get_transaction(self, transaction_id: int) -> dict[str, Any] | None:
+        async with self._unit() as s:
+            row = await s.get(m.Transaction, transaction_id)
+            if row is None:
+                return None
+            return {c.key: getattr(row, c.key) for c in m.Transaction.__table__.columns}
+
+    async def open_sessions(self) -> list[OpenSession]:
+        async with self._unit() as s:
+            rows = (
+                await s.execute(
+                    select(m.Transaction)
+                    .where(m.Transaction.stopped_at.is_(None))
+                    .order_by(m.Transaction.id)
+                )
+            ).scalars()
+            return [_open_session(r) for r in rows]
+
+    async def set_session_input(
+        self,
+        transaction_id: int,
+        *,
+        departure_at: datetime | None = None,
+        energy_needed_wh: float | None = None,
+        ev_model: str | None = None,
+        battery_kwh: float | None = None,
+        target_soc: float | None = None,
+    ) -> None:
+        async with self._unit() as s:
+            row = await s.get(m.Transaction, transaction_id)
+            if row is None:
+                raise NotFoundError(f"no transaction {transaction_id}")
+            if departure_at is not None:
+                row.departure_at = departure_at
+            if energy_needed_wh is not None:
+                row.energy_needed_wh = energy_needed_wh
+            if ev_model is not None:
+                row.ev_model = ev_model
+            if battery_kwh is not None:
+                row.battery_kwh = battery_kwh
+            if target_soc is not None:
+                row.target_soc = target_soc
+
+    async def sessions_for_export(
+        self, start: datetime | None = None, end: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        async with self._unit() as s:
+            stmt = (
+                select(m.Transaction, m.IdTag.owner)
+                .outerjoin(m.IdTag, m.IdTag.id_tag == m.Transaction.id_tag)
+                .order_by(m.Transaction.started_at, m.Transaction.id)
+            )
+            if start is not None:
+                stmt = stmt.where(m.Transaction.started_at >= start)
+            if end is not None:
+                stmt = stmt.where(m.Transaction.started_at < end)
+            out = []
+            for tx, owner in (await s.execute(stmt)).all():
+                energy = (
+                    tx.meter_stop_wh - tx.meter_start_wh if tx.meter_stop_wh is not None else None
+                )
+                out.append(
+                    {
+                        "transaction_id": tx.id,
+                        "charge_point_id": tx.charge_point_id,
+                        "connector_id": tx.connector_id,
+                        "id_tag": tx.id_tag,
+                        "owner": owner,
+                        "started_at": tx.started_at.isoformat(),
+                        "stopped_at": tx.stopped_at.isoformat() if tx.stopped_at else None,
+                        "meter_start_wh": tx.meter_start_wh,
+                        "meter_stop_wh": tx.meter_stop_wh,
+                        "energy_wh": energy,
+                        "stop_reason": tx.stop_reason,
+                    }
+                )
+            return out
+
+    # --------------------------------------------------------------- commands
+    async def enqueue_command(
+        self, cp_id: str, action: str, payload: dict[str, Any], *, requested_by: str = "cli"
+    ) -> int:
+        async with self._unit() as s:
+            row = m.Command(
+                charge_point_id=cp_id,
+                action=action,
+                payload=payload,
+                status=CommandStatus.pending.value,
+                requested_by=requested_by,
+                created_at=self.now(),
+            )
+            s.add(row)
+            await s.flush()
+            return row.id
+
+    async def claim_pending_commands(self, limit: int = 50) -> list[CommandRequest]:
+        """Mark pending commands as being sent and return them, oldest first."""
+        async with self._unit() as s:
+            rows = (
+                (
+                    await s.execute(
+                        select(m.Command)
+                        .where(m.Command.status == CommandStatus.pending.value)
+                        .order_by(m.Command.id)
+                        .limit(limit)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            now = self.now()
+            for row in rows:
+                row.status = CommandStatus.sending.value
+                row.sent_at = now
+            return [
+                CommandRequest(row.id, ChargePointId(row.charge_point_id), row.action, row.payload)
+                for row in rows
+            ]
+
+    async def complete_command(
+        self, command_id: int, *, response: Any = None, error: str | None = None
+    ) -> None:
+        async with self._unit() as s:
+            row = await s.get(m.Command, command_id)
+            if row is None:
+                raise NotFoundError(f"no command {command_id}")
+            row.status = (CommandStatus.failed if error else CommandStatus.done).value
+            row.response = json.loads(json.dumps(response, default=str))
+            row.error = error
+            row.completed_at = self.now()
+
+    async def get_command(self, command_id: int) -> dict[str, Any] | None:
+        async with self._unit() as s:
+            row = await s.get(m.Command, command_id)
+            if row is None:
+                return None
+            return {c.key: getattr(row, c.key) for c in m.Command.__table__.columns}
+
+    async def requeue_interrupted_commands(self) -> int:
+        """Commands left 'sending' by a crash are failed: resending a Reset twice is worse."""
+        async with self._unit() as s:
+            result = await s.execute(
+                update(m.Command)
+                .where(m.Command.status == CommandStatus.sending.value)
+                .values(
+                    status=CommandStatus.failed.value,
+                    error="CSMS stopped before the answer arrived",
+                    completed_at=self.now(),
+                )
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    # ---------------------------------------------- allocations, notifications
+    async def record_allocations(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        async with self._unit() as s:
+            s.add_all(m.Allocation(**r) for r in rows)
+
+    async def add_notification(
+        self,
+        kind: str,
+        message: str,
+        *,
+        charge_point_id: str | None = None,
+        transaction_id: int | None = None,
+        id_tag: str | None = None,
+    ) -> None:
+        async with self._unit() as s:
+            s.add(
+                m.Notification(
+                    created_at=self.now(),
+                    kind=kind,
+                    message=message[:255],
+                    charge_point_id=charge_point_id,
+                    transaction_id=transaction_id,
+                    id_tag=id_tag,
+                )
+            )
+
+    async def count(self, model: type[m.Base]) -> int:
+        async with self._unit() as s:
+            return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+def _add_flag(flags: str | None, flag: str) -> str:
+    parts = [f for f in (flags or "").split(",") if f]
+    if flag not in parts:
+        parts.append(flag)
+    return ",".join(parts)
