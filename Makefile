@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DB ?= garagegrid.db
 export GARAGEGRID_DATABASE_URL ?= sqlite+aiosqlite:///$(DB)
 
-.PHONY: demo test lint typecheck pytest venv bench clean
+.PHONY: demo test lint typecheck pytest venv bench clean test-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,24 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+# Test-only tools outside PyPI: an independent OCPP implementation (npm: ocpp-rpc) and
+# Debian's Chromium + ChromeDriver for the monitor's real-browser smoke test.
+NODE_STAMP := tests/strict_cp/node_modules/.installed
+$(NODE_STAMP): tests/strict_cp/package-lock.json
+	cd tests/strict_cp && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+BROWSER_STAMP := $(VENV)/.browser
+$(BROWSER_STAMP): | $(STAMP)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		echo "installing Debian chromium + chromium-driver (needs root)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	fi
+	touch $(BROWSER_STAMP)
+
+test-deps: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
+
+pytest: test-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -37,4 +54,4 @@ bench: $(STAMP)
 	$(BIN)/csms bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/strict_cp/node_modules

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ class RawChargePoint:
         self.handlers: dict[str, ServerCallHandler] = {}
         self.server_calls: list[tuple[str, dict[str, Any]]] = []
         self.unmatched: list[list[Any]] = []
+        self._answering: set[asyncio.Task[None]] = set()
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
@@ -59,7 +61,9 @@ class RawChargePoint:
         async for raw in self.ws:
             frame = json.loads(raw)
             if frame[0] == 2:
-                asyncio.create_task(self._answer(frame))
+                task = asyncio.create_task(self._answer(frame))
+                self._answering.add(task)
+                task.add_done_callback(self._answering.discard)
             elif frame[1] in self._waiting:
                 self._waiting.pop(frame[1]).set_result(frame)
             else:
@@ -103,7 +107,5 @@ class RawChargePoint:
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._reader
-        except (asyncio.CancelledError, Exception):
-            pass
