@@ -1,0 +1,1 @@
+"""One module per family of strategies; :mod:`csms.scheduler.registry` names them."""
