@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Self
 
 from csms.clock import Clock, make_clock
+from csms.controller.service import Controller
 from csms.events import EventBus
 from csms.ocpp16.server import CentralSystem, make_ssl_context
 from csms.outbox import OutboxWorker
@@ -55,6 +56,11 @@ class CsmsApp:
             response_timeout_s=config.response_timeout_s,
         )
         self.outbox = OutboxWorker(self.repository, self.central, poll_s=config.outbox_poll_s)
+        self.controller = (
+            Controller(self.repository, self.central, self.events, self.clock)
+            if config.controller
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -72,6 +78,8 @@ class CsmsApp:
         )
         await self.central.start(self.config.host, self.config.port, ssl_context=ssl_context)
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        if self.controller is not None:
+            self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
         log.info(
             "CSMS listening",
             extra={
@@ -81,6 +89,7 @@ class CsmsApp:
                 "auto_register": self.config.auto_register,
                 "database": self.engine.url.render_as_string(hide_password=True),
                 "speed": self.clock.speed,
+                "load_management": self.controller is not None,
             },
         )
 

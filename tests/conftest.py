@@ -16,6 +16,8 @@ def db_url(tmp_path: Path) -> str:
 
 
 async def start_app(db_url: str, **overrides: object) -> CsmsApp:
+    """The real CSMS on 127.0.0.1, a free port; load management only when asked for."""
+    overrides.setdefault("controller", False)
     config = ServeConfig(
         database_url=db_url,
         host="127.0.0.1",

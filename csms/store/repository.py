@@ -747,6 +747,91 @@ class Repository:
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
+    # ------------------------------------------------------------ controller
+    async def connectors_by_charge_point(self) -> dict[str, tuple[int, ...]]:
+        """Connector ids (> 0) each charge point has reported a status for."""
+        async with self._unit() as s:
+            rows = (
+                await s.execute(
+                    select(m.Connector.charge_point_id, m.Connector.connector_id).where(
+                        m.Connector.connector_id > 0
+                    )
+                )
+            ).all()
+        out: dict[str, list[int]] = {}
+        for cp_id, connector_id in rows:
+            out.setdefault(cp_id, []).append(connector_id)
+        return {k: tuple(sorted(v)) for k, v in out.items()}
+
+    async def latest_readings(
+        self, transaction_ids: Sequence[int]
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """(latest energy register in Wh, latest SoC as a fraction) per transaction."""
+        if not transaction_ids:
+            return {}, {}
+        energy: dict[int, float] = {}
+        soc: dict[int, float] = {}
+        async with self._unit() as s:
+            rows = await s.execute(
+                select(
+                    m.MeterSample.transaction_id,
+                    m.MeterSample.measurand,
+                    func.max(m.MeterSample.value),
+                )
+                .where(
+                    m.MeterSample.transaction_id.in_(transaction_ids),
+                    m.MeterSample.measurand == "Energy.Active.Import.Register",
+                    m.MeterSample.phase.is_(None),
+                )
+                .group_by(m.MeterSample.transaction_id, m.MeterSample.measurand)
+            )
+            for tx_id, _measurand, value in rows:
+                if tx_id is not None and value is not None:
+                    energy[tx_id] = float(value)
+            latest_soc = (
+                select(m.MeterSample.transaction_id, func.max(m.MeterSample.id).label("last_id"))
+                .where(
+                    m.MeterSample.transaction_id.in_(transaction_ids),
+                    m.MeterSample.measurand == "SoC",
+                )
+                .group_by(m.MeterSample.transaction_id)
+                .subquery()
+            )
+            soc_rows = await s.execute(
+                select(m.MeterSample.transaction_id, m.MeterSample.value).join(
+                    latest_soc, m.MeterSample.id == latest_soc.c.last_id
+                )
+            )
+            for soc_tx, soc_value in soc_rows:
+                if soc_tx is not None and soc_value is not None:
+                    soc[soc_tx] = float(soc_value) / 100.0
+        return energy, soc
+
+    async def last_accepted_limits(self) -> dict[tuple[str, int], float]:
+        """The last limit each open transaction's charger accepted (for a restart)."""
+        async with self._unit() as s:
+            last = (
+                select(m.Allocation.transaction_id, func.max(m.Allocation.id).label("last_id"))
+                .where(m.Allocation.sent.is_(True), m.Allocation.answer == "Accepted")
+                .group_by(m.Allocation.transaction_id)
+                .subquery()
+            )
+            rows = await s.execute(
+                select(
+                    m.Allocation.charge_point_id, m.Allocation.connector_id, m.Allocation.limit_a
+                )
+                .join(last, m.Allocation.id == last.c.last_id)
+                .join(m.Transaction, m.Transaction.id == m.Allocation.transaction_id)
+                .where(m.Transaction.stopped_at.is_(None))
+            )
+            return {(cp, conn): float(limit) for cp, conn, limit in rows}
+
+    async def set_unmanaged(self, cp_id: str, unmanaged: bool) -> None:
+        async with self._unit() as s:
+            await s.execute(
+                update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(unmanaged=unmanaged)
+            )
+
     # ---------------------------------------------- allocations, notifications
     async def record_allocations(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:

@@ -1,0 +1,303 @@
+"""Pure planning for the controller: no I/O, no asyncio.
+
+The fuse invariant (FIELD-NOTES, "Smart charging"): at every instant, also while the CSMS
+is down, the sum over all connectors of what each may draw — the TxProfile of a running
+transaction, else the TxDefaultProfile a newly plugged car would start under — stays
+under fuse - margin - building load on every phase. So:
+
+- every idle connector keeps a reservation equal to its TxDefaultProfile (6 A when the
+  site can give every connector 6 A at once, else 0 A: a new car then waits for its own
+  TxProfile, at most one tick);
+- a charger that is offline with a running transaction keeps its last TxProfile, and one
+  that ignores or rejects profiles may draw its maximum: both are reserved, not planned;
+- changes are applied lowering first, raising only once every lowered charger accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from csms.domain import PHASES, ChargePointInfo, OpenSession, SiteConfig
+from csms.scheduler import MIN_CURRENT_A, ConnectorSpec, RateUnit, SessionDemand, SiteLimits
+
+ConnectorKey = tuple[str, int]
+# Limits that differ by less than this are not re-sent (deadband); pausing and resuming
+# are always sent.
+DEADBAND_A = 1.0
+# A departure that has passed while the car is still plugged in counts as this soon.
+OVERDUE_DEPARTURE_S = 300.0
+
+
+@dataclass(frozen=True)
+class StationState:
+    info: ChargePointInfo
+    connector_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the controller needs from the store for one decision."""
+
+    now: datetime
+    site: SiteConfig
+    building_load_a: tuple[float, float, float] | None
+    building_load_at: datetime | None
+    stations: Sequence[StationState]
+    sessions: Sequence[OpenSession]
+    delivered_wh: Mapping[int, float] = field(default_factory=dict)
+    soc: Mapping[int, float] = field(default_factory=dict)
+    drawn_a: Mapping[ConnectorKey, tuple[float, ...]] = field(default_factory=dict)
+    last_sent_a: Mapping[ConnectorKey, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    site: SiteLimits
+    connectors: tuple[ConnectorSpec, ...]
+    demands: tuple[SessionDemand, ...]
+    default_a: float
+    reserved_a: tuple[float, float, float]
+    session_by_key: Mapping[ConnectorKey, OpenSession]
+
+
+def wiring_tuple(wiring: str) -> tuple[str, ...]:
+    return tuple(wiring[i : i + 2] for i in range(0, len(wiring), 2))
+
+
+def phase_indexes(wiring: str, phases_used: int | None = None) -> list[int]:
+    parts = wiring_tuple(wiring)
+    if phases_used is not None:
+        parts = parts[:phases_used]
+    return [PHASES.index(p) for p in parts]
+
+
+def effective_building_load(snapshot: Snapshot) -> tuple[float, float, float]:
+    """The latest building load, or the configured worst case when it is missing or stale."""
+    site = snapshot.site
+    worst = site.building_load_worst_case_a
+    if snapshot.building_load_a is None or snapshot.building_load_at is None:
+        return (worst, worst, worst)
+    age_s = (snapshot.now - snapshot.building_load_at).total_seconds()
+    if age_s > site.building_load_max_age_s:
+        return (worst, worst, worst)
+    return snapshot.building_load_a
+
+
+def capacity_a(site: SiteConfig, building: tuple[float, float, float]) -> tuple[float, ...]:
+    return tuple(max(0.0, site.fuse_limit_a - site.margin_a - b) for b in building)
+
+
+def default_limit_a(snapshot: Snapshot, building: tuple[float, float, float]) -> float:
+    """The TxDefaultProfile limit every connector gets: 6 A if all fit at once, else 0 A."""
+    capacity = capacity_a(snapshot.site, building)
+    per_phase = [0, 0, 0]
+    for station in snapshot.stations:
+        for index in phase_indexes(station.info.wiring):
+            per_phase[index] += len(station.connector_ids)
+    if all(n * MIN_CURRENT_A <= c for n, c in zip(per_phase, capacity, strict=True)):
+        return MIN_CURRENT_A
+    return 0.0
+
+
+def departure_for(session: OpenSession, site: SiteConfig, now: datetime) -> datetime:
+    """The resident's departure, else the site default (next HH:MM after arrival)."""
+    if session.departure_at is not None:
+        departure = session.departure_at
+    else:
+        zone = ZoneInfo(site.timezone)
+        local_start = session.started_at.astimezone(zone)
+        hour, minute = (int(x) for x in site.default_departure.split(":"))
+        candidate = datetime.combine(local_start.date(), time(hour, minute), zone)
+        if candidate - local_start < timedelta(hours=1):
+            candidate += timedelta(days=1)
+        departure = candidate
+    return max(departure, now + timedelta(seconds=OVERDUE_DEPARTURE_S))
+
+
+def energy_needed_wh(
+    session: OpenSession,
+    site: SiteConfig,
+    delivered_wh: float,
+    soc: float | None,
+    battery_kwh: float | None,
+) -> float:
+    """What the car still needs: the resident's kWh, else target SoC, else the site default."""
+    if session.energy_needed_wh is not None:
+        return max(0.0, session.energy_needed_wh - delivered_wh)
+    if session.target_soc is not None and battery_kwh and soc is not None:
+        return max(0.0, (session.target_soc - soc) * battery_kwh * 1000)
+    return max(0.0, site.default_energy_kwh * 1000 - delivered_wh)
+
+
+def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, int]]) -> Plan:
+    """Turn a snapshot into scheduler input. ``ev_lookup``: model -> (kWh, max A, phases)."""
+    building = effective_building_load(snapshot)
+    default_a = default_limit_a(snapshot, building)
+    reserved = [0.0, 0.0, 0.0]
+    open_by_key = {(s.charge_point_id, s.connector_id): s for s in snapshot.sessions}
+    connectors: list[ConnectorSpec] = []
+    demands: list[SessionDemand] = []
+    session_by_key: dict[ConnectorKey, OpenSession] = {}
+    for station in snapshot.stations:
+        info = station.info
+        keys = {(info.id, c) for c in station.connector_ids} | {
+            k for k in open_by_key if k[0] == info.id
+        }
+        for key in sorted(keys):
+            session = open_by_key.get(key)
+            if session is None:
+                _reserve(reserved, info.wiring, default_a)
+                continue
+            if info.unmanaged:
+                _reserve(reserved, info.wiring, info.max_current_a)
+                continue
+            if not info.connected:
+                held = snapshot.last_sent_a.get(key, default_a)
+                _reserve(reserved, info.wiring, held)
+                continue
+            connectors.append(
+                ConnectorSpec(
+                    station_id=info.id,
+                    connector_id=key[1],
+                    max_current_a=info.max_current_a,
+                    phases=info.phases,
+                    wiring=wiring_tuple(info.wiring),
+                    min_current_a=max(MIN_CURRENT_A, info.min_current_a),
+                    current_steps_a=info.current_steps_a,
+                    rate_unit=RateUnit(info.rate_unit),
+                )
+            )
+            ev = ev_lookup.get(session.ev_model or "")
+            battery_kwh = session.battery_kwh or (ev[0] if ev else None)
+            tx = session.transaction_id
+            demands.append(
+                SessionDemand(
+                    connector=key,
+                    arrival_at=min(session.started_at, snapshot.now),
+                    departure_at=departure_for(session, snapshot.site, snapshot.now),
+                    energy_needed_wh=energy_needed_wh(
+                        session,
+                        snapshot.site,
+                        snapshot.delivered_wh.get(tx, 0.0),
+                        snapshot.soc.get(tx),
+                        battery_kwh,
+                    ),
+                    drawn_a=snapshot.drawn_a.get(key),
+                    last_limit_a=snapshot.last_sent_a.get(key),
+                    ev_max_current_a=ev[1] if ev else None,
+                    ev_phases=ev[2] if ev else None,
+                )
+            )
+            session_by_key[key] = session
+    load = tuple(b + r for b, r in zip(building, reserved, strict=True))
+    site = SiteLimits(
+        fuse_limit_a=snapshot.site.fuse_limit_a,
+        margin_a=snapshot.site.margin_a,
+        building_load_a=(load[0], load[1], load[2]),
+        voltage_v=snapshot.site.voltage_v,
+    )
+    return Plan(
+        site=site,
+        connectors=tuple(connectors),
+        demands=tuple(demands),
+        default_a=default_a,
+        reserved_a=(reserved[0], reserved[1], reserved[2]),
+        session_by_key=session_by_key,
+    )
+
+
+def _reserve(reserved: list[float], wiring: str, amps: float) -> None:
+    for index in phase_indexes(wiring):
+        reserved[index] += amps
+
+
+@dataclass(frozen=True)
+class Change:
+    key: ConnectorKey
+    transaction_id: int
+    previous_a: float | None
+    limit_a: float
+
+    @property
+    def lowering(self) -> bool:
+        return self.previous_a is None or self.limit_a < self.previous_a
+
+
+def changes_to_send(
+    limits: Mapping[ConnectorKey, float],
+    last_sent: Mapping[ConnectorKey, float],
+    sessions: Mapping[ConnectorKey, OpenSession],
+) -> tuple[list[Change], list[Change]]:
+    """(lowering, raising) changes beyond the deadband; a first limit counts as lowering."""
+    lowering: list[Change] = []
+    raising: list[Change] = []
+    for key, limit in sorted(limits.items()):
+        session = sessions.get(key)
+        if session is None:
+            continue
+        previous = last_sent.get(key)
+        if previous is not None:
+            paused_now, paused_before = limit <= 0, previous <= 0
+            if paused_now == paused_before and abs(limit - previous) < DEADBAND_A:
+                continue
+        change = Change(key, session.transaction_id, previous, limit)
+        (lowering if change.lowering else raising).append(change)
+    return lowering, raising
+
+
+def notification_for(previous_a: float | None, limit_a: float) -> tuple[str, str] | None:
+    """(kind, message) for a resident when their limit changes (thesis 3.3)."""
+    if previous_a is None:
+        if limit_a <= 0:
+            return "paused", "Waiting for power: the garage is at its limit right now."
+        return "started", f"Charging at {limit_a:g} A."
+    if limit_a <= 0 < previous_a:
+        return "paused", "Charging paused: the garage is crowded; you will resume as others finish."
+    if previous_a <= 0 < limit_a:
+        return "resumed", f"Charging resumed at {limit_a:g} A."
+    if limit_a > previous_a:
+        return "raised", f"Power raised to {limit_a:g} A: the garage is quieter."
+    if limit_a < previous_a:
+        return "lowered", f"Power lowered to {limit_a:g} A: the garage is busy."
+    return None
+
+
+def draws_above_limit(drawn_a: Iterable[float], limit_a: float) -> bool:
+    """True when a measured current is clearly above the limit the charger accepted."""
+    tolerance = max(1.0, 0.1 * limit_a)
+    return any(a > limit_a + tolerance for a in drawn_a if math.isfinite(a))
+
+
+def inputs_fingerprint(snapshot: Snapshot) -> tuple[object, ...]:
+    """What, when changed by someone else (settings, residents, stations), triggers a replan."""
+    return (
+        snapshot.site,
+        effective_building_load(snapshot),
+        tuple(
+            (
+                s.info.id,
+                s.info.max_current_a,
+                s.info.phases,
+                s.info.wiring,
+                s.info.connected,
+                s.info.unmanaged,
+                s.connector_ids,
+            )
+            for s in snapshot.stations
+        ),
+        tuple(
+            (
+                s.transaction_id,
+                s.departure_at,
+                s.energy_needed_wh,
+                s.ev_model,
+                s.battery_kwh,
+                s.target_soc,
+            )
+            for s in snapshot.sessions
+        ),
+    )

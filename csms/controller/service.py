@@ -1,0 +1,496 @@
+"""The controller loop of `csms serve`.
+
+Every tick (site setting, simulated seconds) and at once on events — a transaction
+starts or stops, a connector changes status, a charger boots, or someone else changes
+the settings, the building load or a resident's input (noticed within a second) — it
+reads the store, runs the selected strategy and sends what changed as TxProfiles,
+lowering before raising. Every limit sent is recorded with the charger's answer, and
+residents get a notification when their limit is raised, lowered, paused or resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from csms.clock import Clock
+from csms.controller.planning import (
+    Change,
+    ConnectorKey,
+    Plan,
+    Snapshot,
+    StationState,
+    build_plan,
+    changes_to_send,
+    draws_above_limit,
+    inputs_fingerprint,
+    notification_for,
+)
+from csms.domain import PHASES, ChargePointInfo
+from csms.errors import CallFailedError, ConfigError, GarageGridError
+from csms.events import (
+    ChargePointBooted,
+    ChargePointConnected,
+    ConnectorStatusChanged,
+    Event,
+    EventBus,
+    MeterSampled,
+    TransactionStarted,
+    TransactionStopped,
+)
+from csms.ocpp16.server import CentralSystem
+from csms.profiles import (
+    ChargingProfilePurpose,
+    ChargingRateUnit,
+    default_profile,
+    profile_to_ocpp,
+    tx_profile,
+)
+from csms.scheduler import allocate
+from csms.store.repository import Repository
+
+log = logging.getLogger("csms.controller")
+
+# Profile ids GarageGrid owns on every charger (a new profile with the same id replaces
+# the old one, OCPP 1.6 section 3.13.2).
+CHARGE_POINT_MAX_PROFILE_ID = 1
+TX_DEFAULT_PROFILE_ID = 2
+TX_PROFILE_ID_BASE = 100  # + connector id
+TX_STACK_LEVEL = 1
+# How often other processes' changes (monitor, CLI) are looked for, in real seconds.
+POLL_S = 1.0
+# A charger whose measured current exceeds its accepted limit this many samples in a row,
+# after this much simulated time to settle, is counted at its maximum from then on.
+NONCOMPLIANT_SAMPLES = 3
+SETTLE_S = 30.0
+
+
+@dataclass
+class _Sent:
+    limit_a: float
+    at: datetime
+    accepted: bool
+
+
+class Controller:
+    def __init__(
+        self,
+        repository: Repository,
+        central: CentralSystem,
+        events: EventBus,
+        clock: Clock,
+        *,
+        ev_lookup: Mapping[str, tuple[float, float, int]] | None = None,
+    ) -> None:
+        self._repo = repository
+        self._central = central
+        self._clock = clock
+        self._queue = events.subscribe()
+        self._ev_lookup = dict(ev_lookup) if ev_lookup is not None else _catalogue()
+        self._sent: dict[ConnectorKey, _Sent] = {}
+        self._defaults_sent: dict[str, float] = {}
+        self._drawn: dict[ConnectorKey, tuple[float, ...]] = {}
+        self._energy: dict[int, float] = {}
+        self._soc: dict[int, float] = {}
+        self._strikes: dict[ConnectorKey, int] = {}
+        self._fingerprint: tuple[object, ...] | None = None
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.plans = 0
+        self.last_plan: Plan | None = None
+        self.last_limits: dict[ConnectorKey, float] = {}
+
+    # ------------------------------------------------------------ running
+    async def run(self) -> None:
+        await self._restore()
+        consumer = asyncio.create_task(self._consume_events(), name="controller-events")
+        try:
+            next_tick = 0.0
+            while True:
+                site = await self._safe(self._repo.site_config())
+                tick_s = site.tick_s if site else 5.0
+                real_tick_s = tick_s / self._clock.speed
+                now = time.monotonic()
+                due = now >= next_tick
+                if not due:
+                    snapshot = await self._safe(self._snapshot())
+                    if snapshot is not None and inputs_fingerprint(snapshot) != self._fingerprint:
+                        due = True
+                if due or self._wake.is_set():
+                    self._wake.clear()
+                    await self.plan_once()
+                    next_tick = time.monotonic() + real_tick_s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), min(POLL_S, max(0.05, next_tick - time.monotonic()))
+                    )
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+            for task in list(self._tasks):
+                task.cancel()
+
+    async def _safe(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except GarageGridError:
+            log.exception("controller could not read the store")
+            return None
+
+    async def _restore(self) -> None:
+        """After a restart: what each running charger last accepted stays in force."""
+        try:
+            accepted = await self._repo.last_accepted_limits()
+        except GarageGridError:
+            log.exception("could not restore the last limits")
+            return
+        now = self._clock.now()
+        for key, limit in accepted.items():
+            self._sent[key] = _Sent(limit, now, True)
+
+    async def _consume_events(self) -> None:
+        while True:
+            event = await self._queue.get()
+            self._on_event(event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, MeterSampled):
+            self._on_meter(event)
+            return
+        if isinstance(event, ChargePointBooted | ChargePointConnected):
+            self._spawn(self._send_defaults(event.charge_point_id, force=True))
+        if isinstance(
+            event,
+            TransactionStarted | TransactionStopped | ConnectorStatusChanged | ChargePointBooted,
+        ):
+            self._wake.set()
+
+    def _on_meter(self, event: MeterSampled) -> None:
+        key = (event.charge_point_id, event.connector_id)
+        if event.current_import_a:
+            drawn = tuple(event.current_import_a.get(p, 0.0) for p in PHASES)
+            self._drawn[key] = drawn
+            self._check_compliance(key, drawn, event.timestamp)
+        if event.transaction_id is not None:
+            if event.energy_wh is not None:
+                self._energy[event.transaction_id] = event.energy_wh
+            if event.soc_percent is not None:
+                self._soc[event.transaction_id] = event.soc_percent / 100.0
+
+    def _check_compliance(self, key: ConnectorKey, drawn: tuple[float, ...], at: datetime) -> None:
+        sent = self._sent.get(key)
+        if sent is None or not sent.accepted or (at - sent.at).total_seconds() < SETTLE_S:
+            return
+        if not draws_above_limit(drawn, sent.limit_a):
+            self._strikes.pop(key, None)
+            return
+        self._strikes[key] = self._strikes.get(key, 0) + 1
+        if self._strikes[key] == NONCOMPLIANT_SAMPLES:
+            self._spawn(
+                self._mark_unmanaged(
+                    key[0],
+                    f"Charger {key[0]} draws {max(drawn):.1f} A above its {sent.limit_a:g} A "
+                    "limit; it is counted at its maximum until a manager checks it.",
+                )
+            )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def request_plan(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------ planning
+    async def _snapshot(self) -> Snapshot:
+        site = await self._repo.site_config()
+        stations = await self._repo.list_charge_points()
+        connectors = await self._repo.connectors_by_charge_point()
+        sessions = await self._repo.open_sessions()
+        building = await self._repo.latest_building_load()
+        energy, soc = self._energy, self._soc
+        missing = [s.transaction_id for s in sessions if s.transaction_id not in energy]
+        if missing:
+            db_energy, db_soc = await self._repo.latest_readings(missing)
+            energy = energy | db_energy
+            soc = db_soc | soc
+        return Snapshot(
+            now=self._clock.now(),
+            site=site,
+            building_load_a=building[1] if building else None,
+            building_load_at=building[0] if building else None,
+            stations=[StationState(info, connectors.get(info.id, (1,))) for info in stations],
+            sessions=sessions,
+            delivered_wh={
+                s.transaction_id: energy[s.transaction_id] - s.meter_start_wh
+                for s in sessions
+                if s.transaction_id in energy
+            },
+            soc=soc,
+            drawn_a=self._drawn,
+            last_sent_a={k: v.limit_a for k, v in self._sent.items()},
+        )
+
+    async def plan_once(self) -> dict[ConnectorKey, float]:
+        """Read, allocate, send. Returns the limits decided (also on partial failures)."""
+        try:
+            snapshot = await self._snapshot()
+        except GarageGridError:
+            log.exception("controller could not read the store; keeping current limits")
+            return {}
+        self._fingerprint = inputs_fingerprint(snapshot)
+        self._forget_finished(snapshot)
+        plan = build_plan(snapshot, self._ev_lookup)
+        try:
+            allocation = allocate(
+                snapshot.site.strategy,
+                plan.site,
+                plan.connectors,
+                plan.demands,
+                snapshot.now,
+                tick_s=snapshot.site.tick_s,
+            )
+        except ConfigError:
+            log.exception("scheduler refused its input; keeping current limits")
+            return {}
+        limits = {k: float(v) for k, v in allocation.limits_a.items()}
+        self.plans += 1
+        self.last_plan = plan
+        self.last_limits = limits
+        if allocation.diagnostics.fallback:
+            log.warning(
+                "strategy fell back",
+                extra={
+                    "strategy": snapshot.site.strategy,
+                    "fallback": allocation.diagnostics.fallback,
+                    "reason": allocation.diagnostics.fallback_reason,
+                },
+            )
+        stations: dict[str, ChargePointInfo] = {s.info.id: s.info for s in snapshot.stations}
+        for cp_id in {k[0] for k in plan.session_by_key} | set(stations):
+            info = stations.get(cp_id)
+            if (
+                info is not None
+                and info.connected
+                and not info.unmanaged
+                and self._defaults_sent.get(cp_id) != plan.default_a
+            ):
+                await self._send_defaults(cp_id, default_a=plan.default_a, info=info)
+        lowering, raising = changes_to_send(
+            limits, {k: v.limit_a for k, v in self._sent.items()}, plan.session_by_key
+        )
+        ok = await self._apply(lowering, stations, snapshot, allocation.strategy)
+        if ok:
+            await self._apply(raising, stations, snapshot, allocation.strategy)
+        elif raising:
+            log.warning(
+                "raising postponed: a lowered charger did not accept",
+                extra={"postponed": len(raising)},
+            )
+            self._wake.set()
+        return limits
+
+    def _forget_finished(self, snapshot: Snapshot) -> None:
+        open_keys = {(s.charge_point_id, s.connector_id) for s in snapshot.sessions}
+        for key in [k for k in self._sent if k not in open_keys]:
+            del self._sent[key]
+            self._strikes.pop(key, None)
+        open_tx = {s.transaction_id for s in snapshot.sessions}
+        for cache in (self._energy, self._soc):
+            for tx in [t for t in cache if t not in open_tx]:
+                del cache[tx]
+
+    async def _apply(
+        self,
+        changes: list[Change],
+        stations: Mapping[str, ChargePointInfo],
+        snapshot: Snapshot,
+        strategy: str,
+    ) -> bool:
+        if not changes:
+            return True
+        results = await asyncio.gather(
+            *(self._send_limit(c, stations[c.key[0]], snapshot) for c in changes)
+        )
+        rows = []
+        for change, (answer, _accepted) in zip(changes, results, strict=True):
+            rows.append(
+                {
+                    "decided_at": snapshot.now,
+                    "charge_point_id": change.key[0],
+                    "connector_id": change.key[1],
+                    "transaction_id": change.transaction_id,
+                    "strategy": strategy,
+                    "limit_a": change.limit_a,
+                    "sent": True,
+                    "answer": answer,
+                }
+            )
+        try:
+            await self._repo.record_allocations(rows)
+        except GarageGridError:
+            log.exception("could not record allocations")
+        for change, (_answer, accepted) in zip(changes, results, strict=True):
+            if not accepted:
+                continue
+            note = notification_for(change.previous_a, change.limit_a)
+            session = snapshot_session(snapshot, change.key)
+            if note is not None and session is not None:
+                with contextlib.suppress(GarageGridError):
+                    await self._repo.add_notification(
+                        note[0],
+                        note[1],
+                        charge_point_id=change.key[0],
+                        transaction_id=change.transaction_id,
+                        id_tag=session.id_tag,
+                    )
+        return all(accepted for _answer, accepted in results)
+
+    async def _send_limit(
+        self, change: Change, info: ChargePointInfo, snapshot: Snapshot
+    ) -> tuple[str, bool]:
+        unit = ChargingRateUnit(info.rate_unit)
+        profile = tx_profile(
+            TX_PROFILE_ID_BASE + change.key[1],
+            0 if info.only_stack_level_0 else TX_STACK_LEVEL,
+            change.transaction_id,
+            change.limit_a,
+            number_phases=info.phases,
+            rate_unit=unit,
+            voltage_v=snapshot.site.voltage_v,
+        )
+        payload = {"connectorId": change.key[1], "csChargingProfiles": profile_to_ocpp(profile)}
+        try:
+            answer = await self._central.call(info.id, "SetChargingProfile", payload)
+        except CallFailedError as exc:
+            log.warning(
+                "SetChargingProfile failed",
+                extra={"cp_id": info.id, "connector_id": change.key[1], "error": str(exc)},
+            )
+            return (exc.code or "Error"), False
+        except GarageGridError as exc:
+            return type(exc).__name__, False
+        status = str(answer.get("status"))
+        accepted = status == "Accepted"
+        if accepted:
+            self._sent[change.key] = _Sent(change.limit_a, snapshot.now, True)
+            self._strikes.pop(change.key, None)
+        else:
+            await self._mark_unmanaged(
+                info.id,
+                f"Charger {info.id} rejected its {change.limit_a:g} A limit ({status}); "
+                "it is counted at its maximum until a manager checks it.",
+            )
+        log.info(
+            "limit sent",
+            extra={
+                "cp_id": info.id,
+                "connector_id": change.key[1],
+                "transaction_id": change.transaction_id,
+                "limit_a": change.limit_a,
+                "previous_a": change.previous_a,
+                "answer": status,
+            },
+        )
+        return status, accepted
+
+    async def _send_defaults(
+        self,
+        cp_id: str,
+        *,
+        default_a: float | None = None,
+        info: ChargePointInfo | None = None,
+        force: bool = False,
+    ) -> None:
+        """ChargePointMaxProfile (station max) and the fail-safe TxDefaultProfile."""
+        try:
+            info = info or await self._repo.get_charge_point(cp_id)
+            if info is None or info.boot_status != "Accepted":
+                # OCPP 1.6 section 4.2: nothing is sent before the charger is accepted.
+                return
+            if default_a is None:
+                plan = self.last_plan
+                default_a = plan.default_a if plan is not None else 0.0
+            if not force and self._defaults_sent.get(cp_id) == default_a:
+                return
+            site = await self._repo.site_config()
+            unit = ChargingRateUnit(info.rate_unit)
+            profiles = [
+                default_profile(
+                    ChargingProfilePurpose.ChargePointMaxProfile,
+                    min(info.max_current_a, max(0.0, site.fuse_limit_a - site.margin_a)),
+                    profile_id=CHARGE_POINT_MAX_PROFILE_ID,
+                    number_phases=info.phases,
+                    rate_unit=unit,
+                    voltage_v=site.voltage_v,
+                ),
+                default_profile(
+                    ChargingProfilePurpose.TxDefaultProfile,
+                    default_a,
+                    profile_id=TX_DEFAULT_PROFILE_ID,
+                    number_phases=info.phases,
+                    rate_unit=unit,
+                    voltage_v=site.voltage_v,
+                ),
+            ]
+            all_ok = True
+            for profile in profiles:
+                status = await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
+                all_ok = all_ok and status == "Accepted"
+            if all_ok:
+                self._defaults_sent[cp_id] = default_a
+            log.info(
+                "default profiles sent",
+                extra={"cp_id": cp_id, "tx_default_a": default_a, "accepted": all_ok},
+            )
+        except GarageGridError as exc:
+            log.warning("default profiles not sent", extra={"cp_id": cp_id, "error": str(exc)})
+
+    async def _set_on_charge_point(self, cp_id: str, profile: dict[str, Any]) -> str:
+        """Set a charge-point-wide profile on connector 0, or per connector if 0 is refused."""
+        answer = await self._central.call(
+            cp_id, "SetChargingProfile", {"connectorId": 0, "csChargingProfiles": profile}
+        )
+        status = str(answer.get("status"))
+        if status == "Accepted" or profile["chargingProfilePurpose"] == "ChargePointMaxProfile":
+            return status
+        connectors = (await self._repo.connectors_by_charge_point()).get(cp_id, (1,))
+        statuses = []
+        for connector_id in connectors:
+            answer = await self._central.call(
+                cp_id,
+                "SetChargingProfile",
+                {"connectorId": connector_id, "csChargingProfiles": profile},
+            )
+            statuses.append(str(answer.get("status")))
+        return "Accepted" if all(s == "Accepted" for s in statuses) else "Rejected"
+
+    async def _mark_unmanaged(self, cp_id: str, message: str) -> None:
+        log.warning("charger counted at its maximum", extra={"cp_id": cp_id, "why": message})
+        try:
+            await self._repo.set_unmanaged(cp_id, True)
+            await self._repo.add_notification("warning", message, charge_point_id=cp_id)
+        except GarageGridError:
+            log.exception("could not record an unmanaged charger", extra={"cp_id": cp_id})
+        self._wake.set()
+
+
+def snapshot_session(snapshot: Snapshot, key: ConnectorKey) -> Any:
+    for session in snapshot.sessions:
+        if (session.charge_point_id, session.connector_id) == key:
+            return session
+    return None
+
+
+def _catalogue() -> dict[str, tuple[float, float, int]]:
+    from csms.ev import CATALOGUE
+
+    return {k: (v.battery_kwh, v.max_current_a, v.phases) for k, v in CATALOGUE.items()}

@@ -1,0 +1,187 @@
+"""Load management in `csms serve` over real sockets: the fuse holds at every instant."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from csms.app import CsmsApp
+from csms.store.models import Notification
+from tests.conftest import start_app, ws_url
+from tests.ocpp_client import RawChargePoint
+
+CAPACITY_A = 30.0  # fuse 32 A - margin 2 A, per phase
+
+
+class Garage:
+    """What every charger would let a car draw right now, from the profiles it accepted."""
+
+    def __init__(self) -> None:
+        self.tx_limit: dict[str, float | None] = {}
+        self.default: dict[str, float] = {}
+        self.running: dict[str, int | None] = {}
+        self.max_sum_seen = 0.0
+        self.violations: list[dict[str, Any]] = []
+
+    def may_draw(self, cp: str) -> float:
+        if self.running.get(cp) is not None and self.tx_limit.get(cp) is not None:
+            return float(self.tx_limit[cp])  # type: ignore[arg-type]
+        return self.default.get(cp, 16.0)
+
+    def check(self) -> None:
+        total = sum(self.may_draw(cp) for cp in self.running)
+        self.max_sum_seen = max(self.max_sum_seen, total)
+        if total > CAPACITY_A + 1e-9:
+            self.violations.append({cp: self.may_draw(cp) for cp in self.running})
+
+    def handler(self, cp: str) -> Any:
+        def on_set(payload: dict[str, Any]) -> dict[str, Any]:
+            profile = payload["csChargingProfiles"]
+            limit = profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            purpose = profile["chargingProfilePurpose"]
+            if purpose == "TxProfile":
+                if profile.get("transactionId") != self.running.get(cp):
+                    return {"status": "Rejected"}
+                self.tx_limit[cp] = limit
+            elif purpose == "TxDefaultProfile":
+                self.default[cp] = limit
+            self.check()
+            return {"status": "Accepted"}
+
+        return on_set
+
+
+async def _wait_for(predicate: Any, within_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_fuse_holds_and_a_leaving_car_frees_its_share(db_url: str) -> None:
+    app: CsmsApp = await start_app(db_url, controller=True)
+    garage = Garage()
+    chargers: dict[str, RawChargePoint] = {}
+    try:
+        await app.repository.update_site(
+            fuse_limit_a=32.0, margin_a=2.0, strategy="llf", tick_s=0.5
+        )
+        for n in (1, 2, 3):
+            cp_id = f"CP{n}"
+            await app.repository.add_charge_point(cp_id, max_current_a=16, phases=3)
+            await app.repository.add_id_tag(f"TAG{n}")
+            cp = await RawChargePoint.connect(ws_url(app, cp_id))
+            cp.handlers["SetChargingProfile"] = garage.handler(cp_id)
+            garage.running[cp_id] = None
+            await cp.ok("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+            await cp.ok(
+                "StatusNotification",
+                {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+            )
+            chargers[cp_id] = cp
+        # All three idle connectors can get 6 A at once on 30 A: TxDefaultProfile 6 A.
+        await _wait_for(lambda: len(garage.default) == 3)
+        assert set(garage.default.values()) == {6.0}
+
+        async def start(cp_id: str, n: int) -> int:
+            answer = await chargers[cp_id].ok(
+                "StartTransaction",
+                {
+                    "connectorId": 1,
+                    "idTag": f"TAG{n}",
+                    "meterStart": 0,
+                    "timestamp": "2026-01-05T16:00:00Z",
+                },
+            )
+            garage.running[cp_id] = answer["transactionId"]
+            garage.check()
+            return int(answer["transactionId"])
+
+        tx1 = await start("CP1", 1)
+        await start("CP2", 2)
+        # Two cars; the idle CP3 keeps its 6 A default: 30 - 6 = 24 A to share.
+        await _wait_for(
+            lambda: (
+                garage.tx_limit.get("CP1")
+                and garage.tx_limit.get("CP2")
+                and garage.tx_limit["CP1"] + garage.tx_limit["CP2"] >= 23
+            )
+        )
+        await start("CP3", 3)
+        await _wait_for(lambda: garage.tx_limit.get("CP3") is not None)
+        await _wait_for(lambda: sum(garage.may_draw(c) for c in garage.running) >= 28)
+
+        # CP1's car leaves: its share goes to the others within one tick.
+        before = {c: garage.may_draw(c) for c in ("CP2", "CP3")}
+        await chargers["CP1"].ok(
+            "StopTransaction",
+            {"transactionId": tx1, "meterStop": 5000, "timestamp": "2026-01-05T18:00:00Z"},
+        )
+        garage.running["CP1"] = None
+        garage.tx_limit["CP1"] = None
+        garage.check()
+        await _wait_for(
+            lambda: (
+                garage.may_draw("CP2") > before["CP2"] and garage.may_draw("CP3") > before["CP3"]
+            ),
+            within_s=3.0,
+        )
+        assert garage.violations == []
+        assert garage.max_sum_seen <= CAPACITY_A
+
+        notifications = await app.repository.count(
+            __import__("csms.store.models", fromlist=["Notification"]).Notification
+        )
+        assert notifications >= 3
+    finally:
+        for cp in chargers.values():
+            await cp.close()
+        await app.stop()
+
+
+async def test_charger_that_rejects_its_profile_is_counted_at_its_maximum(db_url: str) -> None:
+    app: CsmsApp = await start_app(db_url, controller=True)
+    try:
+        await app.repository.update_site(
+            fuse_limit_a=40.0, margin_a=0.0, strategy="equal", tick_s=0.5
+        )
+        await app.repository.add_charge_point("BAD", max_current_a=16, phases=3)
+        await app.repository.add_charge_point("GOOD", max_current_a=32, phases=3)
+        limits: dict[str, float] = {}
+        bad = await RawChargePoint.connect(ws_url(app, "BAD"))
+        bad.handlers["SetChargingProfile"] = lambda p: {"status": "Rejected"}
+        good = await RawChargePoint.connect(ws_url(app, "GOOD"))
+
+        def good_set(p: dict[str, Any]) -> dict[str, Any]:
+            if p["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile":
+                limits["GOOD"] = p["csChargingProfiles"]["chargingSchedule"][
+                    "chargingSchedulePeriod"
+                ][0]["limit"]
+            return {"status": "Accepted"}
+
+        good.handlers["SetChargingProfile"] = good_set
+        for cp in (bad, good):
+            await cp.ok("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        for n, cp in enumerate((bad, good)):
+            await cp.ok(
+                "StartTransaction",
+                {
+                    "connectorId": 1,
+                    "idTag": "ANY",
+                    "meterStart": 0,
+                    "timestamp": f"2026-01-05T16:0{n}:00Z",
+                },
+            )
+        await _wait_for(lambda: "GOOD" in limits)
+        station = await app.repository.get_charge_point("BAD")
+        assert station is not None
+        await _wait_for(lambda: limits.get("GOOD") == 24.0)  # 40 A - BAD at its 16 A maximum
+        station = await app.repository.get_charge_point("BAD")
+        assert station is not None and station.unmanaged
+        await bad.close()
+        await good.close()
+    finally:
+        await app.stop()
