@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -36,6 +37,7 @@ async def test_whole_session_with_strict_independent_charge_point(
         "strict-auth-key-0001",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=os.environ | {"STRICT_CP_EXPECT": "ChangeConfiguration"},
     )
     # The command queued before the charger connected fails ("not connected"); queue one
     # more once it is connected so the CSMS's own CALL goes through strict validation too.

@@ -60,8 +60,13 @@ async function main() {
     });
     report.calls.firmware = await cli.call('FirmwareStatusNotification', { status: 'Idle' });
     report.calls.diagnostics = await cli.call('DiagnosticsStatusNotification', { status: 'Idle' });
-    // Give the central system a moment to send its own calls (outbox, profiles).
-    await new Promise((r) => setTimeout(r, Number(process.env.STRICT_CP_LINGER_MS || 1500)));
+    // Stay until the central system's own call named in STRICT_CP_EXPECT arrived (outbox),
+    // at most STRICT_CP_LINGER_MS.
+    const expect = process.env.STRICT_CP_EXPECT;
+    const deadline = Date.now() + Number(process.env.STRICT_CP_LINGER_MS || 15000);
+    while (expect && Date.now() < deadline && !report.inbound.some((c) => c.method === expect)) {
+        await new Promise((r) => setTimeout(r, 50));
+    }
     await cli.close();
     process.stdout.write(JSON.stringify(report) + '\n');
 }
