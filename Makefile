@@ -47,8 +47,7 @@ pytest: test-deps
 test: lint typecheck pytest
 
 demo: $(STAMP)
-	$(BIN)/csms db upgrade
-	$(BIN)/csms serve --auto-register
+	bash scripts/demo.sh
 
 bench: $(STAMP)
 	$(BIN)/csms bench

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make demo`: the CSMS, a virtual garage against it and the monitor, on one SQLite file.
+# The CSMS and the virtual chargers run the same accelerated clock (same speed and start),
+# so departures and meter timestamps agree. Ctrl-C stops all three.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+SPEED="${SPEED:-60}"
+SCENARIO="${SCENARIO:-garage-20}"
+PORT="${PORT:-9000}"
+MONITOR_PORT="${MONITOR_PORT:-8501}"
+CLOCK_START="${CLOCK_START:-$(date -u +%Y-%m-%dT%H:%M:%S+00:00)}"
+export GARAGEGRID_DATABASE_URL="${GARAGEGRID_DATABASE_URL:-sqlite+aiosqlite:///garagegrid.db}"
+
+pids=()
+cleanup() {
+    trap - INT TERM EXIT
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait || true
+}
+trap cleanup INT TERM EXIT
+
+$BIN/csms db upgrade
+$BIN/csms serve --auto-register --port "$PORT" --speed "$SPEED" --clock-start "$CLOCK_START" \
+    2> >(tee -a csms.log >&2) &
+pids+=($!)
+$BIN/streamlit run monitor_app.py --server.headless true --server.port "$MONITOR_PORT" \
+    --browser.gatherUsageStats false > monitor.log 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do
+    curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+echo "CSMS:    ws://127.0.0.1:$PORT/ocpp/<id>   (log: csms.log)"
+echo "Monitor: http://localhost:$MONITOR_PORT    (log: monitor.log)"
+$BIN/virtual-chargers run --csms-url "ws://127.0.0.1:$PORT/ocpp" --scenario "$SCENARIO" \
+    --speed "$SPEED" --clock-start "$CLOCK_START" &
+pids+=($!)
+wait -n "${pids[@]}"
