@@ -132,9 +132,7 @@ async def test_fuse_holds_and_a_leaving_car_frees_its_share(db_url: str) -> None
         assert garage.violations == []
         assert garage.max_sum_seen <= CAPACITY_A
 
-        notifications = await app.repository.count(
-            __import__("csms.store.models", fromlist=["Notification"]).Notification
-        )
+        notifications = await app.repository.count(Notification)
         assert notifications >= 3
     finally:
         for cp in chargers.values():

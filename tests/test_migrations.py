@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from alembic import command
 from csms.store import migrate
 from csms.store.engine import create_engine
 from csms.store.models import Base

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import AsyncEngine
-
-from alembic import command
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
