@@ -6,8 +6,15 @@ from pathlib import Path
 import pytest
 
 from csms.app import CsmsApp, ServeConfig
+from csms.logs import configure_logging
 from csms.store.engine import create_engine, create_sessionmaker
 from csms.store.repository import Repository
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _structured_logs_at_info() -> None:
+    """Every log call runs for real (a bad ``extra`` key fails the test that hits it)."""
+    configure_logging("INFO")
 
 
 @pytest.fixture

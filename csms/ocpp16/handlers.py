@@ -267,7 +267,11 @@ class ChargePointSession(OcppConnection):
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
         log.info(
             "DataTransfer",
-            extra={"cp_id": self.id, "vendor_id": vendor_id, "message": kwargs.get("message_id")},
+            extra={
+                "cp_id": self.id,
+                "vendor_id": vendor_id,
+                "data_message_id": kwargs.get("message_id"),
+            },
         )
         if vendor_id not in KNOWN_VENDORS:
             return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
