@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 
+from csms import simcli
 from csms.errors import ConfigError, GarageGridError, NotFoundError
 from csms.logs import configure_logging
 from csms.settings import validate_building_load, validate_site_update, validate_station
@@ -459,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     se_set.add_argument("--target-soc", type=float, help="percent")
     se_set.set_defaults(handler=_session_set)
 
+    simcli.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,192 @@
+"""The controller's pure planning: reservations, defaults, dispatch order, messages."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from csms.controller.planning import (
+    Snapshot,
+    StationState,
+    build_plan,
+    changes_to_send,
+    default_limit_a,
+    departure_for,
+    draws_above_limit,
+    effective_building_load,
+    notification_for,
+)
+from csms.domain import ChargePointId, ChargePointInfo, OpenSession, SiteConfig, TransactionId
+
+NOW = datetime(2026, 1, 5, 17, 0, tzinfo=UTC)
+SITE = SiteConfig(
+    fuse_limit_a=32.0,
+    margin_a=2.0,
+    phases=3,
+    voltage_v=230.0,
+    strategy="llf",
+    tick_s=5.0,
+    default_departure="07:30",
+    default_energy_kwh=20.0,
+    timezone="Europe/Oslo",
+    price_per_kwh=0.0,
+    currency="NOK",
+    heartbeat_interval_s=300,
+    building_load_max_age_s=300.0,
+    building_load_worst_case_a=10.0,
+)
+
+
+def station(
+    cp: str,
+    *,
+    wiring: str = "L1L2L3",
+    connected: bool = True,
+    unmanaged: bool = False,
+    max_a: float = 16.0,
+) -> StationState:
+    info = ChargePointInfo(
+        id=ChargePointId(cp),
+        name=None,
+        password_hash=None,
+        max_current_a=max_a,
+        phases=len(wiring) // 2,
+        wiring=wiring,
+        min_current_a=6.0,
+        only_stack_level_0=False,
+        rate_unit="A",
+        current_steps_a=None,
+        boot_status="Accepted",
+        vendor=None,
+        model=None,
+        firmware_version=None,
+        connected=connected,
+        last_seen_at=None,
+        unmanaged=unmanaged,
+    )
+    return StationState(info, (1,))
+
+
+def session(cp: str, tx: int, **kw: object) -> OpenSession:
+    base = OpenSession(
+        transaction_id=TransactionId(tx),
+        charge_point_id=ChargePointId(cp),
+        connector_id=1,
+        id_tag="T",
+        started_at=NOW - timedelta(hours=1),
+        meter_start_wh=0,
+        departure_at=None,
+        energy_needed_wh=None,
+        ev_model=None,
+        battery_kwh=None,
+        target_soc=None,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def snap(stations: list[StationState], sessions: list[OpenSession], **kw: object) -> Snapshot:
+    return Snapshot(
+        now=NOW,
+        site=SITE,
+        building_load_a=(0.0, 0.0, 0.0),
+        building_load_at=NOW,
+        stations=stations,
+        sessions=sessions,
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+def test_idle_connectors_reserve_their_default_profile() -> None:
+    plan = build_plan(snap([station("A"), station("B"), station("C")], [session("A", 1)]), {})
+    assert plan.default_a == 6.0  # 3 connectors x 6 A fit in 30 A
+    assert plan.reserved_a == (12.0, 12.0, 12.0)
+    assert plan.site.capacity_a() == (18.0, 18.0, 18.0)
+    assert [c.key for c in plan.connectors] == [("A", 1)]
+
+
+def test_default_is_zero_when_not_every_connector_fits_6a() -> None:
+    many = [station(f"S{i}") for i in range(6)]  # 6 x 6 A = 36 A > 30 A
+    assert default_limit_a(snap(many, []), (0.0, 0.0, 0.0)) == 0.0
+
+
+def test_offline_charger_keeps_its_last_limit_reserved() -> None:
+    s = snap(
+        [station("A", connected=False), station("B")],
+        [session("A", 1), session("B", 2)],
+        last_sent_a={("A", 1): 10.0},
+    )
+    plan = build_plan(s, {})
+    assert plan.reserved_a == (10.0, 10.0, 10.0)
+    assert [c.key for c in plan.connectors] == [("B", 1)]
+
+
+def test_unmanaged_charger_is_counted_at_its_maximum_on_its_phase() -> None:
+    plan = build_plan(
+        snap(
+            [station("A", wiring="L2", unmanaged=True, max_a=32.0), station("B")],
+            [session("A", 1), session("B", 2)],
+        ),
+        {},
+    )
+    assert plan.reserved_a == (0.0, 32.0, 0.0)
+
+
+def test_stale_building_load_counts_as_worst_case() -> None:
+    fresh = snap([], [])
+    stale = replace(
+        fresh, building_load_a=(1.0, 2.0, 3.0), building_load_at=NOW - timedelta(hours=1)
+    )
+    assert effective_building_load(stale) == (10.0, 10.0, 10.0)
+    assert effective_building_load(replace(stale, building_load_at=NOW)) == (1.0, 2.0, 3.0)
+
+
+def test_default_departure_is_next_morning_in_site_time_zone() -> None:
+    evening = session("A", 1, started_at=datetime(2026, 1, 5, 16, 0, tzinfo=UTC))
+    assert departure_for(evening, SITE, NOW) == datetime(2026, 1, 6, 6, 30, tzinfo=UTC)
+
+
+def test_passed_departure_counts_as_imminent() -> None:
+    late = session("A", 1, departure_at=NOW - timedelta(hours=2))
+    assert departure_for(late, SITE, NOW) == NOW + timedelta(seconds=300)
+
+
+def test_lowering_first_and_deadband() -> None:
+    sessions = {("A", 1): session("A", 1), ("B", 1): session("B", 2), ("C", 1): session("C", 3)}
+    lowering, raising = changes_to_send(
+        {("A", 1): 10.0, ("B", 1): 16.0, ("C", 1): 12.4},
+        {("A", 1): 16.0, ("B", 1): 10.0, ("C", 1): 12.0},
+        sessions,
+    )
+    assert [c.key for c in lowering] == [("A", 1)]
+    assert [c.key for c in raising] == [("B", 1)]
+
+
+def test_pause_and_resume_are_always_sent() -> None:
+    sessions = {("A", 1): session("A", 1)}
+    lowering, _ = changes_to_send({("A", 1): 0.0}, {("A", 1): 6.5}, sessions)
+    assert [c.limit_a for c in lowering] == [0.0]  # a pause is sent though within 1 A
+    assert changes_to_send({("A", 1): 0.0}, {("A", 1): 0.0}, sessions) == ([], [])
+    _, raising = changes_to_send({("A", 1): 6.0}, {("A", 1): 0.0}, sessions)
+    assert [c.limit_a for c in raising] == [6.0]
+
+
+@pytest.mark.parametrize(
+    ("previous", "limit", "kind"),
+    [
+        (None, 16.0, "started"),
+        (16.0, 0.0, "paused"),
+        (0.0, 8.0, "resumed"),
+        (8.0, 16.0, "raised"),
+        (16.0, 8.0, "lowered"),
+    ],
+)
+def test_residents_are_told_what_changed(previous: float | None, limit: float, kind: str) -> None:
+    note = notification_for(previous, limit)
+    assert note is not None and note[0] == kind
+
+
+def test_draw_above_limit_needs_a_clear_margin() -> None:
+    assert not draws_above_limit([16.5, 16.4, 0.0], 16.0)
+    assert draws_above_limit([18.0, 0.0, 0.0], 16.0)
