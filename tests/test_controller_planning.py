@@ -166,7 +166,7 @@ def test_lowering_first_and_deadband() -> None:
 def test_pause_and_resume_are_always_sent() -> None:
     sessions = {("A", 1): session("A", 1)}
     lowering, _ = changes_to_send({("A", 1): 0.0}, {("A", 1): 6.5}, sessions)
-    assert [c.limit_a for c in lowering] == [0.0]  # a pause is sent though within 1 A
+    assert [c.limit_a for c in lowering] == [0.0]  # pausing is sent
     assert changes_to_send({("A", 1): 0.0}, {("A", 1): 0.0}, sessions) == ([], [])
     _, raising = changes_to_send({("A", 1): 6.0}, {("A", 1): 0.0}, sessions)
     assert [c.limit_a for c in raising] == [6.0]
