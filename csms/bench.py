@@ -85,7 +85,9 @@ class CaseResult:
     seconds: float
 
 
-def run_case(case: BenchCase, strategies: Sequence[str]) -> CaseResult:
+def run_case(case_name: str, strategies: Sequence[str]) -> CaseResult:
+    """Run one benchmark case by name (names cross process boundaries, loaders do not)."""
+    case = next(c for c in BENCH_CASES if c.name == case_name)
     started = time.perf_counter()
     scenario = case.load()
     results = []
@@ -226,10 +228,10 @@ def run_bench(
             raise ConfigError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     workers = workers or os.cpu_count() or 1
     if workers == 1:
-        results = [run_case(c, strategies) for c in cases]
+        results = [run_case(c.name, strategies) for c in cases]
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_case, c, strategies) for c in cases]
+            futures = [pool.submit(run_case, c.name, list(strategies)) for c in cases]
             results = [f.result() for f in futures]
     return results, time_allocations()
 
