@@ -36,6 +36,7 @@ class ServeConfig:
     response_timeout_s: float = 30.0
     outbox_poll_s: float = 0.5
     controller: bool = True
+    sqlite_busy_timeout_ms: int = 10_000
 
 
 class CsmsApp:
@@ -45,7 +46,7 @@ class CsmsApp:
         self.config = config
         self.clock: Clock = clock or make_clock(config.speed, config.clock_start)
         self.url = database_url(config.database_url)
-        self.engine = create_engine(self.url)
+        self.engine = create_engine(self.url, busy_timeout_ms=config.sqlite_busy_timeout_ms)
         self.repository = Repository(create_sessionmaker(self.engine), self.clock)
         self.events = EventBus()
         self.central = CentralSystem(

@@ -196,3 +196,30 @@ async def test_meter_values_in_kwh_are_normalised_to_wh(app: CsmsApp, repo: Repo
         (12500.0, "Wh", "12.5", "kWh"),
         (7400.0, "W", "7.4", "kW"),
     ]
+
+
+async def test_locked_database_gets_an_error_and_loses_nothing(db_url: str) -> None:
+    """While another process holds the write lock, a start is refused (the charger resends);
+    once the lock is gone, the resend is stored exactly once."""
+    import sqlite3
+
+    app = await start_app(db_url, sqlite_busy_timeout_ms=200)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_id_tag("TAG1")
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        await cp.ok("BootNotification", BOOT)
+        blocker = sqlite3.connect(db_url.removeprefix("sqlite+aiosqlite:///"))
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            frame = await cp.call("StartTransaction", START, message_id="s1")
+            assert frame[0] == 4 and frame[2] == "InternalError"
+        finally:
+            blocker.rollback()
+            blocker.close()
+        answer = await cp.ok("StartTransaction", START, message_id="s1")
+        assert answer["transactionId"] > 0
+        await cp.close()
+        assert len(await app.repository.sessions_for_export()) == 1
+    finally:
+        await app.stop()

@@ -47,28 +47,41 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        _sqlite_on_connect(dbapi_connection, busy_timeout_ms)
+
+    return on_connect
+
+
+def _sqlite_on_connect(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the monitor read while the CSMS writes; FULL survives power loss
     # (NORMAL only a process crash), see FIELD-NOTES "Transactions and durability".
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cursor.close()
 
 
-def create_engine(url: str | None = None, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine for ``url`` (validated), with SQLite pragmas applied."""
+def create_engine(
+    url: str | None = None, *, echo: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> AsyncEngine:
+    """Create the async engine for ``url`` (validated), with SQLite pragmas applied.
+
+    ``busy_timeout_ms``: how long a SQLite writer waits for a lock before giving up (the
+    charger then gets an InternalError and resends; nothing is acknowledged unstored).
+    """
     resolved = database_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if is_sqlite(resolved):
-        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000}
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(resolved, **kwargs)
     if is_sqlite(resolved):
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
     return engine
 
 
