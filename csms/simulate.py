@@ -20,6 +20,7 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -156,9 +157,9 @@ def simulate(
     t = min(arrivals, default=0.0)
     end = scenario.horizon_s
     while t < end:
-        present = [
+        present = _one_car_per_station(
             c for c in cars if c.session.arrival_s < t + step_s and c.session.departure_s > t
-        ]
+        )
         if not present:
             t = _next_step_with_arrival(arrivals, t, step_s)
             continue
@@ -208,6 +209,18 @@ def simulate(
         fallbacks=fallbacks,
         offline_kwh=_offline_kwh(scenario, site, connectors) if with_offline_optimum else None,
     )
+
+
+def _one_car_per_station(cars: Iterable[_Car]) -> list[_Car]:
+    """When one car leaves and the next arrives within a step, the leaving car keeps the
+    station for that step; the newcomer is planned from the next step on, as on a real
+    charger whose new transaction gets its limit at the next tick."""
+    by_station: dict[str, _Car] = {}
+    for car in cars:
+        incumbent = by_station.get(car.station.id)
+        if incumbent is None or car.session.arrival_s < incumbent.session.arrival_s:
+            by_station[car.station.id] = car
+    return list(by_station.values())
 
 
 def _connector(station: ScenarioStation) -> ConnectorSpec:

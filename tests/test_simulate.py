@@ -172,3 +172,38 @@ def test_results_are_plain_frozen_values() -> None:
     assert isinstance(result, SimulationResult)
     with pytest.raises(AttributeError):
         result.strategy = "x"  # type: ignore[misc]
+
+
+def test_back_to_back_sessions_within_one_step_share_the_station() -> None:
+    """A car leaving and the next arriving inside one step never make two sessions on one
+    connector; both still get their energy."""
+    from csms.scenario import parse_scenario
+    from csms.simulate import simulate
+
+    scenario = parse_scenario(
+        {
+            "name": "back-to-back",
+            "site": {"fuse_limit_a": 32, "margin_a": 0, "phases": 3, "voltage_v": 230},
+            "stations": [{"id": "S1", "name": "S1", "max_current_a": 16, "phases": 3}],
+            "sessions": [
+                {
+                    "station": "S1",
+                    "id_tag": "A",
+                    "arrival_s": 0,
+                    "departure_s": 3700,
+                    "ev": "vw-id3-58",
+                    "energy_kwh": 5,
+                },
+                {
+                    "station": "S1",
+                    "id_tag": "B",
+                    "arrival_s": 3800,
+                    "departure_s": 9000,
+                    "ev": "vw-id3-58",
+                    "energy_kwh": 5,
+                },
+            ],
+        }
+    )
+    result = simulate(scenario, "llf", step_s=300)
+    assert result.sessions_met == 2
