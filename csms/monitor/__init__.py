@@ -1,0 +1,14 @@
+"""The Streamlit monitor: pages over the store, commands through the outbox.
+
+    monitor_app.py          page config and navigation (`streamlit run monitor_app.py`)
+    csms/monitor/store.py   one background event loop per database URL running the async
+                            store for Streamlit's synchronous script runs
+    csms/monitor/frames.py  pure pandas: meter buckets -> what each station draws
+    csms/monitor/charts.py  Altair charts
+    csms/monitor/actions.py outbox payloads for the station actions
+    csms/monitor/ui.py      shared page helpers: error boxes, time zone, formatting
+    csms/monitor/pages/     one module per page
+
+The monitor never opens an OCPP connection: it reads the store, and changes the world
+only by writing settings, stations, resident input or command-outbox rows.
+"""

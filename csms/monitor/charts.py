@@ -1,0 +1,330 @@
+"""Altair charts of the monitor (pure: frames in, chart specs out).
+
+Times are drawn as the site's wall clock whatever the browser's zone: the x field holds
+the site-local wall time as epoch milliseconds *as if it were UTC*, and the x scale and
+its labels are UTC. (A datetime column would reach Vega-Lite through Arrow and be shifted
+into the browser's zone.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import altair as alt
+import pandas as pd
+
+from csms.domain import SiteConfig
+from csms.monitor.frames import local_naive, site_phases, total_by_phase
+
+Unit = Literal["kW", "A"]
+
+FUSE_COLOUR = "#d62728"
+MARGIN_COLOUR = "#ff7f0e"
+BUILDING_COLOUR = "#6b6b6b"
+IDLE_COLOUR = "#2ca02c"
+LINE_SERIES = ("Fuse", "Fuse - margin", "Building load")
+
+
+@dataclass(frozen=True)
+class LoadChartData:
+    """Long frames behind the load chart of one panel (all phases, or one)."""
+
+    panel: str
+    stack: pd.DataFrame  # time, at, station, value
+    lines: pd.DataFrame  # time, at, series, value
+    idle: pd.DataFrame  # time, at, used, budget
+
+
+def _time_axis(span_s: float) -> alt.X:
+    # labelExpr: Streamlit's embed ignores axis.format for temporal fields (12-hour
+    # default labels); utcFormat because the field holds wall time as if it were UTC.
+    fmt = "%H:%M" if span_s <= 86400 else "%a %H:%M" if span_s <= 7 * 86400 else "%d %b"
+    return alt.X(
+        "time:T",
+        title=None,
+        scale=alt.Scale(type="utc"),
+        axis=alt.Axis(labelExpr=f"utcFormat(datum.value, '{fmt}')", labelOverlap=True),
+    )
+
+
+def _with_labels(frame: pd.DataFrame, timezone: str) -> pd.DataFrame:
+    out = frame.copy()
+    local = local_naive(out["time"], timezone)
+    out["at"] = local.dt.strftime("%Y-%m-%d %H:%M")
+    out["time"] = (local - pd.Timestamp(0)) // pd.Timedelta(milliseconds=1)
+    return out
+
+
+def _span_s(frame: pd.DataFrame) -> float:
+    """Span of a `_with_labels` frame's time field (epoch ms) in seconds."""
+    if frame.empty:
+        return 0.0
+    return float(frame["time"].max() - frame["time"].min()) / 1000.0
+
+
+def load_chart_data(
+    draw: pd.DataFrame,
+    building: pd.DataFrame,
+    site: SiteConfig,
+    *,
+    unit: Unit,
+    per_phase: bool,
+    names: Mapping[str, str],
+) -> list[LoadChartData]:
+    """The stacked station draw with the fuse, fuse - margin and building-load lines.
+
+    kW: each station's power, against the fuse in kW (A x V x phases). A, not per phase:
+    each station's current on the busiest supply phase of that instant, so the stack is
+    that phase's load and the lines its limits. Per phase: one panel per supply phase.
+    """
+    phases = site_phases(site)
+    v = site.voltage_v
+    frame = draw.copy()
+    frame["station"] = frame["charge_point_id"].map(lambda cp: names.get(cp, cp))
+    totals = total_by_phase(draw).set_index("time")
+    build = building.set_index("time")
+    times = totals.index
+    build = build.reindex(times)
+    capacity = {p: site.fuse_limit_a - site.margin_a - build[p] for p in phases}
+
+    def lines(fuse: float, margin: float, building_line: pd.Series[Any]) -> pd.DataFrame:
+        parts = [
+            pd.DataFrame({"time": times, "series": "Fuse", "value": fuse}),
+            pd.DataFrame({"time": times, "series": "Fuse - margin", "value": fuse - margin}),
+            pd.DataFrame(
+                {"time": times, "series": "Building load", "value": building_line.to_numpy()}
+            ).dropna(),
+        ]
+        return pd.concat([p for p in parts if len(p)], ignore_index=True)
+
+    def idle(used: pd.Series[Any], budget: pd.Series[Any]) -> pd.DataFrame:
+        out = pd.DataFrame({"time": times, "used": used.to_numpy(), "budget": budget.to_numpy()})
+        out = out.dropna()
+        out["budget"] = out[["used", "budget"]].max(axis=1)
+        return out
+
+    panels: list[LoadChartData] = []
+    if per_phase:
+        for p in phases:
+            factor = v / 1000.0 if unit == "kW" else 1.0
+            stack = frame[["time", "station"]].assign(value=frame[p] * factor)
+            panels.append(
+                LoadChartData(
+                    panel=p,
+                    stack=stack,
+                    lines=lines(
+                        site.fuse_limit_a * factor, site.margin_a * factor, build[p] * factor
+                    ),
+                    idle=idle(totals[p] * factor, capacity[p] * factor),
+                )
+            )
+        return panels
+    if unit == "kW":
+        n = len(phases)
+        stack = frame[["time", "station"]].assign(value=frame["power_w"] / 1000.0)
+        building_kw = build[list(phases)].sum(axis=1, min_count=len(phases)) * v / 1000.0
+        used = totals["power_w"] / 1000.0
+        budget = sum((capacity[p] for p in phases), pd.Series(0.0, index=times)) * v / 1000.0
+        panels.append(
+            LoadChartData(
+                panel="all phases",
+                stack=stack,
+                lines=lines(
+                    site.fuse_limit_a * v * n / 1000.0, site.margin_a * v * n / 1000.0, building_kw
+                ),
+                idle=idle(used, budget),
+            )
+        )
+        return panels
+    # A: the busiest supply phase at each instant (least capacity left).
+    free = pd.DataFrame(
+        {p: capacity[p].fillna(site.fuse_limit_a - site.margin_a) - totals[p] for p in phases}
+    )
+    busiest = free.idxmin(axis=1) if len(free) else pd.Series(dtype="object")
+    pick = frame["time"].map(busiest)
+    values = pd.Series(0.0, index=frame.index)
+    for p in phases:
+        values = values.where(pick != p, frame[p])
+    stack = frame[["time", "station"]].assign(value=values)
+    lookup = pd.Series(busiest.to_numpy(), index=times)
+    building_busiest = pd.Series(
+        [build.at[t, lookup[t]] if len(lookup) else None for t in times], index=times
+    ).astype("float64")
+    used = pd.Series([totals.at[t, lookup[t]] for t in times], index=times).astype("float64")
+    panels.append(
+        LoadChartData(
+            panel="busiest phase",
+            stack=stack,
+            lines=lines(site.fuse_limit_a, site.margin_a, building_busiest),
+            idle=idle(used, site.fuse_limit_a - site.margin_a - building_busiest),
+        )
+    )
+    return panels
+
+
+def load_chart(
+    panels: list[LoadChartData],
+    *,
+    unit: Unit,
+    timezone: str,
+    height: int = 320,
+) -> alt.LayerChart | alt.VConcatChart:
+    """Stacked areas per station, the idle band up to the EV budget, and the site lines."""
+    charts: list[alt.LayerChart] = []
+    for data in panels:
+        stack = _with_labels(data.stack, timezone)
+        lines = _with_labels(data.lines, timezone)
+        idle = _with_labels(data.idle, timezone)
+        x = _time_axis(_span_s(stack))
+        y_title = f"{unit} ({data.panel})"
+        area = (
+            alt.Chart(stack)
+            .mark_area(interpolate="step-after", opacity=0.85)
+            .encode(
+                x=x,
+                y=alt.Y("value:Q", stack="zero", title=y_title),
+                color=alt.Color(
+                    "station:N",
+                    title="Station",
+                    scale=alt.Scale(scheme="tableau20"),
+                    legend=alt.Legend(symbolLimit=60),
+                ),
+                order=alt.Order("station:N"),
+                tooltip=[
+                    alt.Tooltip("station:N", title="Station"),
+                    alt.Tooltip("at:N", title="Time"),
+                    alt.Tooltip("value:Q", title=unit, format=".1f"),
+                ],
+            )
+        )
+        band = (
+            alt.Chart(idle)
+            .mark_area(interpolate="step-after", color=IDLE_COLOUR, opacity=0.12)
+            .encode(
+                x=x,
+                y=alt.Y("used:Q"),
+                y2=alt.Y2("budget:Q"),
+                tooltip=[
+                    alt.Tooltip("at:N", title="Time"),
+                    alt.Tooltip("used:Q", title=f"EVs ({unit})", format=".1f"),
+                    alt.Tooltip("budget:Q", title=f"EV budget ({unit})", format=".1f"),
+                ],
+            )
+        )
+        rule = (
+            alt.Chart(lines)
+            .mark_line(interpolate="step-after", strokeWidth=2)
+            .encode(
+                x=x,
+                y=alt.Y("value:Q"),
+                color=alt.Color(
+                    "series:N",
+                    title="Limits",
+                    scale=alt.Scale(
+                        domain=list(LINE_SERIES),
+                        range=[FUSE_COLOUR, MARGIN_COLOUR, BUILDING_COLOUR],
+                    ),
+                ),
+                strokeDash=alt.StrokeDash(
+                    "series:N",
+                    scale=alt.Scale(domain=list(LINE_SERIES), range=[[1, 0], [6, 3], [2, 2]]),
+                    legend=None,
+                ),
+                tooltip=[
+                    alt.Tooltip("series:N", title="Line"),
+                    alt.Tooltip("at:N", title="Time"),
+                    alt.Tooltip("value:Q", title=unit, format=".1f"),
+                ],
+            )
+        )
+        layered: alt.LayerChart = (
+            alt.layer(band, area, rule)
+            .resolve_scale(color="independent")
+            .properties(height=height, title=data.panel if len(panels) > 1 else "")
+        )
+        charts.append(layered)
+    if len(charts) == 1:
+        return charts[0]
+    stacked: alt.VConcatChart = alt.vconcat(*charts).resolve_scale(color="shared")
+    return stacked
+
+
+def allocation_chart(frame: pd.DataFrame, timezone: str, *, height: int = 260) -> alt.LayerChart:
+    """The controller's limit (step line) beside the current the car drew (area).
+
+    ``frame``: time, limit_a, drawn_a.
+    """
+    data = _with_labels(frame, timezone)
+    long = data.melt(id_vars=["time", "at"], value_vars=["limit_a", "drawn_a"], var_name="series")
+    long["series"] = long["series"].map({"limit_a": "Limit sent", "drawn_a": "Drawn"})
+    x = _time_axis(_span_s(data))
+    drawn = (
+        alt.Chart(long[long["series"] == "Drawn"])
+        .mark_area(interpolate="step-after", opacity=0.5, color="#1f77b4")
+        .encode(
+            x=x,
+            y=alt.Y("value:Q", title="A per phase"),
+            tooltip=[alt.Tooltip("at:N", title="Time"), alt.Tooltip("value:Q", format=".1f")],
+        )
+    )
+    limit = (
+        alt.Chart(long[long["series"] == "Limit sent"].dropna())
+        .mark_line(interpolate="step-after", color=FUSE_COLOUR, strokeWidth=2)
+        .encode(
+            x=x,
+            y=alt.Y("value:Q"),
+            tooltip=[alt.Tooltip("at:N", title="Time"), alt.Tooltip("value:Q", format=".1f")],
+        )
+    )
+    return alt.LayerChart(layer=[drawn, limit], height=height)
+
+
+def daily_energy_chart(
+    daily: pd.DataFrame, names: Mapping[str, str], *, height: int = 260
+) -> alt.Chart:
+    """Energy per day, stacked by station. ``daily``: day, charge_point_id, energy_kwh."""
+    data = daily.copy()
+    data["station"] = data["charge_point_id"].map(lambda cp: names.get(cp, cp))
+    data["day"] = data["day"].astype("string")
+    chart: alt.Chart = (
+        alt.Chart(data)
+        .mark_bar()
+        .encode(
+            x=alt.X("day:O", title=None),
+            y=alt.Y("energy_kwh:Q", title="kWh", stack="zero"),
+            color=alt.Color(
+                "station:N", title="Station", scale=alt.Scale(scheme="tableau20"), legend=None
+            ),
+            tooltip=[
+                alt.Tooltip("day:O", title="Day"),
+                alt.Tooltip("station:N", title="Station"),
+                alt.Tooltip("energy_kwh:Q", title="kWh", format=".1f"),
+            ],
+        )
+        .properties(height=height)
+    )
+    return chart
+
+
+def monthly_energy_chart(per_month: pd.DataFrame, *, height: int = 260) -> alt.Chart:
+    """Energy per resident and month (bars). ``per_month``: month, resident, energy_kwh."""
+    chart: alt.Chart = (
+        alt.Chart(per_month)
+        .mark_bar()
+        .encode(
+            x=alt.X("month:O", title=None),
+            y=alt.Y("energy_kwh:Q", title="kWh", stack="zero"),
+            color=alt.Color(
+                "resident:N", title="Resident", scale=alt.Scale(scheme="tableau20"), legend=None
+            ),
+            tooltip=[
+                alt.Tooltip("month:O", title="Month"),
+                alt.Tooltip("resident:N", title="Resident"),
+                alt.Tooltip("energy_kwh:Q", title="kWh", format=".1f"),
+            ],
+        )
+        .properties(height=height)
+    )
+    return chart

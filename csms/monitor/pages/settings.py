@@ -1,0 +1,131 @@
+"""Settings: the site's fuse, margin, strategy, tick, default departure and price.
+
+Every value goes through `csms.settings.validate_site_update`, the same rules as
+``csms site set``: one bad value refuses the whole form with a message naming it, and
+nothing is written. The controller picks the new values up on its next tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import streamlit as st
+
+from csms.domain import SiteConfig
+from csms.errors import ConfigError
+from csms.monitor import ui
+from csms.settings import STRATEGY_NAMES, validate_site_update
+from csms.store import queries
+
+STRATEGY_HELP = {
+    "thesis": "the thesis's rule: 20/60/100 % of the station maximum by time left",
+    "equal": "an equal share for every car",
+    "edf": "earliest departure first",
+    "llf": "least laxity first: the car with the least slack first",
+    "optimal": "an optimisation over all cars (linear program)",
+}
+
+
+def apply_site_changes(current: SiteConfig, changes: dict[str, Any]) -> SiteConfig:
+    """Validate, then write only what changed; ConfigError (and no write) on a bad value."""
+    clean = validate_site_update(current, changes)
+    changed = {k: v for k, v in clean.items() if asdict(current).get(k) != v}
+    if not changed:
+        return current
+    return ui.run(ui.store().repo.update_site(**changed))
+
+
+def render() -> None:
+    st.title("Settings")
+    with ui.error_box():
+        _render()
+
+
+def _render() -> None:
+    site = ui.run(queries.site_settings(ui.store().sessionmaker))
+    with st.form("site_settings"):
+        st.markdown("**Main fuse**")
+        c1, c2, c3 = st.columns(3)
+        fuse = c1.number_input(
+            "Fuse limit per phase (A)", value=float(site.fuse_limit_a), step=1.0, key="set_fuse"
+        )
+        margin = c2.number_input(
+            "Safety margin (A)",
+            value=float(site.margin_a),
+            step=0.5,
+            key="set_margin",
+            help="Kept free under the fuse on every phase.",
+        )
+        strategies = list(STRATEGY_NAMES)
+        strategy = c3.selectbox(
+            "Strategy",
+            strategies,
+            index=strategies.index(site.strategy) if site.strategy in strategies else 0,
+            format_func=lambda s: f"{s} — {STRATEGY_HELP.get(s, '')}",
+            key="set_strategy",
+        )
+        st.markdown("**Controller and residents**")
+        c4, c5, c6 = st.columns(3)
+        tick = c4.number_input(
+            "Tick (s)",
+            value=float(site.tick_s),
+            step=1.0,
+            key="set_tick",
+            help="How often the controller re-plans.",
+        )
+        departure = c5.text_input(
+            "Default departure (HH:MM)",
+            value=site.default_departure,
+            key="set_departure",
+            help="When a resident has not said when they leave.",
+        )
+        energy = c6.number_input(
+            "Default energy (kWh)",
+            value=float(site.default_energy_kwh),
+            step=1.0,
+            key="set_energy",
+            help="When a resident has not said how much they need.",
+        )
+        st.markdown("**Billing and display**")
+        c7, c8, c9 = st.columns(3)
+        price = c7.number_input(
+            "Price per kWh", value=float(site.price_per_kwh), step=0.1, key="set_price"
+        )
+        currency = c8.text_input("Currency", value=site.currency, key="set_currency")
+        timezone = c9.text_input("Time zone", value=site.timezone, key="set_timezone")
+        submitted = st.form_submit_button("Save settings", type="primary", key="settings_save")
+    if submitted:
+        changes = {
+            "fuse_limit_a": fuse,
+            "margin_a": margin,
+            "strategy": strategy,
+            "tick_s": tick,
+            "default_departure": departure.strip(),
+            "default_energy_kwh": energy,
+            "price_per_kwh": price,
+            "currency": currency.strip(),
+            "timezone": timezone.strip(),
+        }
+        try:
+            saved = apply_site_changes(site, changes)
+        except ConfigError as exc:
+            st.error(f"Not saved: {exc}", icon=":material/block:")
+        else:
+            st.success(
+                f"Saved. EVs may now take {saved.fuse_limit_a - saved.margin_a:g} A per phase "
+                "minus the building load; the controller applies it on its next tick.",
+                icon=":material/check:",
+            )
+    latest = ui.run(queries.latest_building_load(ui.store().sessionmaker))
+    if latest is None:
+        st.caption("No building-load reading yet (`csms site load L1 L2 L3` records one).")
+    else:
+        st.caption(
+            f"Building load {ui.fmt_time(latest.measured_at, site.timezone)}: "
+            f"L1 {latest.l1_a:g} A, L2 {latest.l2_a:g} A, L3 {latest.l3_a:g} A."
+        )
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,318 @@
+"""Stations: every charge point, and what a manager can change or ask of each.
+
+Adding, renaming, editing and removing write the ``charge_points`` table (validated by
+`csms.settings.validate_station`); every action on a charger is a command-outbox row that
+the CSMS sends within a second, and its answer shows up in the table below the buttons.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from csms.errors import ConfigError
+from csms.monitor import actions, ui
+from csms.monitor.frames import records
+from csms.settings import validate_station
+from csms.store import queries
+
+# The CSMS's own limit on the identity in the URL (csms.ocpp16.server.MAX_ID_LENGTH).
+MAX_ID_LENGTH = 64
+REQUESTED_BY = "monitor"
+FLASH_KEY = "stations_flash"
+
+
+def check_station_id(cp_id: str) -> str:
+    """The charge point identity as it appears in ws://HOST:9000/ocpp/<id>."""
+    cp_id = cp_id.strip()
+    if not cp_id:
+        raise ConfigError("id: enter the charge point identity (the last part of its URL)")
+    if len(cp_id) > MAX_ID_LENGTH or "/" in cp_id or not cp_id.isprintable() or " " in cp_id:
+        raise ConfigError(
+            f"id: at most {MAX_ID_LENGTH} printable characters without '/' or spaces, got {cp_id!r}"
+        )
+    return cp_id
+
+
+def _flash(message: str) -> None:
+    """Show ``message`` after a rerun, so that the table already has the change."""
+    st.session_state[FLASH_KEY] = message
+    st.rerun()
+
+
+def _rows(frame: pd.DataFrame) -> list[Any]:
+    """Rows with attribute access (r.id, r.status), untyped like the frame's cells."""
+    return [SimpleNamespace(**r) for r in records(frame)]
+
+
+def _state(row: Any) -> str:
+    online = "online" if row.connected else "offline"
+    status = row.status or "no status yet"
+    if row.error_code and row.error_code != "NoError":
+        status = f"{status} ({row.error_code})"
+    return f"{online} · {status}"
+
+
+def _table(table: pd.DataFrame, tz: str) -> None:
+    now = ui.now()
+    rows = []
+    for r in _rows(table):
+        power_w = None if pd.isna(r.power_w) else float(r.power_w)
+        rows.append(
+            {
+                "Station": r.id,
+                "Name / apartment": r.name or "",
+                "State": _state(r),
+                "Last seen": ui.fmt_ago(r.last_seen_at, now) if r.last_seen_at else "never",
+                "Vendor": r.vendor or "",
+                "Model": r.model or "",
+                "Firmware": r.firmware_version or "",
+                "Max A": r.max_current_a,
+                "Phases": r.phases,
+                "Wiring": r.wiring,
+                "Limit A": None if pd.isna(r.limit_a) else float(r.limit_a),
+                "Draw kW": None if power_w is None else round(power_w / 1000.0, 2),
+                "Resident": r.owner or r.id_tag or "",
+                "Last error": (
+                    f"{r.last_error} ({ui.fmt_time(r.last_error_at, tz)})" if r.last_error else ""
+                ),
+            }
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _add_form() -> None:
+    with (
+        st.expander("Add a new station", icon=":material/add:"),
+        st.form("add_station", clear_on_submit=False),
+    ):
+        c1, c2 = st.columns(2)
+        cp_id = c1.text_input(
+            "Charge point id", key="add_id", help="As in ws://HOST:9000/ocpp/<id>"
+        )
+        name = c2.text_input("Name or apartment", key="add_name")
+        c3, c4, c5 = st.columns(3)
+        max_a = c3.number_input("Max current (A)", value=16.0, step=1.0, key="add_max")
+        phases = c4.selectbox("Phases", [3, 1], key="add_phases")
+        wiring = c5.text_input(
+            "Wiring", value="", key="add_wiring", help="L1/L2/L3, or a rotation like L2L3L1"
+        )
+        password = st.text_input(
+            "Password (Basic auth)",
+            type="password",
+            key="add_password",
+            help="The AuthorizationKey the charger sends; empty: no authentication.",
+        )
+        if st.form_submit_button("Add station", type="primary", key="add_submit"):
+            try:
+                cp = check_station_id(cp_id)
+                current, n, wiring_ok = validate_station(
+                    max_current_a=max_a, phases=phases, wiring=wiring or None
+                )
+                ui.run(
+                    ui.store().repo.add_charge_point(
+                        cp,
+                        max_current_a=current,
+                        phases=n,
+                        wiring=wiring_ok,
+                        name=name.strip() or None,
+                        password=password or None,
+                    )
+                )
+            except ConfigError as exc:
+                st.error(str(exc))
+            else:
+                _flash(f"Added {cp}. Point the charger at ws://HOST:9000/ocpp/{cp}.")
+
+
+def _edit(station: Any) -> None:
+    with st.form(f"edit_{station.id}"):
+        c1, c2, c3, c4 = st.columns([3, 2, 1, 2])
+        name = c1.text_input("Name or apartment", value=station.name or "", key="edit_name")
+        max_a = c2.number_input(
+            "Max current (A)", value=float(station.max_current_a), step=1.0, key="edit_max"
+        )
+        phases = c3.selectbox(
+            "Phases", [3, 1], index=0 if station.phases == 3 else 1, key="edit_phases"
+        )
+        wiring = c4.text_input("Wiring", value=station.wiring, key="edit_wiring")
+        if st.form_submit_button("Save", type="primary", key="edit_save"):
+            try:
+                current, n, wiring_ok = validate_station(
+                    max_current_a=max_a,
+                    phases=phases,
+                    wiring=wiring if n_matches(wiring, phases) else None,
+                )
+                ui.run(
+                    ui.store().repo.update_charge_point(
+                        station.id,
+                        name=name.strip() or None,
+                        max_current_a=current,
+                        phases=n,
+                        wiring=wiring_ok,
+                    )
+                )
+            except ConfigError as exc:
+                st.error(str(exc))
+            else:
+                _flash(f"Saved {station.id}: {n} x {current:g} A, wiring {wiring_ok}.")
+    with st.popover("Remove station", icon=":material/delete:"):
+        st.write(
+            f"Remove **{station.id}** and all its history (sessions, meter values)? Its "
+            "charger can no longer connect."
+        )
+        sure = st.checkbox("Yes, remove it", key=f"remove_sure_{station.id}")
+        if st.button("Remove", disabled=not sure, key=f"remove_{station.id}", type="primary"):
+            ui.run(ui.store().repo.remove_charge_point(station.id))
+            _flash(f"Removed {station.id}.")
+
+
+def n_matches(wiring: str, phases: int) -> bool:
+    """Keep the typed wiring unless the phase count changed under it (then the default)."""
+    return bool(wiring) and len(wiring.strip()) == 2 * int(phases)
+
+
+def _enqueue(cp_id: str, command: actions.Command) -> None:
+    action, payload = command
+    command_id = ui.run(
+        ui.store().repo.enqueue_command(cp_id, action, payload, requested_by=REQUESTED_BY)
+    )
+    st.toast(f"{action} queued (command {command_id})", icon=":material/send:")
+
+
+def _actions(station: Any, site_voltage_v: float) -> None:
+    connector = 1
+    tx_id = None if pd.isna(station.transaction_id) else int(station.transaction_id)
+    profile_kw: dict[str, Any] = {
+        "rate_unit": "A",
+        "phases": int(station.phases),
+        "voltage_v": site_voltage_v,
+        "only_stack_level_0": bool(station.only_stack_level_0),
+    }
+    if not station.connected:
+        st.warning(
+            f"{station.id} is offline: commands fail until it reconnects.",
+            icon=":material/wifi_off:",
+        )
+    if tx_id is None:
+        st.caption("No car is charging here: limit, pause, resume and stop need a transaction.")
+    elif station.only_stack_level_0:
+        st.caption(
+            "This charger accepts only stack level 0: the controller's next limit replaces "
+            "an override."
+        )
+    c1, c2 = st.columns([2, 3])
+    limit = c1.number_input(
+        "Override limit (A)",
+        min_value=0.0,
+        max_value=float(station.max_current_a),
+        value=min(16.0, float(station.max_current_a)),
+        step=1.0,
+        key="override_limit",
+        help="0 pauses; otherwise 6 A up to the station's maximum. Holds until Resume.",
+    )
+    with c2:
+        st.write("")
+        b1, b2, b3 = st.columns(3)
+        if b1.button("Set limit", disabled=tx_id is None, key="act_limit"):
+            try:
+                assert tx_id is not None
+                _enqueue(
+                    station.id,
+                    actions.set_limit(
+                        connector,
+                        tx_id,
+                        limit,
+                        max_current_a=float(station.max_current_a),
+                        **profile_kw,
+                    ),
+                )
+            except ConfigError as exc:
+                st.error(str(exc))
+        if b2.button("Pause", disabled=tx_id is None, key="act_pause"):
+            assert tx_id is not None
+            _enqueue(station.id, actions.pause(connector, tx_id, **profile_kw))
+        if b3.button("Resume", disabled=tx_id is None, key="act_resume"):
+            _enqueue(station.id, actions.resume(connector))
+    st.caption(
+        "An override above the controller's share can exceed the fuse: the controller "
+        "does not plan around it."
+    )
+    d1, d2, d3, d4 = st.columns(4)
+    if d1.button("Remote stop", disabled=tx_id is None, key="act_stop"):
+        assert tx_id is not None
+        _enqueue(station.id, actions.remote_stop(tx_id))
+    if d2.button("Reset (soft)", key="act_reset"):
+        _enqueue(station.id, actions.soft_reset())
+    if d3.button("Unlock connector", key="act_unlock"):
+        _enqueue(station.id, actions.unlock(connector))
+    if d4.button("Trigger meter values", key="act_trigger"):
+        _enqueue(station.id, actions.trigger_meter_values(connector))
+
+
+@st.fragment(run_every=3.0)
+def _results(cp_id: str, tz: str) -> None:
+    with ui.error_box():
+        results = ui.run(queries.command_results(ui.store().sessionmaker, cp_id, limit=20))
+        if results.empty:
+            st.caption("No command sent to this station yet.")
+            return
+        rows = []
+        for r in _rows(results):
+            outcome = r.error if r.status == "failed" else r.response
+            rows.append(
+                {
+                    "#": r.id,
+                    "Sent": ui.fmt_time(r.created_at, tz, seconds=True),
+                    "Action": r.action,
+                    "Status": r.status,
+                    "Result": outcome if isinstance(outcome, str) else json.dumps(outcome),
+                    "By": r.requested_by,
+                }
+            )
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def render() -> None:
+    st.title("Stations")
+    with ui.error_box():
+        _render()
+
+
+def _render() -> None:
+    store = ui.store()
+    site = ui.site()
+    table = ui.run(queries.station_table(store.sessionmaker))
+    flash = st.session_state.pop(FLASH_KEY, None)
+    if flash:
+        st.success(flash, icon=":material/check:")
+    if table.empty:
+        st.info(ui.NO_STATIONS, icon=":material/ev_station:")
+    else:
+        _table(table, site.timezone)
+    _add_form()
+    if table.empty:
+        return
+    st.subheader("Manage a station")
+    names = ui.station_names(table)
+    cp_id = st.selectbox(
+        "Station", list(names), format_func=lambda cp: names[cp], key="manage_station"
+    )
+    if cp_id is None:
+        return
+    station = next(r for r in _rows(table) if r.id == cp_id)
+    edit, act = st.tabs(["Edit", "Commands"])
+    with edit:
+        _edit(station)
+    with act:
+        _actions(station, site.voltage_v)
+        st.markdown("**Command results**")
+        _results(cp_id, site.timezone)
+
+
+if __name__ == "__main__":
+    render()

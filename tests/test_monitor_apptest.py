@@ -1,0 +1,523 @@
+"""The Streamlit monitor, page by page, with streamlit.testing's AppTest.
+
+Every page runs on a seeded garage and on an empty database; the writes a manager or a
+resident can make land in the store (or are refused with nothing written). The read
+queries behind the pages are checked against the seed's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import streamlit as st
+from sqlalchemy import select
+from streamlit.testing.v1 import AppTest
+
+from csms.errors import ConfigError
+from csms.monitor import actions, frames
+from csms.monitor.pages.resident import NEED_ENERGY, NEED_MODEL
+from csms.monitor.pages.settings import apply_site_changes
+from csms.store import migrate, queries
+from csms.store import models as m
+from csms.store.engine import DATABASE_URL_ENV, create_engine, create_sessionmaker
+from csms.store.repository import Repository
+from csms.store.seed import seed_demo_data
+
+APP = Path(__file__).resolve().parents[1] / "monitor_app.py"
+PAGES = ("live", "history", "stations", "sessions", "resident", "settings")
+# A page run reads SQLite, pandas and Altair on a shared 2-core machine.
+TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Garage:
+    url: str
+    end: datetime
+
+
+def _url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def _create(url: str, *, seed: bool, end: datetime) -> None:
+    engine = create_engine(url)
+    try:
+        await migrate.upgrade(engine)
+        if seed:
+            await seed_demo_data(
+                create_sessionmaker(engine), stations=6, days=2, start=end - timedelta(days=2)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def _query(url: str, fn: Any) -> Any:
+    engine = create_engine(url)
+    try:
+        return await fn(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+def query(url: str, fn: Any) -> Any:
+    """Run ``fn(sessionmaker)`` against the database on a fresh engine."""
+    return asyncio.run(_query(url, fn))
+
+
+@pytest.fixture(autouse=True)
+def _release_stores() -> Iterator[None]:
+    """Each test has its own database; close the cached stores (and their loops) after."""
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Garage:
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    url = _url(tmp_path / "seeded.db")
+    asyncio.run(_create(url, seed=True, end=end))
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    return Garage(url, end)
+
+
+@pytest.fixture
+def empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Garage:
+    url = _url(tmp_path / "empty.db")
+    asyncio.run(_create(url, seed=False, end=datetime.now(UTC)))
+    monkeypatch.setenv(DATABASE_URL_ENV, url)
+    return Garage(url, datetime.now(UTC))
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    at.run()
+    if page != "live":
+        at.switch_page(f"csms/monitor/pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> list[Any]:
+    return list(at.get("vega_lite_chart"))
+
+
+def texts(elements: Any) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def button(at: AppTest, key: str) -> Any:
+    return at.button(key=key)
+
+
+# ------------------------------------------------------------------ every page
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_a_seeded_garage(seeded: Garage, page: str) -> None:
+    at = open_page(page)
+    assert not at.error, texts(at.error)
+    if page in ("live", "history", "sessions"):
+        assert charts(at), f"{page} shows no chart"
+    if page == "live":
+        labels = {mt.label for mt in at.metric}
+        assert {"Cars charging", "Total", "Idle power", "Energy today"} <= labels
+        assert "Will miss departure" in labels
+    if page in ("stations", "sessions", "history"):
+        assert at.dataframe, f"{page} shows no table"
+    if page == "history":
+        assert len(charts(at)) >= 3  # load, daily energy, limits vs draw
+        assert len(at.get("download_button")) >= 2
+    if page == "resident":
+        assert {mt.label for mt in at.metric} >= {"Your limit", "Drawing", "Charged so far"}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_has_an_empty_state_on_an_empty_database(empty: Garage, page: str) -> None:
+    at = open_page(page)
+    assert not at.error, texts(at.error)
+    if page == "settings":
+        assert at.number_input(key="set_fuse").value == 63.0
+        return
+    message = texts(at.info)
+    if page == "sessions":
+        assert "No charging session yet" in message
+    assert "point a charger at `ws://HOST:9000/ocpp/<id>`" in message
+
+
+def test_live_page_toggles_units_and_phases(seeded: Garage) -> None:
+    at = open_page("live")
+    at.button_group(key="live_unit").set_value("A").run()
+    assert not at.exception
+    at.toggle(key="live_per_phase").set_value(True).run()
+    assert not at.exception
+    assert charts(at)
+
+
+def test_history_page_per_phase_and_range(seeded: Garage) -> None:
+    at = open_page("history")
+    day = seeded.end.date()
+    at.date_input(key="history_range").set_value((day - timedelta(days=1), day)).run()
+    at.toggle(key="history_per_phase").set_value(True).run()
+    assert not at.exception
+    assert not at.error, texts(at.error)
+    assert charts(at)
+
+
+# ------------------------------------------------------------------- failures
+def test_missing_database_is_an_error_box_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone.db"
+    monkeypatch.setenv(DATABASE_URL_ENV, _url(gone))
+    for page in ("live", "stations"):
+        at = open_page(page)
+        assert "does not exist" in texts(at.error)
+    assert not gone.exists(), "the monitor must not create an empty database"
+
+
+def test_database_without_schema_is_an_error_box(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = tmp_path / "bare.db"
+    bare.write_bytes(b"")
+    monkeypatch.setenv(DATABASE_URL_ENV, _url(bare))
+    at = open_page("history")
+    assert "no GarageGrid tables" in texts(at.error)
+
+
+# -------------------------------------------------------------------- stations
+def _station(url: str, cp_id: str) -> m.ChargePoint | None:
+    async def get(sm: queries.SessionMaker) -> m.ChargePoint | None:
+        async with sm() as s:
+            return await s.get(m.ChargePoint, cp_id)
+
+    result: m.ChargePoint | None = query(url, get)
+    return result
+
+
+def test_editing_a_station_writes_it(seeded: Garage) -> None:
+    at = open_page("stations")
+    at.selectbox(key="manage_station").set_value("CP002").run()
+    at.text_input(key="edit_name").set_value("Apartment Z9")
+    at.number_input(key="edit_max").set_value(20.0)
+    button(at, "edit_save").click().run()
+    assert not at.error, texts(at.error)
+    row = _station(seeded.url, "CP002")
+    assert row is not None
+    assert (row.name, row.max_current_a) == ("Apartment Z9", 20.0)
+
+
+def test_a_bad_max_current_is_refused_and_not_written(seeded: Garage) -> None:
+    before = _station(seeded.url, "CP002")
+    at = open_page("stations")
+    at.selectbox(key="manage_station").set_value("CP002").run()
+    at.number_input(key="edit_max").set_value(500.0)
+    button(at, "edit_save").click().run()
+    assert "max_current_a" in texts(at.error)
+    after = _station(seeded.url, "CP002")
+    assert before is not None
+    assert after is not None
+    assert after.max_current_a == before.max_current_a
+
+
+def test_adding_and_removing_a_station(seeded: Garage) -> None:
+    at = open_page("stations")
+    at.text_input(key="add_id").set_value("GARAGE-B7")
+    at.text_input(key="add_name").set_value("Apartment B7")
+    at.number_input(key="add_max").set_value(32.0)
+    at.selectbox(key="add_phases").set_value(1)
+    at.text_input(key="add_wiring").set_value("L3")
+    button(at, "add_submit").click().run()
+    assert not at.error, texts(at.error)
+    row = _station(seeded.url, "GARAGE-B7")
+    assert row is not None
+    assert (row.name, row.max_current_a, row.phases, row.wiring) == ("Apartment B7", 32.0, 1, "L3")
+
+    at.selectbox(key="manage_station").set_value("GARAGE-B7").run()
+    at.checkbox(key="remove_sure_GARAGE-B7").check().run()
+    button(at, "remove_GARAGE-B7").click().run()
+    assert _station(seeded.url, "GARAGE-B7") is None
+
+
+def test_a_bad_station_id_is_refused(seeded: Garage) -> None:
+    at = open_page("stations")
+    at.text_input(key="add_id").set_value("bad/id")
+    button(at, "add_submit").click().run()
+    assert "id:" in texts(at.error)
+    assert _station(seeded.url, "bad/id") is None
+
+
+def _commands(url: str) -> list[m.Command]:
+    async def get(sm: queries.SessionMaker) -> list[m.Command]:
+        async with sm() as s:
+            return list((await s.execute(select(m.Command).order_by(m.Command.id))).scalars())
+
+    result: list[m.Command] = query(url, get)
+    return result
+
+
+def _charging_station(url: str) -> tuple[str, int]:
+    frame = query(url, lambda sm: queries.sessions(sm, open_only=True))
+    row = frame.iloc[0]
+    return str(row["charge_point_id"]), int(row["transaction_id"])
+
+
+def test_command_buttons_write_outbox_rows(seeded: Garage) -> None:
+    cp_id, tx_id = _charging_station(seeded.url)
+    before = len(_commands(seeded.url))
+    at = open_page("stations")
+    at.selectbox(key="manage_station").set_value(cp_id).run()
+    at.number_input(key="override_limit").set_value(10.0)
+    for key in ("act_limit", "act_pause", "act_resume", "act_stop", "act_reset", "act_unlock"):
+        button(at, key).click().run()
+        assert not at.exception
+    button(at, "act_trigger").click().run()
+    new = _commands(seeded.url)[before:]
+    assert [c.action for c in new] == [
+        "SetChargingProfile",
+        "SetChargingProfile",
+        "ClearChargingProfile",
+        "RemoteStopTransaction",
+        "Reset",
+        "UnlockConnector",
+        "TriggerMessage",
+    ]
+    assert all(c.charge_point_id == cp_id and c.status == "pending" for c in new)
+    assert all(c.requested_by == "monitor" for c in new)
+    override, pause = new[0].payload, new[1].payload
+    profile = override["csChargingProfiles"]
+    assert profile["transactionId"] == tx_id
+    assert profile["chargingProfilePurpose"] == "TxProfile"
+    assert profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] == 10.0
+    assert pause["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+        "limit"
+    ] == (0.0)
+    assert new[2].payload == {"id": profile["chargingProfileId"]}
+    assert new[3].payload == {"transactionId": tx_id}
+    assert new[4].payload == {"type": "Soft"}
+    assert new[6].payload == {"requestedMessage": "MeterValues", "connectorId": 1}
+
+
+def test_override_limit_outside_iec_range_is_refused() -> None:
+    with pytest.raises(ConfigError, match="IEC 61851-1"):
+        actions.set_limit(1, 7, 4.0, max_current_a=16.0)
+    with pytest.raises(ConfigError):
+        actions.set_limit(1, 7, 20.0, max_current_a=16.0)
+    _, payload = actions.set_limit(1, 7, 16.0, max_current_a=16.0, only_stack_level_0=True)
+    assert payload["csChargingProfiles"]["stackLevel"] == 0
+
+
+# -------------------------------------------------------------------- settings
+def _site(url: str) -> Any:
+    return query(url, queries.site_settings)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("set_fuse", -10.0, "fuse_limit_a"),
+        ("set_margin", 500.0, "margin_a"),
+        ("set_tick", 0.1, "tick_s"),
+        ("set_price", -1.0, "price_per_kwh"),
+    ],
+)
+def test_bad_settings_are_refused_and_nothing_is_written(
+    seeded: Garage, field: str, value: float, message: str
+) -> None:
+    before = _site(seeded.url)
+    at = open_page("settings")
+    at.number_input(key="set_price").set_value(9.99)  # a good value in the same form
+    at.number_input(key=field).set_value(value)
+    button(at, "settings_save").click().run()
+    assert message in texts(at.error)
+    assert _site(seeded.url) == before
+
+
+def test_bad_departure_and_time_zone_are_refused(seeded: Garage) -> None:
+    before = _site(seeded.url)
+    at = open_page("settings")
+    at.text_input(key="set_departure").set_value("25:99")
+    button(at, "settings_save").click().run()
+    assert "default_departure" in texts(at.error)
+    at.text_input(key="set_departure").set_value("07:00")
+    at.text_input(key="set_timezone").set_value("Mars/Olympus")
+    button(at, "settings_save").click().run()
+    assert "timezone" in texts(at.error)
+    assert _site(seeded.url) == before
+
+
+def test_unknown_strategy_is_refused_before_any_write(seeded: Garage) -> None:
+    before = _site(seeded.url)
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        apply_site_changes(before, {"strategy": "fastest-first"})
+    assert _site(seeded.url) == before
+
+
+def test_good_settings_are_written(seeded: Garage) -> None:
+    at = open_page("settings")
+    at.number_input(key="set_fuse").set_value(125.0)
+    at.number_input(key="set_margin").set_value(5.0)
+    at.selectbox(key="set_strategy").set_value("edf")
+    at.text_input(key="set_departure").set_value("06:45")
+    at.number_input(key="set_price").set_value(1.75)
+    button(at, "settings_save").click().run()
+    assert not at.error, texts(at.error)
+    site = _site(seeded.url)
+    assert (site.fuse_limit_a, site.margin_a, site.strategy) == (125.0, 5.0, "edf")
+    assert (site.default_departure, site.price_per_kwh) == ("06:45", 1.75)
+
+
+# -------------------------------------------------------------------- resident
+def _transaction(url: str, tx_id: int) -> m.Transaction:
+    async def get(sm: queries.SessionMaker) -> m.Transaction | None:
+        async with sm() as s:
+            return await s.get(m.Transaction, tx_id)
+
+    row: m.Transaction | None = query(url, get)
+    assert row is not None
+    return row
+
+
+def _leave_tomorrow(at: AppTest, seeded: Garage) -> datetime:
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).astimezone(
+        pd.Timestamp.now(tz="Europe/Oslo").tzinfo
+    )
+    at.date_input(key="resident_day").set_value(tomorrow.date())
+    at.time_input(key="resident_time").set_value(datetime.strptime("06:30", "%H:%M").time())
+    return tomorrow
+
+
+def test_resident_energy_input_writes_the_session(seeded: Garage) -> None:
+    cp_id, tx_id = _charging_station(seeded.url)
+    at = open_page("resident")
+    at.selectbox(key="resident_station").set_value(cp_id).run()
+    at.radio(key="resident_need").set_value(NEED_ENERGY).run()
+    day = _leave_tomorrow(at, seeded)
+    at.number_input(key="resident_kwh").set_value(25.0)
+    button(at, "resident_save").click().run()
+    assert not at.error, texts(at.error)
+    tx = _transaction(seeded.url, tx_id)
+    assert tx.energy_needed_wh == 25_000.0
+    assert tx.departure_at is not None
+    local = pd.Timestamp(tx.departure_at).tz_convert("Europe/Oslo")
+    assert (local.date(), local.hour, local.minute) == (day.date(), 6, 30)
+
+
+def test_resident_ev_model_input_writes_model_target_and_energy(seeded: Garage) -> None:
+    cp_id, tx_id = _charging_station(seeded.url)
+    at = open_page("resident")
+    at.selectbox(key="resident_station").set_value(cp_id).run()
+    at.radio(key="resident_need").set_value(NEED_MODEL).run()
+    _leave_tomorrow(at, seeded)
+    at.selectbox(key="resident_model").set_value("vw-id3-58")
+    at.number_input(key="resident_target").set_value(90.0)
+    soc_now = at.number_input(key="resident_soc_now") if _asks_soc(at) else None
+    if soc_now is not None:
+        soc_now.set_value(50.0)
+    button(at, "resident_save").click().run()
+    assert not at.error, texts(at.error)
+    tx = _transaction(seeded.url, tx_id)
+    assert (tx.ev_model, tx.target_soc) == ("vw-id3-58", 0.9)
+    assert tx.energy_needed_wh is not None
+    assert tx.energy_needed_wh > 0
+
+
+def _asks_soc(at: AppTest) -> bool:
+    return any(getattr(n, "key", None) == "resident_soc_now" for n in at.number_input)
+
+
+def test_resident_departure_in_the_past_is_refused(seeded: Garage) -> None:
+    cp_id, tx_id = _charging_station(seeded.url)
+    before = _transaction(seeded.url, tx_id).departure_at
+    at = open_page("resident")
+    at.selectbox(key="resident_station").set_value(cp_id).run()
+    at.radio(key="resident_need").set_value(NEED_ENERGY).run()
+    at.date_input(key="resident_day").set_value((datetime.now(UTC) - timedelta(days=2)).date())
+    button(at, "resident_save").click().run()
+    assert "departure" in texts(at.error)
+    assert _transaction(seeded.url, tx_id).departure_at == before
+
+
+def test_resident_sees_notifications(seeded: Garage) -> None:
+    at = open_page("resident")
+    at.radio(key="resident_by").set_value("My tag").run()
+    assert not at.exception
+    assert "Messages" in texts(at.subheader)
+
+
+# ---------------------------------------------------------------- query layer
+def test_energy_buckets_add_up_to_the_sessions_energy(seeded: Garage) -> None:
+    """Register differences per bucket sum to meterStop - meterStart of every session."""
+    start, end = seeded.end - timedelta(days=3), seeded.end + timedelta(hours=1)
+    energy = query(seeded.url, lambda sm: queries.energy_buckets(sm, start, end, 3600))
+    sessions = query(seeded.url, queries.sessions)
+    assert len(sessions) > 5
+    assert energy["energy_wh"].sum() == pytest.approx(sessions["energy_wh"].sum(), abs=1.0)
+    times = pd.to_datetime(energy["time"], utc=True)
+    assert (times.dt.minute == 0).all()
+    assert (times.dt.second == 0).all()
+
+
+def test_sample_buckets_are_aligned_and_averaged(seeded: Garage) -> None:
+    end = seeded.end
+    frame = query(
+        seeded.url,
+        lambda sm: queries.sample_buckets(sm, end - timedelta(hours=6), end, 900),
+    )
+    assert len(frame)
+    times = pd.to_datetime(frame["time"], utc=True)
+    assert all(int(t.timestamp()) % 900 == 0 for t in times)
+    assert (frame["avg"] <= frame["max"] + 1e-9).all()
+
+
+def test_station_table_lists_every_station(seeded: Garage) -> None:
+    table = query(seeded.url, queries.station_table)
+    assert list(table["id"]) == [f"CP{i:03d}" for i in range(1, 7)]
+    assert table["vendor"].notna().all()
+    assert (table["status"] == "Faulted").sum() == 1
+
+
+def test_one_phase_station_draws_on_its_wired_phase() -> None:
+    t = pd.Timestamp("2026-01-05 18:00", tz="UTC")
+    samples = pd.DataFrame(
+        [
+            (t, "CP1", queries.CURRENT, "L1", 16.0, 16.0, 1),
+            (t, "CP1", queries.POWER, None, 3680.0, 3680.0, 1),
+        ],
+        columns=["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"],
+    )
+    stations = pd.DataFrame([{"id": "CP1", "phases": 1, "wiring": "L2"}])
+    draw = frames.draw_from_samples(
+        samples,
+        stations,
+        start=t.to_pydatetime(),
+        end=(t + pd.Timedelta(minutes=1)).to_pydatetime(),
+        bucket_s=60,
+        voltage_v=230.0,
+    )
+    row = draw.iloc[0]
+    assert (row["L1"], row["L2"], row["L3"], row["power_w"]) == (0.0, 16.0, 0.0, 3680.0)
+
+
+def test_seed_is_deterministic(tmp_path: Path) -> None:
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+
+    async def seed(path: Path) -> tuple[int, int, float]:
+        engine = create_engine(_url(path))
+        try:
+            await migrate.upgrade(engine)
+            sm = create_sessionmaker(engine)
+            summary = await seed_demo_data(Repository(sm), stations=4, days=1, start=start, seed=3)
+            sessions = await queries.sessions(sm)
+            return summary.meter_samples, summary.transactions, float(sessions["energy_wh"].sum())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(seed(tmp_path / "a.db")) == asyncio.run(seed(tmp_path / "b.db"))
