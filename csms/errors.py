@@ -2,6 +2,8 @@
 
     GarageGridError
     ├── ConfigError            bad setting, bad CLI value, bad scenario file
+    ├── ProfileError           an invalid charging profile (csms.profiles; also a ValueError)
+    │   └── ProfileRejectedError   a valid profile the charge point refuses
     ├── StoreError             the database is locked, gone or refused a write
     │   └── NotFoundError      a row that was asked for does not exist
     └── ChargePointError       a charge point is not connected or did not answer
