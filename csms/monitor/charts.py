@@ -309,16 +309,14 @@ def daily_energy_chart(
 
 
 def monthly_energy_chart(per_month: pd.DataFrame, *, height: int = 260) -> alt.Chart:
-    """Energy per resident and month (bars). ``per_month``: month, resident, energy_kwh."""
+    """Energy per resident, stacked by month. ``per_month``: month, resident, energy_kwh."""
     chart: alt.Chart = (
         alt.Chart(per_month)
         .mark_bar()
         .encode(
-            x=alt.X("month:O", title=None),
+            x=alt.X("resident:N", title=None, sort="ascending", axis=alt.Axis(labelAngle=-30)),
             y=alt.Y("energy_kwh:Q", title="kWh", stack="zero"),
-            color=alt.Color(
-                "resident:N", title="Resident", scale=alt.Scale(scheme="tableau20"), legend=None
-            ),
+            color=alt.Color("month:O", title="Month", scale=alt.Scale(scheme="blues")),
             tooltip=[
                 alt.Tooltip("month:O", title="Month"),
                 alt.Tooltip("resident:N", title="Resident"),
