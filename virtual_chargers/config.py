@@ -290,10 +290,12 @@ class ChargerConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, str]) -> ChargerConfig:
+        """Inverse of to_dict: the station's own flash, restored as it was written."""
         config = cls()
         for name, value in values.items():
-            if config._def(name) is not None:
-                config.set_local(name, value)
+            definition = config._def(name)
+            if definition is not None:
+                config._values[definition.name] = str(value)
         return config
 
 
