@@ -521,3 +521,25 @@ def test_seed_is_deterministic(tmp_path: Path) -> None:
             await engine.dispose()
 
     assert asyncio.run(seed(tmp_path / "a.db")) == asyncio.run(seed(tmp_path / "b.db"))
+
+
+def test_history_power_splits_over_phases_as_the_currents_show() -> None:
+    """Energy gives the power; the current samples say which supply phases carry it."""
+    t = pd.Timestamp("2026-01-05 18:00", tz="UTC")
+    energy = pd.DataFrame([(t, "CP1", 3680.0)], columns=["time", "charge_point_id", "energy_wh"])
+    stations = pd.DataFrame([{"id": "CP1", "phases": 3, "wiring": "L2L3L1"}])
+    currents = pd.DataFrame(
+        [
+            (t, "CP1", queries.CURRENT, f"L{k}", a, a, 60)
+            for k, a in ((1, 16.0), (2, 0.0), (3, 0.0))
+        ],
+        columns=["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"],
+    )
+    window = {"start": t.to_pydatetime(), "end": (t + pd.Timedelta(hours=1)).to_pydatetime()}
+    one_phase = frames.draw_from_energy(
+        energy, stations, bucket_s=3600, voltage_v=230.0, currents=currents, **window
+    ).iloc[0]
+    assert (one_phase["L1"], one_phase["L2"], one_phase["L3"]) == (0.0, 16.0, 0.0)
+    assert one_phase["power_w"] == 3680.0
+    even = frames.draw_from_energy(energy, stations, bucket_s=3600, voltage_v=230.0, **window)
+    assert list(even.iloc[0][["L1", "L2", "L3"]]) == pytest.approx([16 / 3] * 3)

@@ -160,35 +160,57 @@ def draw_from_energy(
     The current per phase splits that power in the proportions the current samples of
     the bucket show (``currents``, from `sample_buckets`), which catches a one-phase car
     on a three-phase station; without them the power is spread evenly over the phases.
+    Vectorised: a month of 50 stations is tens of thousands of buckets.
     """
     info = _station_info(stations)
     index = bucket_index(start, end, bucket_s)
-    shares: dict[tuple[Any, str], dict[str, float]] = {}
-    if currents is not None:
-        for r in records(currents):
-            cp = str(r["charge_point_id"])
-            if r["measurand"] != CURRENT or cp not in info or r["phase"] is None:
-                continue
-            phase = supply_phase(info[cp][0], str(r["phase"]))
-            if phase is not None:
-                shares.setdefault((r["time"], cp), {})[phase] = max(0.0, float(r["avg"]))
-    out: list[dict[str, Any]] = []
-    for r in records(energy):
-        cp = str(r["charge_point_id"])
-        if cp not in info:
-            continue
-        power = float(r["energy_wh"]) * 3600.0 / bucket_s
-        amps_total = power / voltage_v
-        split = shares.get((r["time"], cp))
-        if split and sum(split.values()) > 0:
-            total = sum(split.values())
-            amps = {p: amps_total * split.get(p, 0.0) / total for p in PHASES}
-        else:
-            phases = wiring_phases(*info[cp])
-            amps = {p: (amps_total / len(phases) if p in phases else 0.0) for p in PHASES}
-        out.append({"time": r["time"], "charge_point_id": cp, **amps, "power_w": power})
-    draw = pd.DataFrame(out, columns=DRAW_COLUMNS)
-    return _complete(draw, index, list(info), 0)
+    frame = energy[energy["charge_point_id"].astype(str).isin(list(info))].copy()
+    frame["charge_point_id"] = frame["charge_point_id"].astype(str)
+    frame["power_w"] = frame["energy_wh"].astype("float64") * 3600.0 / bucket_s
+    # Even split over each station's wired phases ...
+    even = pd.DataFrame(
+        [
+            {"charge_point_id": cp, **{p: (1.0 / len(ph) if p in ph else 0.0) for p in PHASES}}
+            for cp, ph in ((cp, wiring_phases(*info[cp])) for cp in info)
+        ],
+        columns=["charge_point_id", *PHASES],
+    )
+    share = frame[["time", "charge_point_id"]].merge(even, on="charge_point_id", how="left")
+    # ... unless the bucket's current samples show another one.
+    if currents is not None and len(currents):
+        measured = currents[
+            (currents["measurand"] == CURRENT)
+            & currents["phase"].notna()
+            & currents["charge_point_id"].astype(str).isin(list(info))
+        ].copy()
+        measured["charge_point_id"] = measured["charge_point_id"].astype(str)
+        lookup = {
+            (cp, ph): supply_phase(info[cp][0], str(ph))
+            for cp, ph in measured[["charge_point_id", "phase"]]
+            .drop_duplicates()
+            .itertuples(index=False, name=None)
+        }
+        measured["supply"] = [
+            lookup[(cp, ph)]
+            for cp, ph in zip(measured["charge_point_id"], measured["phase"], strict=True)
+        ]
+        measured = measured[measured["supply"].notna()]
+        measured["avg"] = measured["avg"].astype("float64").clip(lower=0.0)
+        wide = measured.pivot_table(
+            index=["time", "charge_point_id"], columns="supply", values="avg", aggfunc="sum"
+        ).reindex(columns=list(PHASES), fill_value=0.0)
+        wide = wide.fillna(0.0)
+        totals = wide.sum(axis=1)
+        wide = wide[totals > 0].div(totals[totals > 0], axis=0).reset_index()
+        share = share.merge(wide, on=["time", "charge_point_id"], how="left", suffixes=("", "_m"))
+        for p in PHASES:
+            share[p] = share[f"{p}_m"].where(share[f"{p}_m"].notna(), share[p])
+        share = share[["time", "charge_point_id", *PHASES]]
+    amps = frame["power_w"].to_numpy() / voltage_v
+    draw = frame[["time", "charge_point_id", "power_w"]].reset_index(drop=True)
+    for p in PHASES:
+        draw[p] = share[p].to_numpy() * amps
+    return _complete(draw[DRAW_COLUMNS], index, list(info), 0)
 
 
 def building_per_bucket(
