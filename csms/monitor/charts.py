@@ -170,8 +170,10 @@ def load_chart(
     unit: Unit,
     timezone: str,
     height: int = 320,
-) -> alt.LayerChart | alt.VConcatChart:
-    """Stacked areas per station, the idle band up to the EV budget, and the site lines."""
+) -> list[alt.LayerChart]:
+    """Per panel: stacked areas per station, the idle band up to the EV budget, and the
+    site lines. One chart per panel, so that each stretches to the page and has a legend.
+    """
     charts: list[alt.LayerChart] = []
     for data in panels:
         stack = _with_labels(data.stack, timezone)
@@ -245,10 +247,7 @@ def load_chart(
             .properties(height=height, title=data.panel if len(panels) > 1 else "")
         )
         charts.append(layered)
-    if len(charts) == 1:
-        return charts[0]
-    stacked: alt.VConcatChart = alt.vconcat(*charts).resolve_scale(color="shared")
-    return stacked
+    return charts
 
 
 def allocation_chart(frame: pd.DataFrame, timezone: str, *, height: int = 260) -> alt.LayerChart:

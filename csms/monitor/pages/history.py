@@ -145,12 +145,10 @@ def _render() -> None:
         per_phase=per_phase,
         names=names,
     )
-    st.altair_chart(
-        charts.load_chart(
-            panels, unit="A" if unit == "A" else "kW", timezone=tz, height=240 if per_phase else 340
-        ),
-        width="stretch",
-    )
+    for chart in charts.load_chart(
+        panels, unit="A" if unit == "A" else "kW", timezone=tz, height=220 if per_phase else 340
+    ):
+        st.altair_chart(chart, width="stretch")
     st.caption(
         f"Average power per {bucket_s // 60} min from the energy registers, site time ({tz}). "
         + (

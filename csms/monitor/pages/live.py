@@ -144,12 +144,10 @@ def _live_panel(minutes: int, unit: charts.Unit, per_phase: bool) -> None:
     panels = charts.load_chart_data(
         draw, building, site, unit=unit, per_phase=per_phase, names=names
     )
-    st.altair_chart(
-        charts.load_chart(
-            panels, unit=unit, timezone=site.timezone, height=260 if per_phase else 360
-        ),
-        width="stretch",
-    )
+    for chart in charts.load_chart(
+        panels, unit=unit, timezone=site.timezone, height=220 if per_phase else 360
+    ):
+        st.altair_chart(chart, width="stretch")
     st.caption(
         f"Updated {ui.fmt_time(now, site.timezone, date=False, seconds=True)} (site time, "
         f"{site.timezone}); {bucket_s} s buckets. The green band is the idle power."
