@@ -304,6 +304,51 @@ async def _session_set(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
+async def _provision(args: argparse.Namespace, repo: Repository) -> int:
+    """Register a scenario's stations (max current, phases, wiring, name) and id tags."""
+    from csms.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    known = {s.id for s in await repo.list_charge_points()}
+    tags = {t["id_tag"] for t in await repo.list_id_tags()}
+    added_stations = added_tags = 0
+    for station in scenario.stations:
+        if station.id in known:
+            continue
+        await repo.add_charge_point(
+            station.id,
+            max_current_a=station.max_current_a,
+            phases=station.phases,
+            wiring="".join(station.wiring),
+            name=station.name,
+            password=args.password,
+        )
+        added_stations += 1
+    names = {s.id: s.name for s in scenario.stations}
+    for session in scenario.sessions:
+        if session.id_tag in tags:
+            continue
+        await repo.add_id_tag(session.id_tag, owner=names.get(session.station))
+        tags.add(session.id_tag)
+        added_tags += 1
+    if args.site:
+        clean = validate_site_update(
+            await repo.site_config(),
+            {
+                "fuse_limit_a": scenario.site.fuse_limit_a,
+                "margin_a": scenario.site.margin_a,
+                "phases": scenario.site.phases,
+                "voltage_v": scenario.site.voltage_v,
+            },
+        )
+        await repo.update_site(**clean)
+    print(
+        f"scenario {scenario.name}: {added_stations} stations and {added_tags} id tags added"
+        + (", site fuse set" if args.site else "")
+    )
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 def _db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -459,6 +504,15 @@ def build_parser() -> argparse.ArgumentParser:
     se_set.add_argument("--battery-kwh", type=_positive_float)
     se_set.add_argument("--target-soc", type=float, help="percent")
     se_set.set_defaults(handler=_session_set)
+
+    provision = sub.add_parser(
+        "provision", help="register a scenario's stations and id tags (for demos and tests)"
+    )
+    _db_option(provision)
+    provision.add_argument("--scenario", required=True, help="built-in name or a JSON path")
+    provision.add_argument("--password", help="AuthorizationKey for every station")
+    provision.add_argument("--site", action="store_true", help="also take the scenario's fuse")
+    provision.set_defaults(handler=_provision)
 
     simcli.add_commands(sub)
     return parser

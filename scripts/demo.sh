@@ -21,6 +21,9 @@ cleanup() {
 trap cleanup INT TERM EXIT
 
 $BIN/csms db upgrade
+# The scenario's stations (real max current, phases and wiring) and residents' tags; a
+# charger that is not in it still gets in through --auto-register.
+$BIN/csms provision --scenario "$SCENARIO" --site
 $BIN/csms serve --auto-register --port "$PORT" --speed "$SPEED" --clock-start "$CLOCK_START" \
     2> >(tee -a csms.log >&2) &
 pids+=($!)

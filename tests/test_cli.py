@@ -177,3 +177,17 @@ def test_console_script_is_installed_and_db_upgrade_works(tmp_path: Path) -> Non
 def test_unsupported_database_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "--database-url", "mysql://x/y", "station", "list")
     assert code == 2 and "unsupported database" in err
+
+
+def test_provision_registers_a_scenario_once(
+    cli_env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "provision", "--scenario", "garage-20", "--site")
+    assert code == 0, err
+    stations = json.loads(run(capsys, "station", "list", "--json")[1])
+    assert len(stations) == 20
+    assert any(s["phases"] == 1 and s["wiring"] in ("L1", "L2", "L3") for s in stations)
+    tags = json.loads(run(capsys, "idtag", "list", "--json")[1])
+    assert tags and all(t["owner"] for t in tags)
+    code, out, _ = run(capsys, "provision", "--scenario", "garage-20")
+    assert "0 stations and 0 id tags added" in out
