@@ -81,7 +81,11 @@ async def test_every_session_ends_as_a_stopped_transaction_in_the_csms(db_url: s
             scenario(),
             f"ws://127.0.0.1:{app.port}/ocpp",
             FleetClock(SPEED, T0),
-            FleetOptions(station=StationOptions(config={"MeterValueSampleInterval": "60"})),
+            FleetOptions(
+                station=StationOptions(
+                    config={"MeterValueSampleInterval": "60"}, validate_messages=True
+                )
+            ),
         )
         report = await asyncio.wait_for(fleet.run(), TIMEOUT_S)
         exported = await app.repository.sessions_for_export()

@@ -15,9 +15,10 @@ from jsonschema import Draft4Validator
 from csms.errors import ConfigError
 from virtual_chargers import messages
 from virtual_chargers.config import ChangeStatus, ChargerConfig, phase_rotation
-from virtual_chargers.options import Quirks
+from virtual_chargers.display import render
+from virtual_chargers.options import Quirks, StationSnapshot
 from virtual_chargers.queue import METER_VALUES, START, STOP, MessageQueue
-from virtual_chargers.simulation import MeterReading
+from virtual_chargers.simulation import ConnectorStatus, MeterReading
 
 SCHEMAS = Path(ocpp.__file__).resolve().parent / "v16" / "schemas"
 T0 = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
@@ -281,3 +282,65 @@ def test_meter_value_content() -> None:
 def test_timestamps_need_a_time_zone() -> None:
     with pytest.raises(ValueError, match="time zone"):
         messages.timestamp(datetime(2026, 1, 5, 16, 0))
+
+
+# ---------------------------------------------------------------- the live table
+def _snapshot(station_id: str, **changes: Any) -> StationSnapshot:
+    values: dict[str, Any] = {
+        "station_id": station_id,
+        "status": ConnectorStatus.charging,
+        "online": True,
+        "limit_a": 16.0,
+        "offered_a": 16.0,
+        "current_a": 15.5,
+        "power_w": 10695.0,
+        "soc": 0.42,
+        "target_soc": 0.8,
+        "session_energy_wh": 5300.0,
+        "transaction_id": 7,
+        "id_tag": "TAG01",
+        "eta": T0 + timedelta(hours=3),
+        "departure_at": T0 + timedelta(hours=2),
+        "queued": 0,
+    }
+    values.update(changes)
+    return StationSnapshot(**values)
+
+
+def test_live_table_rows_show_limit_current_soc_and_a_late_eta() -> None:
+    lines = render(
+        "garage",
+        T0,
+        100,
+        [
+            _snapshot("CP01"),
+            _snapshot(
+                "CP02",
+                status=ConnectorStatus.available,
+                online=False,
+                soc=None,
+                limit_a=None,
+                current_a=0.0,
+                power_w=0.0,
+                eta=None,
+                departure_at=None,
+            ),
+        ],
+        (31.0, 15.5, 15.5),
+        61,
+        notes=["a note"],
+    )
+    assert lines[0].startswith("garage  2026-01-05 16:00:00 (x100)  online 1/2  charging 1")
+    assert "L1/L2/L3 31/16/16 A of 61 A" in lines[0]
+    assert lines[2].split() == [
+        "CP01", "Charging", "16.0", "15.5", "10.7", "42>80%", "5.3", "19:00!", "18:00", "0",
+    ]  # fmt: skip
+    assert lines[3].split()[:3] == ["CP02", "Available*", "-"]  # * = offline
+    assert lines[-1] == "a note"
+
+
+def test_live_table_fits_the_terminal() -> None:
+    snapshots = [_snapshot(f"CP{n:03d}") for n in range(100)]
+    lines = render("garage", T0, 100, snapshots, (0.0, 0.0, 0.0), 125, max_rows=10)
+    assert len(lines) == 2 + 10
+    assert lines[-1] == "... 91 more stations"

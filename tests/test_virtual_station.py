@@ -235,6 +235,7 @@ def make_station(
         reconnect_max_s=20.0,
         on_time_sync=clock.sync,
         seed=1,
+        validate_messages=True,
     )
     return VirtualStation("CP1", central.url, electrics or Electrics(32.0, 3), clock, options)
 

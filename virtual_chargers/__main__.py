@@ -128,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--state-dir", type=Path, help="keep each station's flash in DIR/<id>.json")
     run.add_argument(
-        "--no-validate",
+        "--validate",
         action="store_true",
-        help="do not check outgoing messages against the OCPP schemas (faster)",
+        help="check every outgoing message against the OCPP 1.6 schemas (slower)",
     )
     run.add_argument("--quiet", action="store_true", help="no live table")
     run.add_argument(
@@ -171,7 +171,7 @@ async def _run(args: argparse.Namespace, scenario: Scenario, show_table: bool) -
             password=args.password,
             free_vend=args.free_vend,
             config={"MeterValueSampleInterval": str(args.meter_interval)},
-            validate_messages=not args.no_validate,
+            validate_messages=args.validate,
         ),
         quirks=_quirks(args.quirk, scenario),
         duration_s=args.duration,

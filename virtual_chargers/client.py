@@ -105,6 +105,18 @@ class OcppClient(ChargePoint):  # type: ignore[misc]  # the ocpp package is unty
             log.debug("frame received", extra={"cp_id": self.id, "frame": str(message)[:200]})
             await self.route_message(message)
 
+    async def _handle_call(self, msg: Any) -> Any:
+        log.info(
+            "received CALL",
+            extra={"cp_id": self.id, "action": msg.action, "message_id": msg.unique_id},
+        )
+        return await super()._handle_call(msg)
+
+    async def _send(self, message: str) -> None:
+        # The library logs every frame unstructured at INFO; ours says it once, at DEBUG.
+        log.debug("frame sent", extra={"cp_id": self.id, "frame": message[:200]})
+        await self._connection.send(message)
+
     async def send_call(
         self, action: str, payload: dict[str, Any], message_id: str | None = None
     ) -> dict[str, Any]:

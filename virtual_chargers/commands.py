@@ -37,7 +37,6 @@ from csms.profiles import (
     ChargingRateUnit,
     ProfileError,
     ProfileRejectedError,
-    ProfileStore,
     composite_to_ocpp,
     profile_from_ocpp,
 )
@@ -88,8 +87,9 @@ class CentralSystemCommands:
         if profile is not None:
             try:
                 parsed = profile_from_ocpp(profile)
-                # Spec 5.11: a TxProfile without transactionId, else Rejected.
-                ProfileStore().install_remote_start_profile(CONNECTOR, parsed)
+                # Spec 5.11: a TxProfile without transactionId, within this charger's
+                # limits (stack level, rate unit), else Rejected. Installed at the start.
+                station.charging.profiles.install_remote_start_profile(CONNECTOR, parsed)
             except ProfileError as exc:
                 log.warning(
                     "remote start profile refused", extra={"cp_id": station.id, "error": str(exc)}

@@ -60,8 +60,9 @@ def render(
     *,
     tz: tzinfo | None = None,
     max_rows: int | None = None,
+    notes: Sequence[str] = (),
 ) -> list[str]:
-    """The table: a summary line, a header and one row per station (`*` = offline)."""
+    """The table: a summary line, a header, one row per station (`*` = offline), notes."""
     charging = sum(1 for s in snapshots if s.status is ConnectorStatus.charging)
     online = sum(1 for s in snapshots if s.online)
     power_kw = sum(s.power_w for s in snapshots) / 1000
@@ -76,7 +77,7 @@ def render(
     if max_rows is not None and len(rows) > max_rows:
         hidden = len(rows) - max(0, max_rows - 1)
         rows = [*rows[: max(0, max_rows - 1)], f"... {hidden} more stations"]
-    return lines + rows
+    return lines + rows + list(notes)
 
 
 class LiveTable:
@@ -99,6 +100,15 @@ class LiveTable:
 
     def draw(self) -> None:
         fleet = self._fleet
+        refused = fleet.refused()
+        notes = (
+            [
+                f"{refused} session(s) refused: the CSMS did not accept the id tag; register "
+                "the tags (csms idtag add TAG) or run with --free-vend"
+            ]
+            if refused
+            else []
+        )
         lines = render(
             fleet.scenario.name,
             fleet.clock.now(),
@@ -107,7 +117,8 @@ class LiveTable:
             fleet.supply_a(),
             fleet.scenario.site.fuse_limit_a - fleet.scenario.site.margin_a,
             tz=self._tz,
-            max_rows=max(3, self._lines() - 3),
+            max_rows=max(3, self._lines() - 3 - len(notes)),
+            notes=notes,
         )
         self._out.write(_CLEAR + "\n".join(lines) + "\n")
         self._out.flush()

@@ -175,9 +175,21 @@ class Fleet:
                 load[index] += amps
         return load[0], load[1], load[2]
 
+    def refused(self) -> int:
+        """Sessions the central system refused (id tag not accepted)."""
+        return sum(1 for station in self.stations.values() for r in station.sessions if r.refused)
+
     @property
     def peak_supply_a(self) -> tuple[float, float, float]:
         return self._peak[0], self._peak[1], self._peak[2]
+
+    @property
+    def sessions_started(self) -> bool:
+        """True once the stations have booted (or the wait ended) and sessions play."""
+        return self._sessions_started.is_set()
+
+    async def wait_sessions_started(self) -> None:
+        await self._sessions_started.wait()
 
     def sim_elapsed_s(self) -> float:
         """Simulated seconds since the sessions began (0 before)."""

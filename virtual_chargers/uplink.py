@@ -191,6 +191,8 @@ class Uplink:
                     # Transport keepalive, in real seconds (a NAT does not run simulated).
                     ping_interval=ping if ping > 0 else None,
                     close_timeout=2,
+                    # Embedded chargers rarely negotiate permessage-deflate; it costs CPU.
+                    compression=None,
                     proxy=None,
                 ) as ws:
                     if ws.subprotocol != SUBPROTOCOL:
