@@ -103,18 +103,20 @@ def default_limit_a(snapshot: Snapshot, building: tuple[float, float, float]) ->
     return 0.0
 
 
+def default_departure(started_at: datetime, site: SiteConfig) -> datetime:
+    """The site's default departure: the next HH:MM (site time) at least an hour after arrival."""
+    zone = ZoneInfo(site.timezone)
+    local_start = started_at.astimezone(zone)
+    hour, minute = (int(x) for x in site.default_departure.split(":"))
+    candidate = datetime.combine(local_start.date(), time(hour, minute), zone)
+    if candidate - local_start < timedelta(hours=1):
+        candidate += timedelta(days=1)
+    return candidate
+
+
 def departure_for(session: OpenSession, site: SiteConfig, now: datetime) -> datetime:
-    """The resident's departure, else the site default (next HH:MM after arrival)."""
-    if session.departure_at is not None:
-        departure = session.departure_at
-    else:
-        zone = ZoneInfo(site.timezone)
-        local_start = session.started_at.astimezone(zone)
-        hour, minute = (int(x) for x in site.default_departure.split(":"))
-        candidate = datetime.combine(local_start.date(), time(hour, minute), zone)
-        if candidate - local_start < timedelta(hours=1):
-            candidate += timedelta(days=1)
-        departure = candidate
+    """The resident's departure, else the site default; an overdue one counts as imminent."""
+    departure = session.departure_at or default_departure(session.started_at, site)
     return max(departure, now + timedelta(seconds=OVERDUE_DEPARTURE_S))
 
 

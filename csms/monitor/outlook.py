@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from csms.controller.planning import default_departure
 from csms.domain import SiteConfig
 from csms.ev import EVSpec
 
@@ -35,17 +35,6 @@ class Outlook:
     departure_is_default: bool
     full_at: datetime | None  # None: never at the current rate
     will_miss: bool
-
-
-def default_departure(started_at: datetime, site: SiteConfig) -> datetime:
-    """The site's default departure: the next HH:MM at least an hour after arrival."""
-    zone = ZoneInfo(site.timezone)
-    local_start = started_at.astimezone(zone)
-    hour, minute = (int(x) for x in site.default_departure.split(":"))
-    candidate = datetime.combine(local_start.date(), time(hour, minute), zone)
-    if candidate - local_start < timedelta(hours=1):
-        candidate += timedelta(days=1)
-    return candidate
 
 
 def _number(value: Any) -> float | None:

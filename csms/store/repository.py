@@ -158,6 +158,11 @@ class Repository:
     def now(self) -> datetime:
         return self._clock.now()
 
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        """For bulk tools (the demo seeder) that write many rows in one unit of work."""
+        return self._sessionmaker
+
     # ------------------------------------------------------------------ site
     async def site_config(self) -> SiteConfig:
         async with self._unit() as s:

@@ -312,7 +312,7 @@ async def seed_demo_data(
         raise ValueError("stations, days and sample_interval_s must be positive")
     began = time.perf_counter()
     # The repository keeps its session factory private; the seeder needs raw bulk inserts.
-    sessionmaker = target._sessionmaker if isinstance(target, Repository) else target
+    sessionmaker = target.sessionmaker if isinstance(target, Repository) else target
     rng = random.Random(seed)
     start = start.astimezone(UTC).replace(second=0, microsecond=0)
     end = start + timedelta(seconds=round(days * 86400 / sample_interval_s) * sample_interval_s)
