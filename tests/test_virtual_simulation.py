@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from csms.profiles import (
 )
 from virtual_chargers import simulation as sim
 from virtual_chargers.charging import ChargingPoint
+from virtual_chargers.fleet import FleetClock
 from virtual_chargers.simulation import Car, ConnectorState, ConnectorStatus, Electrics
 
 T0 = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
@@ -276,3 +278,43 @@ def test_catalogue_car_smoke() -> None:
         point.advance(T0 + timedelta(minutes=minute))
     assert point.state.car is not None and point.state.car.soc == 0.8
     assert point.state.status is ConnectorStatus.suspended_ev
+
+
+def _relative(purpose: ChargingProfilePurpose, limit: float, profile_id: int, **kw: Any) -> Any:
+    return ChargingProfile(
+        profile_id=profile_id,
+        stack_level=0,
+        purpose=purpose,
+        kind=ChargingProfileKind.Relative,
+        schedule=ChargingSchedule(ChargingRateUnit.A, (ChargingSchedulePeriod(0, limit),)),
+        **kw,
+    )
+
+
+def test_the_limit_without_a_central_system_follows_the_stored_profiles() -> None:
+    """Spec 3.13: the running TxProfile, else min(ChargePointMax, TxDefault), else none."""
+    car = Car(THREE_PHASE_CAR, 0.2)
+    point = _started(STATION, ProfileStore(), car)
+    point.advance(T0 + timedelta(seconds=1))
+    assert point.state.current_a == 32.0  # no profile: the station maximum
+    cp_max = _relative(ChargingProfilePurpose.ChargePointMaxProfile, 20.0, 1)
+    default = _relative(ChargingProfilePurpose.TxDefaultProfile, 10.0, 2)
+    store = ProfileStore().install(0, cp_max).install(0, default)
+    point.set_profiles(T0 + timedelta(seconds=2), store)
+    assert point.state.current_a == 10.0  # min(20, 10)
+    tx = _relative(ChargingProfilePurpose.TxProfile, 16.0, 3, transaction_id=5)
+    point.transaction_id = 5
+    point.set_profiles(T0 + timedelta(seconds=3), store.install(1, tx, transaction_id=5))
+    assert point.state.current_a == 16.0  # the TxProfile replaces the default, under the max
+    point.set_profiles(T0 + timedelta(seconds=4), point.profiles.end_transaction(1))
+    assert point.state.current_a == 10.0
+
+
+def test_fleet_clock_takes_the_central_systems_time_beyond_a_tolerance() -> None:
+    clock = FleetClock(100.0, T0)
+    elapsed = clock.elapsed_s()
+    clock.sync(clock.now() + timedelta(seconds=2))  # within 0.05 x speed = 5 s
+    assert abs((clock.now() - T0).total_seconds() - clock.elapsed_s()) < 1
+    clock.sync(T0 + timedelta(hours=1))
+    assert clock.now() - T0 >= timedelta(hours=1)
+    assert clock.elapsed_s() >= elapsed  # schedules run on elapsed time, unaffected

@@ -588,7 +588,14 @@ async def test_hard_reset_keeps_the_profiles_and_stops_the_transaction(
         await eventually(
             lambda: bool(central.calls("StartTransaction", since=mark)), "the resumed session"
         )
-    assert station.charging.profiles.entries == before.entries
+        kept = station.charging.profiles
+        cleared = [await central.call("ClearChargingProfile", {"id": 10}) for _ in range(2)]
+        after_clear = await central.call("GetCompositeSchedule", {"connectorId": 0, "duration": 60})
+    assert kept.entries == before.entries  # read back from flash after the power cycle
+    assert cleared == [{"status": "Accepted"}, {"status": "Unknown"}]
+    assert [p["limit"] for p in after_clear["chargingSchedule"]["chargingSchedulePeriod"]] == [
+        32.0
+    ]  # without its ChargePointMaxProfile the charger reports its own maximum
     stops = central.calls("StopTransaction", since=mark)
     assert stops[0].payload["reason"] == "HardReset"
     periods = composite["chargingSchedule"]["chargingSchedulePeriod"]
