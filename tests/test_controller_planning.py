@@ -158,17 +158,35 @@ def test_lowering_first_and_deadband() -> None:
         {("A", 1): 10.0, ("B", 1): 16.0, ("C", 1): 12.4},
         {("A", 1): 16.0, ("B", 1): 10.0, ("C", 1): 12.0},
         sessions,
+        dict.fromkeys(sessions, 6.0),
     )
     assert [c.key for c in lowering] == [("A", 1)]
     assert [c.key for c in raising] == [("B", 1)]
 
 
+def test_first_limit_above_the_default_is_a_raise() -> None:
+    """A new transaction draws under the 6 A TxDefaultProfile until its own TxProfile:
+    giving it 14 A must wait until the others have been lowered."""
+    sessions = {("A", 1): session("A", 1), ("B", 1): session("B", 2)}
+    lowering, raising = changes_to_send(
+        {("A", 1): 0.0, ("B", 1): 14.0}, {}, sessions, dict.fromkeys(sessions, 6.0)
+    )
+    assert [c.key for c in lowering] == [("A", 1)]
+    assert [(c.key, c.in_force_a) for c in raising] == [(("B", 1), 6.0)]
+
+
 def test_pause_and_resume_are_always_sent() -> None:
     sessions = {("A", 1): session("A", 1)}
-    lowering, _ = changes_to_send({("A", 1): 0.0}, {("A", 1): 6.5}, sessions)
+    lowering, _ = changes_to_send(
+        {("A", 1): 0.0}, {("A", 1): 6.5}, sessions, dict.fromkeys(sessions, 6.0)
+    )
     assert [c.limit_a for c in lowering] == [0.0]  # pausing is sent
-    assert changes_to_send({("A", 1): 0.0}, {("A", 1): 0.0}, sessions) == ([], [])
-    _, raising = changes_to_send({("A", 1): 6.0}, {("A", 1): 0.0}, sessions)
+    assert changes_to_send(
+        {("A", 1): 0.0}, {("A", 1): 0.0}, sessions, dict.fromkeys(sessions, 6.0)
+    ) == ([], [])
+    _, raising = changes_to_send(
+        {("A", 1): 6.0}, {("A", 1): 0.0}, sessions, dict.fromkeys(sessions, 6.0)
+    )
     assert [c.limit_a for c in raising] == [6.0]
 
 

@@ -219,22 +219,31 @@ def _reserve(reserved: list[float], wiring: str, amps: float) -> None:
 
 @dataclass(frozen=True)
 class Change:
+    """A new limit for a running transaction; ``in_force_a`` is what it may draw now."""
+
     key: ConnectorKey
     transaction_id: int
     previous_a: float | None
     limit_a: float
+    in_force_a: float
 
     @property
     def lowering(self) -> bool:
-        return self.previous_a is None or self.limit_a < self.previous_a
+        return self.limit_a <= self.in_force_a
 
 
 def changes_to_send(
     limits: Mapping[ConnectorKey, float],
     last_sent: Mapping[ConnectorKey, float],
     sessions: Mapping[ConnectorKey, OpenSession],
+    default_in_force_a: Mapping[ConnectorKey, float],
 ) -> tuple[list[Change], list[Change]]:
-    """(lowering, raising) changes beyond the deadband; a first limit counts as lowering."""
+    """(lowering, raising) changes beyond the deadband.
+
+    A transaction that never got its own TxProfile draws under its charger's
+    TxDefaultProfile (``default_in_force_a``; the charger's maximum if it has none), so its
+    first limit is a raise when it is above that.
+    """
     lowering: list[Change] = []
     raising: list[Change] = []
     for key, limit in sorted(limits.items()):
@@ -246,7 +255,8 @@ def changes_to_send(
             paused_now, paused_before = limit <= 0, previous <= 0
             if paused_now == paused_before and abs(limit - previous) < DEADBAND_A:
                 continue
-        change = Change(key, session.transaction_id, previous, limit)
+        in_force = previous if previous is not None else default_in_force_a[key]
+        change = Change(key, session.transaction_id, previous, limit, in_force)
         (lowering if change.lowering else raising).append(change)
     return lowering, raising
 

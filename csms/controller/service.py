@@ -285,7 +285,13 @@ class Controller:
             ):
                 await self._send_defaults(cp_id, default_a=plan.default_a, info=info)
         lowering, raising = changes_to_send(
-            limits, {k: v.limit_a for k, v in self._sent.items()}, plan.session_by_key
+            limits,
+            {k: v.limit_a for k, v in self._sent.items()},
+            plan.session_by_key,
+            {
+                key: self._defaults_sent.get(key[0], stations[key[0]].max_current_a)
+                for key in plan.session_by_key
+            },
         )
         ok = await self._apply(lowering, stations, snapshot, allocation.strategy)
         if ok:
