@@ -49,7 +49,7 @@ async def test_fuse_holds_and_a_leaving_car_frees_its_share_within_a_tick(db_url
     app = await start_app(db_url, speed=SPEED, clock_start=T0, controller=True)
     try:
         await app.repository.update_site(
-            fuse_limit_a=30.0, margin_a=0.0, strategy="llf", tick_s=TICK_S
+            fuse_limit_a=30.0, margin_a=0.0, strategy="equal", tick_s=TICK_S
         )
         for station in garage.stations:
             await app.repository.add_charge_point(
@@ -109,6 +109,6 @@ async def test_fuse_holds_and_a_leaving_car_frees_its_share_within_a_tick(db_url
                 latest[a.charge_point_id] = a.limit_a
         return sum(latest.values())
 
-    before = others_at(left_at)
+    before = others_at(left_at)  # equal shares: 3 x 10 A while LM1 charges
     after = others_at(left_at + timedelta(seconds=TICK_S))
     assert before < after == CAPACITY_A - 6.0, (before, after)
