@@ -62,6 +62,8 @@ class CsmsApp:
             if config.controller
             else None
         )
+        if self.controller is not None:
+            self.central.boot_gate = self.controller.boot_gate
         self._tasks: list[asyncio.Task[None]] = []
 
     @property

@@ -104,6 +104,17 @@ class RawChargePoint:
         result: dict[str, Any] = frame[2]
         return result
 
+    async def boot(self, payload: dict[str, Any], *, attempts: int = 100) -> dict[str, Any]:
+        """BootNotification until Accepted (a CSMS with load management answers Pending
+        until the charger's fail-safe profiles are set); the test does not wait the
+        interval it is given."""
+        for _ in range(attempts):
+            answer = await self.ok("BootNotification", payload)
+            if answer["status"] == "Accepted":
+                return answer
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"BootNotification never accepted: {answer}")
+
     async def close(self) -> None:
         await self.ws.close()
         self._reader.cancel()

@@ -76,7 +76,7 @@ async def test_fuse_holds_and_a_leaving_car_frees_its_share(db_url: str) -> None
             cp = await RawChargePoint.connect(ws_url(app, cp_id))
             cp.handlers["SetChargingProfile"] = garage.handler(cp_id)
             garage.running[cp_id] = None
-            await cp.ok("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+            await cp.boot({"chargePointVendor": "V", "chargePointModel": "M"})
             await cp.ok(
                 "StatusNotification",
                 {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
@@ -162,7 +162,7 @@ async def test_charger_that_rejects_its_profile_is_counted_at_its_maximum(db_url
 
         good.handlers["SetChargingProfile"] = good_set
         for cp in (bad, good):
-            await cp.ok("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+            await cp.boot({"chargePointVendor": "V", "chargePointModel": "M"})
         for n, cp in enumerate((bad, good)):
             await cp.ok(
                 "StartTransaction",
@@ -181,5 +181,36 @@ async def test_charger_that_rejects_its_profile_is_counted_at_its_maximum(db_url
         assert station is not None and station.unmanaged
         await bad.close()
         await good.close()
+    finally:
+        await app.stop()
+
+
+async def test_boot_is_pending_until_the_fail_safe_profiles_are_set(db_url: str) -> None:
+    """No car can start on a charger without limits: BootNotification is answered Pending,
+    the defaults are sent meanwhile, and only the next BootNotification is Accepted."""
+    app: CsmsApp = await start_app(db_url, controller=True)
+    try:
+        await app.repository.add_charge_point("NEW", max_current_a=16, phases=3)
+        cp = await RawChargePoint.connect(ws_url(app, "NEW"))
+        installed: list[str] = []
+
+        def on_set(payload: dict[str, Any]) -> dict[str, Any]:
+            installed.append(payload["csChargingProfiles"]["chargingProfilePurpose"])
+            return {"status": "Accepted"}
+
+        cp.handlers["SetChargingProfile"] = on_set
+        first = await cp.ok("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
+        assert first["status"] == "Pending"
+        refused = await cp.call(
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "X", "meterStart": 0, "timestamp": "2026-01-05T16:00:00Z"},
+        )
+        assert refused[2] == "SecurityError"
+        await _wait_for(lambda: "TxDefaultProfile" in installed)
+        assert (await cp.boot({"chargePointVendor": "V", "chargePointModel": "M"}))[
+            "status"
+        ] == "Accepted"
+        assert installed[:2] == ["ChargePointMaxProfile", "TxDefaultProfile"]
+        await cp.close()
     finally:
         await app.stop()

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,11 +32,12 @@ from csms.controller.planning import (
     inputs_fingerprint,
     notification_for,
 )
-from csms.domain import PHASES, ChargePointInfo
+from csms.domain import PHASES, ChargePointInfo, OpenSession
 from csms.errors import CallFailedError, ConfigError, GarageGridError
 from csms.events import (
     ChargePointBooted,
     ChargePointConnected,
+    ChargePointDisconnected,
     ConnectorStatusChanged,
     Event,
     EventBus,
@@ -65,6 +66,8 @@ TX_PROFILE_ID_BASE = 100  # + connector id
 TX_STACK_LEVEL = 1
 # How often other processes' changes (monitor, CLI) are looked for, in real seconds.
 POLL_S = 1.0
+# The shortest time between two periodic replans, in real seconds (accelerated clocks).
+MIN_REAL_TICK_S = 0.5
 # A charger whose measured current exceeds its accepted limit this many samples in a row,
 # after this much simulated time to settle, is counted at its maximum from then on.
 NONCOMPLIANT_SAMPLES = 3
@@ -73,6 +76,9 @@ SETTLE_S = 30.0
 
 @dataclass
 class _Sent:
+    """The last limit a running transaction's charger accepted."""
+
+    transaction_id: int
     limit_a: float
     at: datetime
     accepted: bool
@@ -95,6 +101,9 @@ class Controller:
         self._ev_lookup = dict(ev_lookup) if ev_lookup is not None else _catalogue()
         self._sent: dict[ConnectorKey, _Sent] = {}
         self._defaults_sent: dict[str, float] = {}
+        self._defaults_in_force: dict[str, float] = {}
+        self._ready: set[str] = set()
+        self._preparing: set[str] = set()
         self._drawn: dict[ConnectorKey, tuple[float, ...]] = {}
         self._energy: dict[int, float] = {}
         self._soc: dict[int, float] = {}
@@ -115,7 +124,9 @@ class Controller:
             while True:
                 site = await self._safe(self._repo.site_config())
                 tick_s = site.tick_s if site else 5.0
-                real_tick_s = tick_s / self._clock.speed
+                # At high simulation speeds a 5 s tick would replan 20 times a real second;
+                # events still trigger a replan at once.
+                real_tick_s = max(MIN_REAL_TICK_S, tick_s / self._clock.speed)
                 now = time.monotonic()
                 due = now >= next_tick
                 if not due:
@@ -152,8 +163,8 @@ class Controller:
             log.exception("could not restore the last limits")
             return
         now = self._clock.now()
-        for key, limit in accepted.items():
-            self._sent[key] = _Sent(limit, now, True)
+        for key, (transaction_id, limit) in accepted.items():
+            self._sent[key] = _Sent(transaction_id, limit, now, True)
 
     async def _consume_events(self) -> None:
         while True:
@@ -164,7 +175,10 @@ class Controller:
         if isinstance(event, MeterSampled):
             self._on_meter(event)
             return
-        if isinstance(event, ChargePointBooted | ChargePointConnected):
+        if isinstance(event, ChargePointDisconnected):
+            # A charger that comes back may be another unit: prepared again at its boot.
+            self._ready.discard(event.charge_point_id)
+        if isinstance(event, ChargePointConnected):
             self._spawn(self._send_defaults(event.charge_point_id, force=True))
         if isinstance(
             event,
@@ -201,6 +215,28 @@ class Controller:
                 )
             )
 
+    def boot_gate(self, cp_id: str) -> bool:
+        """Whether a booting charger may be Accepted now.
+
+        Not before its fail-safe profiles are in place: until then its BootNotification is
+        answered Pending (OCPP 1.6 section 4.2 lets the central system configure a Pending
+        charger) and the profiles are sent; the charger's next BootNotification is
+        Accepted. So no car can start on a charger that has no limit at all.
+        """
+        if cp_id in self._ready:
+            return True
+        if cp_id not in self._preparing:
+            self._preparing.add(cp_id)
+            self._spawn(self._prepare(cp_id))
+        return False
+
+    async def _prepare(self, cp_id: str) -> None:
+        try:
+            await asyncio.sleep(0)  # the Pending answer goes out first
+            await self._send_defaults(cp_id, force=True)
+        finally:
+            self._preparing.discard(cp_id)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
@@ -215,6 +251,7 @@ class Controller:
         stations = await self._repo.list_charge_points()
         connectors = await self._repo.connectors_by_charge_point()
         sessions = await self._repo.open_sessions()
+        self._forget_finished(sessions)
         building = await self._repo.latest_building_load()
         energy, soc = self._energy, self._soc
         missing = [s.transaction_id for s in sessions if s.transaction_id not in energy]
@@ -247,7 +284,6 @@ class Controller:
             log.exception("controller could not read the store; keeping current limits")
             return {}
         self._fingerprint = inputs_fingerprint(snapshot)
-        self._forget_finished(snapshot)
         plan = build_plan(snapshot, self._ev_lookup)
         try:
             allocation = allocate(
@@ -289,7 +325,7 @@ class Controller:
             {k: v.limit_a for k, v in self._sent.items()},
             plan.session_by_key,
             {
-                key: self._defaults_sent.get(key[0], stations[key[0]].max_current_a)
+                key: self._defaults_in_force.get(key[0], stations[key[0]].max_current_a)
                 for key in plan.session_by_key
             },
         )
@@ -304,14 +340,18 @@ class Controller:
             self._wake.set()
         return limits
 
-    def _forget_finished(self, snapshot: Snapshot) -> None:
-        open_keys = {(s.charge_point_id, s.connector_id) for s in snapshot.sessions}
-        for key in [k for k in self._sent if k not in open_keys]:
+    def _forget_finished(self, sessions: Sequence[OpenSession]) -> None:
+        # Keyed by connector, but only valid for its transaction: a new car on the same
+        # connector starts under the TxDefaultProfile, not under the last car's limit.
+        open_tx: dict[ConnectorKey, int] = {
+            (s.charge_point_id, s.connector_id): s.transaction_id for s in sessions
+        }
+        for key in [k for k, v in self._sent.items() if open_tx.get(k) != v.transaction_id]:
             del self._sent[key]
             self._strikes.pop(key, None)
-        open_tx = {s.transaction_id for s in snapshot.sessions}
+        open_ids = set(open_tx.values())
         for cache in (self._energy, self._soc):
-            for tx in [t for t in cache if t not in open_tx]:
+            for tx in [t for t in cache if t not in open_ids]:
                 del cache[tx]
 
     async def _apply(
@@ -387,7 +427,9 @@ class Controller:
         status = str(answer.get("status"))
         accepted = status == "Accepted"
         if accepted:
-            self._sent[change.key] = _Sent(change.limit_a, snapshot.now, True)
+            self._sent[change.key] = _Sent(
+                change.transaction_id, change.limit_a, snapshot.now, True
+            )
             self._strikes.pop(change.key, None)
         else:
             await self._mark_unmanaged(
@@ -419,8 +461,9 @@ class Controller:
         """ChargePointMaxProfile (station max) and the fail-safe TxDefaultProfile."""
         try:
             info = info or await self._repo.get_charge_point(cp_id)
-            if info is None or info.boot_status != "Accepted":
-                # OCPP 1.6 section 4.2: nothing is sent before the charger is accepted.
+            if info is None or info.boot_status not in ("Accepted", "Pending"):
+                # OCPP 1.6 section 4.2: nothing is sent to a charger that was refused or
+                # has not booted; while Pending, the CSMS may configure it.
                 return
             if default_a is None:
                 plan = self.last_plan
@@ -447,12 +490,23 @@ class Controller:
                     voltage_v=site.voltage_v,
                 ),
             ]
+            # Recorded before the answers: a charger that refuses is not asked again with
+            # the same value on every tick (it is asked again after a reboot or reconnect).
+            self._defaults_sent[cp_id] = default_a
             all_ok = True
             for profile in profiles:
                 status = await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
                 all_ok = all_ok and status == "Accepted"
             if all_ok:
-                self._defaults_sent[cp_id] = default_a
+                self._defaults_in_force[cp_id] = default_a
+            else:
+                self._defaults_in_force.pop(cp_id, None)
+                await self._mark_unmanaged(
+                    cp_id,
+                    f"Charger {cp_id} refused its fail-safe default profiles; it is counted "
+                    "at its maximum until a manager checks it.",
+                )
+            self._ready.add(cp_id)
             log.info(
                 "default profiles sent",
                 extra={"cp_id": cp_id, "tx_default_a": default_a, "accepted": all_ok},

@@ -8,6 +8,8 @@ confirms is committed before the handler returns.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +43,11 @@ log = logging.getLogger("csms.ocpp")
 # Vendors whose DataTransfer messages GarageGrid understands. None yet: every vendor
 # id gets UnknownVendorId, as OCPP 1.6 section 4.3 prescribes.
 KNOWN_VENDORS: frozenset[str] = frozenset()
+# A heartbeat refreshes the charge point's last_seen_at in the database at most this often
+# (real seconds); every other message refreshes it anyway.
+TOUCH_EVERY_S = 30.0
+# While Pending, the charger boots again after this many seconds (its own clock).
+PENDING_RETRY_S = 5
 
 
 def _id_tag_info(info: IdTagInfo) -> OcppIdTagInfo:
@@ -128,7 +135,7 @@ class ChargePointSession(OcppConnection):
         heartbeat_interval_s: int,
         accepted: bool,
         response_timeout: float = 30.0,
-        on_accepted: Callable[[str], None] | None = None,
+        boot_gate: Callable[[str], bool] | None = None,
     ) -> None:
         self.accepted = accepted
         super().__init__(
@@ -138,7 +145,8 @@ class ChargePointSession(OcppConnection):
         self._events = events
         self._clock = clock
         self._heartbeat_interval_s = heartbeat_interval_s
-        self._on_accepted = on_accepted
+        self._boot_gate = boot_gate
+        self._last_touch = -math.inf
 
     def _now_iso(self) -> str:
         return self._clock.now().isoformat().replace("+00:00", "Z")
@@ -147,7 +155,12 @@ class ChargePointSession(OcppConnection):
     async def on_boot_notification(
         self, charge_point_vendor: str, charge_point_model: str, **kwargs: Any
     ) -> call_result.BootNotification:
-        status = RegistrationStatus.accepted
+        gate = self._boot_gate
+        status = (
+            RegistrationStatus.accepted
+            if gate is None or gate(self.id)
+            else RegistrationStatus.pending
+        )
         await self._repo.record_boot(
             self.id,
             status.value,
@@ -161,17 +174,24 @@ class ChargePointSession(OcppConnection):
             meter_type=kwargs.get("meter_type"),
             meter_serial_number=kwargs.get("meter_serial_number"),
         )
+        if status is RegistrationStatus.pending:
+            log.info("boot pending until the fail-safe profiles are set", extra={"cp_id": self.id})
+            return call_result.BootNotification(
+                current_time=self._now_iso(), interval=PENDING_RETRY_S, status=status
+            )
         self.accepted = True
         self._events.publish(ChargePointBooted(self.id))
-        if self._on_accepted is not None:
-            self._on_accepted(self.id)
         return call_result.BootNotification(
             current_time=self._now_iso(), interval=self._heartbeat_interval_s, status=status
         )
 
     @on(Action.heartbeat, skip_schema_validation=True)
     async def on_heartbeat(self) -> call_result.Heartbeat:
-        await self._repo.touch(self.id)
+        # last_seen_at to the minute is enough; a write per heartbeat is not.
+        now = time.monotonic()
+        if now - self._last_touch >= TOUCH_EVERY_S:
+            self._last_touch = now
+            await self._repo.touch(self.id)
         return call_result.Heartbeat(current_time=self._now_iso())
 
     @on(Action.status_notification, skip_schema_validation=True)

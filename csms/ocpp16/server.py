@@ -15,7 +15,7 @@ import logging
 import ssl
 import time
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -101,6 +101,8 @@ class CentralSystem:
         self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
         self._server: Server | None = None
         self.started_at = time.monotonic()
+        # Set by load management: whether a booting charger may be Accepted yet.
+        self.boot_gate: Callable[[str], bool] | None = None
 
     # ----------------------------------------------------------- lifecycle
     async def start(
@@ -263,6 +265,7 @@ class CentralSystem:
             heartbeat_interval_s=site.heartbeat_interval_s,
             accepted=station is not None and station.boot_status == "Accepted",
             response_timeout=self._response_timeout_s,
+            boot_gate=self.boot_gate,
         )
         previous = self._sessions.get(cp_id)
         self._sessions[cp_id] = session

@@ -7,6 +7,8 @@ mapped to :class:`csms.errors.StoreError`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -139,10 +141,24 @@ class Repository:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock | None = None):
         self._sessionmaker = sessionmaker
         self._clock: Clock = clock or WallClock()
+        # SQLite has one writer at a time. Units of work of this process take turns here
+        # instead of in SQLite's busy loop, where many chargers' writes piled up past the
+        # busy timeout ("database is locked") under load. Other processes (monitor, CLI)
+        # still meet the busy timeout, briefly.
+        bind = sessionmaker.kw.get("bind")
+        self._serial: asyncio.Lock | None = (
+            asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
+        )
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit on success, roll back and map errors otherwise."""
+        turn = self._serial if self._serial is not None else contextlib.nullcontext()
+        async with turn, self._transaction() as session:
+            yield session
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
         try:
             async with self._sessionmaker() as session, session.begin():
                 yield session
@@ -812,8 +828,8 @@ class Repository:
                     soc[soc_tx] = float(soc_value) / 100.0
         return energy, soc
 
-    async def last_accepted_limits(self) -> dict[tuple[str, int], float]:
-        """The last limit each open transaction's charger accepted (for a restart)."""
+    async def last_accepted_limits(self) -> dict[tuple[str, int], tuple[int, float]]:
+        """(transaction id, last accepted limit) per connector of each open transaction."""
         async with self._unit() as s:
             last = (
                 select(m.Allocation.transaction_id, func.max(m.Allocation.id).label("last_id"))
@@ -823,13 +839,18 @@ class Repository:
             )
             rows = await s.execute(
                 select(
-                    m.Allocation.charge_point_id, m.Allocation.connector_id, m.Allocation.limit_a
+                    m.Allocation.charge_point_id,
+                    m.Allocation.connector_id,
+                    m.Allocation.transaction_id,
+                    m.Allocation.limit_a,
                 )
                 .join(last, m.Allocation.id == last.c.last_id)
                 .join(m.Transaction, m.Transaction.id == m.Allocation.transaction_id)
                 .where(m.Transaction.stopped_at.is_(None))
             )
-            return {(cp, conn): float(limit) for cp, conn, limit in rows}
+            return {
+                (cp, conn): (tx, float(limit)) for cp, conn, tx, limit in rows if tx is not None
+            }
 
     async def set_unmanaged(self, cp_id: str, unmanaged: bool) -> None:
         async with self._unit() as s:
