@@ -25,7 +25,7 @@ $BIN/csms db upgrade
 # charger that is not in it still gets in through --auto-register.
 $BIN/csms provision --scenario "$SCENARIO" --site
 $BIN/csms serve --auto-register --port "$PORT" --speed "$SPEED" --clock-start "$CLOCK_START" \
-    2> >(tee -a csms.log >&2) &
+    2>> csms.log &
 pids+=($!)
 $BIN/streamlit run monitor_app.py --server.headless true --server.port "$MONITOR_PORT" \
     --browser.gatherUsageStats false > monitor.log 2>&1 &
@@ -37,6 +37,6 @@ done
 echo "CSMS:    ws://127.0.0.1:$PORT/ocpp/<id>   (log: csms.log)"
 echo "Monitor: http://localhost:$MONITOR_PORT    (log: monitor.log)"
 $BIN/virtual-chargers run --csms-url "ws://127.0.0.1:$PORT/ocpp" --scenario "$SCENARIO" \
-    --speed "$SPEED" --clock-start "$CLOCK_START" &
+    --speed "$SPEED" --clock-start "$CLOCK_START" --log-level WARNING &
 pids+=($!)
 wait -n "${pids[@]}"
