@@ -16,7 +16,9 @@ from csms.controller.planning import (
     departure_for,
     draws_above_limit,
     effective_building_load,
+    floor_paused,
     notification_for,
+    safe_default_a,
 )
 from csms.domain import ChargePointId, ChargePointInfo, OpenSession, SiteConfig, TransactionId
 
@@ -94,8 +96,8 @@ def snap(stations: list[StationState], sessions: list[OpenSession], **kw: object
         building_load_at=NOW,
         stations=stations,
         sessions=sessions,
-        **kw,
-    )  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 def test_idle_connectors_reserve_their_default_profile() -> None:
@@ -109,6 +111,46 @@ def test_idle_connectors_reserve_their_default_profile() -> None:
 def test_default_is_zero_when_not_every_connector_fits_6a() -> None:
     many = [station(f"S{i}") for i in range(6)]  # 6 x 6 A = 36 A > 30 A
     assert default_limit_a(snap(many, []), (0.0, 0.0, 0.0)) == 0.0
+
+
+def test_default_drops_to_zero_when_a_paused_car_could_be_replaced_at_6a() -> None:
+    # The fleet bug: A (3-phase) 7 A, B (one-phase on L2) 17 A, C paused at 0 A: 24 A on L2
+    # of 30 A. C's car leaves, the next car starts under C's 6 A default before the
+    # controller can react: 30 A is fine, but at 18 A for B it is 31 A > 30 A.
+    stations = [station("A"), station("B", wiring="L2", max_a=32.0), station("C")]
+    sessions = [session("A", 1), session("B", 2), session("C", 3)]
+    plan = build_plan(snap(stations, sessions), {})
+    assert plan.default_a == 6.0
+    fits = {("A", 1): 7.0, ("B", 1): 17.0, ("C", 1): 0.0}
+    assert safe_default_a(plan, fits) == 6.0
+    assert safe_default_a(plan, fits | {("B", 1): 18.0}) == 0.0
+    # Every car at or above 6 A: a new car draws no more than the one it replaces.
+    assert safe_default_a(plan, {("A", 1): 6.0, ("B", 1): 18.0, ("C", 1): 6.0}) == 6.0
+
+
+def test_a_floored_paused_car_is_reserved_at_the_default_and_not_scheduled() -> None:
+    stations = [station("A"), station("B", wiring="L2", max_a=32.0), station("C")]
+    sessions = [session("A", 1), session("B", 2), session("C", 3)]
+    plan = floor_paused(build_plan(snap(stations, sessions), {}), [("C", 1)])
+    assert [c.key for c in plan.connectors] == [("A", 1), ("B", 1)]
+    assert plan.floored == {("C", 1)}
+    assert plan.reserved_a == (6.0, 6.0, 6.0)
+    assert plan.site.capacity_a() == (24.0, 24.0, 24.0)
+    # What the scheduler may hand out now keeps the fuse when C's car is replaced.
+    assert safe_default_a(plan, {("A", 1): 6.0, ("B", 1): 18.0}) == 6.0
+    assert safe_default_a(plan, {("A", 1): 7.0, ("B", 1): 18.0}) == 0.0
+
+
+def test_offline_paused_car_counts_at_the_default_for_the_next_car() -> None:
+    s = snap(
+        [station("A", connected=False), station("B")],
+        [session("A", 1), session("B", 2)],
+        last_sent_a={("A", 1): 0.0},
+    )
+    plan = build_plan(s, {})
+    assert plan.reserved_a == (0.0, 0.0, 0.0)
+    assert safe_default_a(plan, {("B", 1): 24.0}) == 6.0
+    assert safe_default_a(plan, {("B", 1): 25.0}) == 0.0
 
 
 def test_offline_charger_keeps_its_last_limit_reserved() -> None:

@@ -8,6 +8,13 @@ under fuse - margin - building load on every phase. So:
 - every idle connector keeps a reservation equal to its TxDefaultProfile (6 A when the
   site can give every connector 6 A at once, else 0 A: a new car then waits for its own
   TxProfile, at most one tick);
+- a running car can leave at any instant and the next car on that connector starts under
+  the TxDefaultProfile, not under the last car's TxProfile: so a connector with a running
+  transaction may draw max(its TxProfile, the default). When the limits given to running
+  cars (a paused car at 0 A, above all) leave no room for that, a paused car gets the
+  default it is reserved anyway (`floor_paused`, when every connector fits its default),
+  else the default is 0 A (`safe_default_a`), lowered before and raised only after the
+  TxProfiles;
 - a charger that is offline with a running transaction keeps its last TxProfile, and one
   that ignores or rejects profiles may draw its maximum: both are reserved, not planned;
 - changes are applied lowering first, raising only once every lowered charger accepted.
@@ -17,12 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from csms.domain import PHASES, ChargePointInfo, OpenSession, SiteConfig
 from csms.scheduler import MIN_CURRENT_A, ConnectorSpec, RateUnit, SessionDemand, SiteLimits
+from csms.scheduler.phases import supply_phases
 
 ConnectorKey = tuple[str, int]
 # Limits that differ by less than this are not re-sent (deadband); pausing and resuming
@@ -62,6 +70,12 @@ class Plan:
     default_a: float
     reserved_a: tuple[float, float, float]
     session_by_key: Mapping[ConnectorKey, OpenSession]
+    # Per phase, what the planned transactions may draw if every running car were replaced
+    # by a new one under the default: fuse - margin - building load - reservations, where an
+    # offline charger's running transaction counts at max(what it holds, the default).
+    swap_headroom_a: tuple[float, float, float] = (math.inf, math.inf, math.inf)
+    # Running connectors held at the default instead of being scheduled (`floor_paused`).
+    floored: frozenset[ConnectorKey] = frozenset()
 
 
 def wiring_tuple(wiring: str) -> tuple[str, ...]:
@@ -140,6 +154,7 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
     building = effective_building_load(snapshot)
     default_a = default_limit_a(snapshot, building)
     reserved = [0.0, 0.0, 0.0]
+    swap = [0.0, 0.0, 0.0]
     open_by_key = {(s.charge_point_id, s.connector_id): s for s in snapshot.sessions}
     connectors: list[ConnectorSpec] = []
     demands: list[SessionDemand] = []
@@ -160,6 +175,7 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
             if not info.connected:
                 held = snapshot.last_sent_a.get(key, default_a)
                 _reserve(reserved, info.wiring, held)
+                _reserve(swap, info.wiring, max(0.0, default_a - held))
                 continue
             connectors.append(
                 ConnectorSpec(
@@ -196,6 +212,8 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
             )
             session_by_key[key] = session
     load = tuple(b + r for b, r in zip(building, reserved, strict=True))
+    usable = snapshot.site.fuse_limit_a - snapshot.site.margin_a
+    headroom = [usable - a - s for a, s in zip(load, swap, strict=True)]
     site = SiteLimits(
         fuse_limit_a=snapshot.site.fuse_limit_a,
         margin_a=snapshot.site.margin_a,
@@ -209,7 +227,65 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
         default_a=default_a,
         reserved_a=(reserved[0], reserved[1], reserved[2]),
         session_by_key=session_by_key,
+        swap_headroom_a=(headroom[0], headroom[1], headroom[2]),
     )
+
+
+def floor_paused(plan: Plan, keys: Iterable[ConnectorKey]) -> Plan:
+    """``plan`` with these running connectors taken out of the scheduling and reserved at
+    the default: they get the default as their limit (the caller's part), which the fuse
+    pays for anyway since the next car there would start under it."""
+    chosen = set(keys)
+    load = (
+        list(plan.site.building_load_a)
+        if isinstance(plan.site.building_load_a, tuple)
+        else [0.0] * 3
+    )
+    reserved = list(plan.reserved_a)
+    headroom = list(plan.swap_headroom_a)
+    for connector in plan.connectors:
+        if connector.key in chosen:
+            for phase in {PHASES.index(p) for p in connector.wiring}:
+                load[phase] += plan.default_a
+                reserved[phase] += plan.default_a
+                headroom[phase] -= plan.default_a
+    return replace(
+        plan,
+        site=replace(plan.site, building_load_a=(load[0], load[1], load[2])),
+        connectors=tuple(c for c in plan.connectors if c.key not in chosen),
+        demands=tuple(d for d in plan.demands if d.connector not in chosen),
+        reserved_a=(reserved[0], reserved[1], reserved[2]),
+        swap_headroom_a=(headroom[0], headroom[1], headroom[2]),
+        floored=plan.floored | frozenset(chosen),
+    )
+
+
+def safe_default_a(plan: Plan, limits: Mapping[ConnectorKey, float]) -> float:
+    """The TxDefaultProfile that keeps the fuse with these limits: ``plan.default_a``, or 0.
+
+    Any running car may leave and the next one start at once under the default (its
+    TxProfile ends with its transaction), before the controller can react. So every
+    connector with a planned transaction counts at max(its limit, the default) on every
+    phase a new car could use; if that does not fit on some phase, the default is 0 A and
+    a new car waits for its own TxProfile.
+    """
+    default = plan.default_a
+    if default <= 0:
+        return 0.0
+    load = [0.0, 0.0, 0.0]
+    demands = {d.connector: d for d in plan.demands}
+    for connector in plan.connectors:
+        limit = limits.get(connector.key, 0.0)
+        demand = demands.get(connector.key)
+        used = supply_phases(
+            connector,
+            demand.ev_phases if demand else None,
+            demand.drawn_a if demand else None,
+        )
+        for phase in {PHASES.index(p) for p in connector.wiring}:
+            load[phase] += max(limit if phase in used else 0.0, default)
+    fits = all(a <= h + 1e-6 for a, h in zip(load, plan.swap_headroom_a, strict=True))
+    return default if fits else 0.0
 
 
 def _reserve(reserved: list[float], wiring: str, amps: float) -> None:

@@ -29,8 +29,10 @@ from csms.controller.planning import (
     build_plan,
     changes_to_send,
     draws_above_limit,
+    floor_paused,
     inputs_fingerprint,
     notification_for,
+    safe_default_a,
 )
 from csms.domain import PHASES, ChargePointInfo, OpenSession
 from csms.errors import CallFailedError, ConfigError, GarageGridError
@@ -53,7 +55,7 @@ from csms.profiles import (
     profile_to_ocpp,
     tx_profile,
 )
-from csms.scheduler import allocate
+from csms.scheduler import Allocation, allocate
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.controller")
@@ -114,6 +116,8 @@ class Controller:
         self.plans = 0
         self.last_plan: Plan | None = None
         self.last_limits: dict[ConnectorKey, float] = {}
+        # The TxDefaultProfile limit of the last plan (what a booting charger gets).
+        self.default_a: float | None = None
 
     # ------------------------------------------------------------ running
     async def run(self) -> None:
@@ -286,18 +290,23 @@ class Controller:
         self._fingerprint = inputs_fingerprint(snapshot)
         plan = build_plan(snapshot, self._ev_lookup)
         try:
-            allocation = allocate(
-                snapshot.site.strategy,
-                plan.site,
-                plan.connectors,
-                plan.demands,
-                snapshot.now,
-                tick_s=snapshot.site.tick_s,
-            )
+            allocation = self._allocate(plan, snapshot)
+            limits = {k: float(v) for k, v in allocation.limits_a.items()}
+            # A paused car's connector counts at the default anyway (the next car there
+            # starts under it): if that does not fit, such cars get the default and the
+            # others are planned around it, as long as the default itself is safe.
+            while plan.default_a > 0 and safe_default_a(plan, limits) < plan.default_a:
+                paused = [c.key for c in plan.connectors if limits.get(c.key, 0.0) < plan.default_a]
+                if not paused:
+                    break
+                floored = floor_paused(plan, paused)
+                allocation = self._allocate(floored, snapshot)
+                plan = floored
+                limits = {k: float(v) for k, v in allocation.limits_a.items()}
+            limits |= dict.fromkeys(plan.floored, plan.default_a)
         except ConfigError:
             log.exception("scheduler refused its input; keeping current limits")
             return {}
-        limits = {k: float(v) for k, v in allocation.limits_a.items()}
         self.plans += 1
         self.last_plan = plan
         self.last_limits = limits
@@ -311,15 +320,19 @@ class Controller:
                 },
             )
         stations: dict[str, ChargePointInfo] = {s.info.id: s.info for s in snapshot.stations}
+        # The default is lowered before any TxProfile and raised only after the lowered
+        # TxProfiles were accepted, like a TxProfile: a raised default is what a car that
+        # arrives right now draws, and this plan counted on it only with the new limits.
+        default_a = safe_default_a(plan, limits)
+        self.default_a = default_a
+        default_to: dict[str, bool] = {}  # station -> the new default is a raise
         for cp_id in {k[0] for k in plan.session_by_key} | set(stations):
             info = stations.get(cp_id)
-            if (
-                info is not None
-                and info.connected
-                and not info.unmanaged
-                and self._defaults_sent.get(cp_id) != plan.default_a
-            ):
-                await self._send_defaults(cp_id, default_a=plan.default_a, info=info)
+            sent = self._defaults_sent.get(cp_id)
+            if info is not None and info.connected and not info.unmanaged and sent != default_a:
+                default_to[cp_id] = sent is not None and default_a > sent
+        for cp_id in sorted(c for c, raise_ in default_to.items() if not raise_):
+            await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
         lowering, raising = changes_to_send(
             limits,
             {k: v.limit_a for k, v in self._sent.items()},
@@ -331,14 +344,26 @@ class Controller:
         )
         ok = await self._apply(lowering, stations, snapshot, allocation.strategy)
         if ok:
+            for cp_id in sorted(c for c, raise_ in default_to.items() if raise_):
+                await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
             await self._apply(raising, stations, snapshot, allocation.strategy)
-        elif raising:
+        elif raising or any(default_to.values()):
             log.warning(
                 "raising postponed: a lowered charger did not accept",
-                extra={"postponed": len(raising)},
+                extra={"postponed": len(raising) + sum(default_to.values())},
             )
             self._wake.set()
         return limits
+
+    def _allocate(self, plan: Plan, snapshot: Snapshot) -> Allocation:
+        return allocate(
+            snapshot.site.strategy,
+            plan.site,
+            plan.connectors,
+            plan.demands,
+            snapshot.now,
+            tick_s=snapshot.site.tick_s,
+        )
 
     def _forget_finished(self, sessions: Sequence[OpenSession]) -> None:
         # Keyed by connector, but only valid for its transaction: a new car on the same
@@ -466,8 +491,7 @@ class Controller:
                 # has not booted; while Pending, the CSMS may configure it.
                 return
             if default_a is None:
-                plan = self.last_plan
-                default_a = plan.default_a if plan is not None else 0.0
+                default_a = self.default_a if self.default_a is not None else 0.0
             if not force and self._defaults_sent.get(cp_id) == default_a:
                 return
             site = await self._repo.site_config()
