@@ -214,3 +214,49 @@ async def test_boot_is_pending_until_the_fail_safe_profiles_are_set(db_url: str)
         await cp.close()
     finally:
         await app.stop()
+
+
+async def test_rejection_after_the_transaction_ended_is_no_alarm(db_url: str) -> None:
+    """A TxProfile that arrives just after its transaction stopped is rightly rejected by
+    the charger; that must not mark the charger as ignoring its limits."""
+    app: CsmsApp = await start_app(db_url, controller=True)
+    try:
+        await app.repository.update_site(
+            fuse_limit_a=40.0, margin_a=0.0, strategy="equal", tick_s=0.5
+        )
+        await app.repository.add_charge_point("LATE", max_current_a=16, phases=3)
+        cp = await RawChargePoint.connect(ws_url(app, "LATE"))
+        state: dict[str, Any] = {"tx": None}
+
+        async def on_set(payload: dict[str, Any]) -> dict[str, Any]:
+            profile = payload["csChargingProfiles"]
+            if profile["chargingProfilePurpose"] != "TxProfile":
+                return {"status": "Accepted"}
+            # The car leaves while the profile is on its way: stop first, then reject.
+            if state["tx"] is not None:
+                tx, state["tx"] = state["tx"], None
+                await cp.ok(
+                    "StopTransaction",
+                    {"transactionId": tx, "meterStop": 10, "timestamp": "2026-01-05T16:05:00Z"},
+                )
+            return {"status": "Rejected"}
+
+        cp.handlers["SetChargingProfile"] = on_set
+        await cp.boot({"chargePointVendor": "V", "chargePointModel": "M"})
+        answer = await cp.ok(
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": "ANY",
+                "meterStart": 0,
+                "timestamp": "2026-01-05T16:00:00Z",
+            },
+        )
+        state["tx"] = answer["transactionId"]
+        await _wait_for(lambda: state["tx"] is None)
+        await asyncio.sleep(0.5)
+        station = await app.repository.get_charge_point("LATE")
+        assert station is not None and not station.unmanaged
+        await cp.close()
+    finally:
+        await app.stop()

@@ -456,12 +456,14 @@ class Controller:
                 change.transaction_id, change.limit_a, snapshot.now, True
             )
             self._strikes.pop(change.key, None)
-        else:
+        elif await self._still_running(change.transaction_id):
             await self._mark_unmanaged(
                 info.id,
                 f"Charger {info.id} rejected its {change.limit_a:g} A limit ({status}); "
                 "it is counted at its maximum until a manager checks it.",
             )
+        # else: the transaction ended while its limit was on the way; a charger rightly
+        # rejects a TxProfile without a matching transaction (OCPP 1.6 section 3.13.4).
         log.info(
             "limit sent",
             extra={
@@ -474,6 +476,13 @@ class Controller:
             },
         )
         return status, accepted
+
+    async def _still_running(self, transaction_id: int) -> bool:
+        try:
+            row = await self._repo.get_transaction(transaction_id)
+        except GarageGridError:
+            return True
+        return row is not None and row["stopped_at"] is None
 
     async def _send_defaults(
         self,
