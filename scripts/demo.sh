@@ -37,6 +37,6 @@ done
 echo "CSMS:    ws://127.0.0.1:$PORT/ocpp/<id>   (log: csms.log)"
 echo "Monitor: http://localhost:$MONITOR_PORT    (log: monitor.log)"
 $BIN/virtual-chargers run --csms-url "ws://127.0.0.1:$PORT/ocpp" --scenario "$SCENARIO" \
-    --speed "$SPEED" --clock-start "$CLOCK_START" --log-level WARNING &
+    --speed "$SPEED" --clock-start "$CLOCK_START" --log-level WARNING --residents &
 pids+=($!)
 wait -n "${pids[@]}"

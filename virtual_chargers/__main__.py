@@ -24,6 +24,7 @@ from csms.scenario import BUILTIN_SCENARIOS, Scenario, load_scenario, make_garag
 from virtual_chargers.display import LiveTable, format_report
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions
 from virtual_chargers.options import QUIRK_NAMES, Quirks, StationOptions
+from virtual_chargers.residents import Residents
 
 log = logging.getLogger("virtual_chargers")
 
@@ -134,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no live table")
     run.add_argument(
+        "--residents",
+        action="store_true",
+        help="residents tell the CSMS their departure and energy need (written to the store "
+        "at --database-url / $GARAGEGRID_DATABASE_URL, as the monitor's Resident page does)",
+    )
+    run.add_argument("--database-url", help="the CSMS's database, for --residents")
+    run.add_argument(
         "--log-level",
         help="DEBUG, INFO, WARNING (default INFO; WARNING while the live table is shown)",
     )
@@ -166,8 +174,10 @@ async def _run(args: argparse.Namespace, scenario: Scenario, show_table: bool) -
     start = args.clock_start or scenario.start or datetime.now(UTC)
     display_tz: tzinfo | None = start.tzinfo
     clock = FleetClock(args.speed, start)
+    residents = Residents(args.database_url) if args.residents else None
     options = FleetOptions(
         station=StationOptions(
+            on_transaction_started=residents.on_transaction_started if residents else None,
             password=args.password,
             free_vend=args.free_vend,
             config={"MeterValueSampleInterval": str(args.meter_interval)},
@@ -204,6 +214,8 @@ async def _run(args: argparse.Namespace, scenario: Scenario, show_table: bool) -
             await asyncio.gather(table, return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    if residents is not None:
+        await residents.close()
     print(format_report(report), flush=True)
     return 0
 

@@ -113,6 +113,8 @@ class StationOptions:
     validate_messages: bool = False
     state_file: Path | None = None
     on_time_sync: Callable[[datetime], None] = _no_time_sync
+    # (station id, transaction id, departure, energy needed in Wh) once a start has its id.
+    on_transaction_started: Callable[[str, int, datetime | None, float], None] | None = None
     seed: int | None = None
 
 

@@ -417,6 +417,9 @@ class VirtualStation:
         record = self._records.pop(local_id, None)
         if record is not None:
             record.transaction_id = transaction_id
+            hook = self.options.on_transaction_started
+            if hook is not None and transaction_id is not None and transaction_id > 0:
+                hook(self.id, transaction_id, record.departure_at, record.needed_wh)
         status = str((result.get("idTagInfo") or {}).get("status", ""))
         log.info(
             "transaction started",
