@@ -14,8 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from csms.domain import SiteConfig
 from csms.errors import ConfigError
+from csms.scheduler import STRATEGIES
 
-STRATEGY_NAMES = ("thesis", "equal", "edf", "llf", "optimal")
+# The scheduler owns the list of strategies; settings only check against it.
+STRATEGY_NAMES = STRATEGIES
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
