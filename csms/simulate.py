@@ -249,6 +249,7 @@ def _demand(car: _Car, origin: datetime, feed_back_draw: bool) -> SessionDemand:
         last_limit_a=car.last_limit_a if drawn is not None else None,
         ev_max_current_a=se.ev.max_current_a,
         ev_phases=se.ev.phases,
+        energy_delivered_wh=car.delivered_wh,
     )
 
 

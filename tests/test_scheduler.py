@@ -221,9 +221,39 @@ def test_priority_pauses_the_fullest_car_when_not_all_fit_at_6a(strategy: str) -
     stations = [station(n) for n in "abc"]
     cars = [car("a", need_wh=30_000), car("b", need_wh=500), car("c", need_wh=25_000)]
     got = limits(strategy, SiteLimits(13), stations, cars)
-    assert got["b"] == 0.0
-    assert got["a"] + got["c"] == 13.0
-    assert min(got["a"], got["c"]) == 6.0
+    # The most urgent car takes the whole 13 A rather than 7 + 6 A with "c": full rate
+    # for the first in line is what lets the urgent cars finish before they leave.
+    assert got == {"a": 13.0, "b": 0.0, "c": 0.0}
+
+
+@pytest.mark.parametrize("strategy", ["edf", "llf"])
+def test_priority_serves_the_first_in_line_at_full_rate_not_everybody_at_6a(
+    strategy: str,
+) -> None:
+    stations = [station(n, max_current_a=32) for n in "abcdef"]
+    cars = [car(n, leaves_in_h=2 + i, need_wh=30_000 - 1_000 * i) for i, n in enumerate("abcdef")]
+    got = limits(strategy, SiteLimits(40), stations, cars)
+    # Six cars at 6 A would fit, but the first two in line charge at 32 A and 8 A.
+    assert got == {"a": 32.0, "b": 8.0, "c": 0.0, "d": 0.0, "e": 0.0, "f": 0.0}
+
+
+@pytest.mark.parametrize("strategy", ["edf", "llf"])
+def test_room_too_small_for_a_minimum_is_given_to_one_more_car(strategy: str) -> None:
+    stations = [station(n, max_current_a=16) for n in "abc"]
+    cars = [car(n, leaves_in_h=2 + i) for i, n in enumerate("abc")]
+    # 16 + 16 A leave 3 A, too little for "c": "b" gives up 3 A so that "c" gets 6 A.
+    got = limits(strategy, SiteLimits(35), stations, cars)
+    assert got == {"a": 16.0, "b": 13.0, "c": 6.0}
+
+
+def test_room_on_a_phase_the_paused_car_does_not_use_is_not_taken_from_it() -> None:
+    # "b" is a one-phase car on L1, where 2 A are left. Lowering the three-phase "a" by
+    # 4 A to fit "b" would add 2 A on L1 but leave 4 A idle on L2 and on L3: a car that
+    # loads phases the paused car does not use is no donor for it.
+    stations = [station("a", max_current_a=32), station("b", phases=1, wiring=("L1",))]
+    cars = [car("a", leaves_in_h=1), car("b", leaves_in_h=8)]
+    got = limits("llf", SiteLimits(34), stations, cars)
+    assert got == {"a": 32.0, "b": 0.0}
 
 
 def test_llf_serves_overdue_cars_after_the_ones_still_on_time() -> None:
@@ -235,8 +265,9 @@ def test_llf_serves_overdue_cars_after_the_ones_still_on_time() -> None:
 
 def test_cars_beyond_the_tick_need_get_only_what_they_need_and_others_the_rest() -> None:
     stations = [station("nearly"), station("empty", max_current_a=32)]
-    # 50 Wh at 3 x 230 V over a 60 s tick is 4.3 A: the 6 A minimum is enough.
-    cars = [car("nearly", need_wh=50), car("empty", leaves_in_h=1)]
+    # 50 Wh at 3 x 230 V over a 60 s tick is 4.3 A: the 6 A minimum is enough. "nearly"
+    # leaves first, so it is first in line, and takes only that.
+    cars = [car("nearly", need_wh=50, leaves_in_h=1), car("empty", leaves_in_h=8)]
     got = limits("llf", SiteLimits(32), stations, cars, tick_s=60)
     assert got == {"nearly": 6.0, "empty": 26.0}
 
@@ -297,6 +328,50 @@ def test_optimal_first_slot_is_fair_when_nobody_is_in_a_hurry() -> None:
     stations = [station(n, max_current_a=32) for n in "abc"]
     got = limits("optimal", SiteLimits(30), stations, [car(n, leaves_in_h=12) for n in "abc"])
     assert got == {"a": 10.0, "b": 10.0, "c": 10.0}
+
+
+def test_optimal_gives_an_urgent_car_full_rate_rather_than_everybody_the_minimum() -> None:
+    # "urgent" needs 20 kWh in 1 h (29 A flat out); four others have all night. The fuse
+    # could give all five 6 A, but then "urgent" would miss most of its need.
+    stations = [station(n, max_current_a=32) for n in ("urgent", "a", "b", "c", "d")]
+    cars = [car("urgent", leaves_in_h=1, need_wh=20_000)]
+    cars += [car(n, leaves_in_h=12, need_wh=10_000) for n in "abcd"]
+    got = limits("optimal", SiteLimits(32), stations, cars, tick_s=300)
+    assert got["urgent"] >= 29.0
+    assert sum(got.values()) == pytest.approx(32.0)
+
+
+def test_optimal_finishes_a_car_that_needs_less_than_a_tick_at_the_minimum() -> None:
+    # 200 Wh is 4.8 A for one 5-minute tick at 3 x 230 V: its wish rounds to 0 A, and
+    # without help it would stay at 0 tick after tick while "other" takes the fuse.
+    stations = [station("nearly"), station("other", max_current_a=32)]
+    cars = [
+        car("nearly", leaves_in_h=5 / 60, need_wh=200),
+        car("other", leaves_in_h=1, need_wh=30_000),
+    ]
+    got = limits("optimal", SiteLimits(32), stations, cars, tick_s=300)
+    assert got == {"nearly": 6.0, "other": 26.0}
+
+
+def test_optimal_shares_a_shortage_in_served_fractions_of_the_whole_request() -> None:
+    # Same laxity and remaining need; "fed" asked for 30 kWh and has 20 already (67 %),
+    # "starved" asked for 10 kWh and has nothing. The 5.5 kWh that 30 minutes of 16 A
+    # bring all go to "starved" (55 %). Without what was delivered the two look the same
+    # and share evenly.
+    stations = [station(n) for n in ("fed", "starved")]
+    cars = [
+        car("fed", leaves_in_h=0.5, need_wh=10_000, energy_delivered_wh=20_000),
+        car("starved", leaves_in_h=0.5, need_wh=10_000, energy_delivered_wh=0.0),
+    ]
+    got = limits("optimal", SiteLimits(16), stations, cars, tick_s=300)
+    assert got == {"fed": 0.0, "starved": 16.0}
+    blind = [
+        SessionDemand(c.connector, c.arrival_at, c.departure_at, c.energy_needed_wh) for c in cars
+    ]
+    assert limits("optimal", SiteLimits(16), stations, blind, tick_s=300) == {
+        "fed": 8.0,
+        "starved": 8.0,
+    }
 
 
 def test_optimal_falls_back_to_llf_when_its_budget_is_exceeded() -> None:

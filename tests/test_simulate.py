@@ -207,3 +207,26 @@ def test_back_to_back_sessions_within_one_step_share_the_station() -> None:
     )
     result = simulate(scenario, "llf", step_s=300)
     assert result.sessions_met == 2
+
+
+def test_the_scheduler_sees_what_each_session_has_received(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Delivered + still needed is the whole request, which ``optimal`` shares fairly."""
+    import csms.simulate as sim
+    from csms.scheduler import allocate as real
+
+    seen: list[tuple[float | None, float]] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        for demand in args[3]:  # type: ignore[attr-defined]
+            seen.append((demand.energy_delivered_wh, demand.energy_needed_wh))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sim, "allocate", spy)
+    simulate(crowded(cars=2), "llf", step_s=600)
+    assert seen[0] == (0.0, 20_000.0)
+    assert any(delivered and delivered > 0 for delivered, _ in seen)
+    for delivered, needed in seen:
+        assert delivered is not None
+        assert delivered + needed == pytest.approx(20_000.0)

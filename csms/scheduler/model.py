@@ -146,6 +146,9 @@ class SessionDemand:
     and ``last_limit_a`` the limit that was in force while it was measured; together they
     reveal a car that takes less than it is offered (tapering near full, or limited by
     itself), whose unused share then goes to others. ``ev_phases`` may be 1, 2 or 3.
+    ``energy_delivered_wh`` is what the session has received so far, when known: with it
+    ``optimal`` shares a shortage in proportion to what each car asked for in all (served
+    fractions), not to what each still needs.
     """
 
     connector: ConnectorKey
@@ -156,6 +159,7 @@ class SessionDemand:
     last_limit_a: float | None = None
     ev_max_current_a: float | None = None
     ev_phases: int | None = None
+    energy_delivered_wh: float | None = None
 
     def __post_init__(self) -> None:
         if self.departure_at < self.arrival_at:

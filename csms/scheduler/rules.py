@@ -52,6 +52,7 @@ class Car:
     max_a: float  # largest limit ignoring taper and need, for planning ahead
     steps_a: tuple[float, ...] | None  # allowed limits in [lo_a, max_a]; None: 0.1 A grid
     need_wh: float
+    delivered_wh: float  # already received in this session (0 when not known)
     time_left_s: float
     power_per_a_w: float
     laxity_s: float
@@ -164,6 +165,7 @@ def compile_problem(
             max_a=top,
             steps_a=steps,
             need_wh=need,
+            delivered_wh=max(0.0, s.energy_delivered_wh or 0.0),
             time_left_s=time_left,
             power_per_a_w=power_per_a,
             laxity_s=time_left - need * 3600.0 / (top * power_per_a),
@@ -216,16 +218,90 @@ def admit(problem: Problem, order: Sequence[Car]) -> tuple[list[float], list[flo
     return x, room
 
 
-def fill_in_order(order: Sequence[Car], x: list[float], room: list[float]) -> None:
-    """Give each admitted car, in order, as much more as it can take (in place)."""
+def serve_in_order(problem: Problem, order: Sequence[Car]) -> list[float]:
+    """Each car in ``order`` takes as much as it can (up to its maximum for this tick)
+    while its phases have room; a car for whose minimum no room is left is paused.
+
+    This is the sorted-greedy of ACN-Sim: the first cars of the order charge at full rate
+    rather than everybody at the minimum, so the most urgent cars finish before they leave.
+    """
+    x = [0.0] * len(problem.cars)
+    room = list(problem.capacity_a)
     for car in order:
-        if x[car.index] <= 0.0:
-            continue
-        extra = min(car.hi_a - x[car.index], *(room[p] for p in car.phases))
-        if extra > EPS_A:
-            x[car.index] += extra
+        give = min(car.hi_a, *(room[p] for p in car.phases))
+        if give >= car.lo_a - EPS_A:
+            x[car.index] = give
             for p in car.phases:
-                room[p] -= extra
+                room[p] -= give
+    return x
+
+
+def admit_paused(
+    problem: Problem,
+    order: Sequence[Car],
+    x: list[float],
+    urgent: Sequence[bool] | None = None,
+) -> bool:
+    """Give paused cars their minimum by lowering others (never below their own minimum).
+
+    Without ``urgent``, for each paused car in ``order`` whose phases all have some room,
+    but less than its minimum (4 A of a 20 A fuse after a 16 A car): that room would
+    stay idle, so served cars on its phases only (least urgent first) give up the rest
+    and more current flows in total ("crumbs").
+
+    With ``urgent``, only the paused cars marked urgent (they cannot wait, and an LP
+    wanted them charging but their wish was rounded to 0): besides the crumbs, the
+    served cars later in ``order`` give up what such a car lacks, least urgent first.
+
+    In place; returns whether anything changed (lowered cars may then be off their steps).
+    """
+    room = _room(problem, x)
+    position = {car.index: i for i, car in enumerate(order)}
+    served = [car for car in order if x[car.index] > 0.0]
+    # (phases, minimum) of crumb attempts that failed since the last change: an identical
+    # car fails too, which keeps a garage of 1,000 mostly paused cars linear.
+    failed: set[tuple[tuple[int, ...], float]] = set()
+    changed = False
+    for car in order:
+        if x[car.index] > 0.0:
+            continue
+        priority = urgent is not None and urgent[car.index]
+        if urgent is not None and not priority:
+            continue
+        crumbs = all(room[p] > EPS_A for p in car.phases)
+        if not priority and (not crumbs or (car.phases, car.lo_a) in failed):
+            continue
+        deficit = {p: max(0.0, car.lo_a - room[p]) for p in car.phases}
+        cuts: list[tuple[Car, float]] = []
+        for donor in reversed(served):
+            if all(d <= EPS_A for d in deficit.values()):
+                break
+            later = priority and position[donor.index] > position[car.index]
+            if not (later or (crumbs and set(donor.phases) <= deficit.keys())):
+                continue
+            want = max((deficit.get(p, 0.0) for p in donor.phases), default=0.0)
+            cut = min(x[donor.index] - donor.lo_a, want)
+            if cut <= EPS_A:
+                continue
+            cuts.append((donor, cut))
+            for p in donor.phases:
+                if p in deficit:
+                    deficit[p] -= cut
+        if any(d > EPS_A for d in deficit.values()):
+            if not priority:
+                failed.add((car.phases, car.lo_a))
+            continue
+        for donor, cut in cuts:
+            x[donor.index] -= cut
+            for p in donor.phases:
+                room[p] += cut
+        x[car.index] = car.lo_a
+        for p in car.phases:
+            room[p] -= car.lo_a
+        served = [c for c in order if x[c.index] > 0.0]
+        failed.clear()
+        changed = True
+    return changed
 
 
 def phase_load(problem: Problem, x: Sequence[float]) -> PerPhase:
@@ -255,30 +331,52 @@ def finalize(
     x: Sequence[float],
     order: Sequence[Car],
     target: Sequence[float] | None = None,
+    urgent: Sequence[bool] | None = None,
 ) -> list[float]:
     """Round continuous currents down onto accepted values, then re-give what that freed.
 
     The freed capacity goes in ``order``: first towards ``target`` (e.g. an LP's wish,
-    rounded up to the next accepted value), then towards each car's maximum for this tick.
-    A car rounded to 0 may come back at its minimum if there is room.
+    rounded up to the next accepted value), then to the ``urgent`` cars that are still
+    paused (their minimum, taken from less urgent cars if need be), then towards each
+    car's maximum for this tick. Room that is left but too small for anybody's minimum
+    admits one more car if others can give up the rest (:func:`admit_paused`).
     """
-    y = [
+    y = _floored(problem, x)
+    if target is not None:
+        room = _room(problem, y)
+        for car in order:
+            want = target[car.index]
+            if want > EPS_A:
+                _raise_towards(car, y, room, min(car.hi_a, ceil_allowed(car, want)))
+    # Before the rest is handed out: a car that cannot wait comes before less urgent
+    # cars' top-ups even if its wish was rounded to 0.
+    if urgent is not None and admit_paused(problem, order, y, urgent):
+        y = _floored(problem, y)
+    _raise_all(problem, y, order)
+    if admit_paused(problem, order, y):
+        y = _floored(problem, y)
+        _raise_all(problem, y, order)
+    return y
+
+
+def _floored(problem: Problem, x: Sequence[float]) -> list[float]:
+    return [
         x[car.index]
         if x[car.index] in (0.0, car.hi_a)
         else floor_allowed(car, min(x[car.index], car.hi_a))
         for car in problem.cars
     ]
-    load = phase_load(problem, y)
-    room = [c - u for c, u in zip(problem.capacity_a, load, strict=True)]
-    if target is not None:
-        for car in order:
-            want = target[car.index]
-            if want > EPS_A:
-                _raise_towards(car, y, room, min(car.hi_a, ceil_allowed(car, want)))
+
+
+def _room(problem: Problem, y: Sequence[float]) -> list[float]:
+    return [c - u for c, u in zip(problem.capacity_a, phase_load(problem, y), strict=True)]
+
+
+def _raise_all(problem: Problem, y: list[float], order: Sequence[Car]) -> None:
+    room = _room(problem, y)
     for car in order:
         if y[car.index] < car.hi_a:
             _raise_towards(car, y, room, car.hi_a)
-    return y
 
 
 def violations(problem: Problem, y: Sequence[float], tol_a: float = 1e-6) -> list[str]:
