@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,28 @@ def parse_timestamp(value: str) -> datetime:
     return parsed
 
 
+# Schemas with ``multipleOf: 0.1`` (charging rates): 41.8 is not a multiple of 0.1 in
+# binary floating point, so these are checked on decimals, schema and payload alike.
+_DECIMAL_SCHEMAS = frozenset(
+    {"SetChargingProfile", "RemoteStartTransaction", "GetCompositeScheduleResponse"}
+)
+
+
 @cache
 def _validator(schema_name: str) -> Draft4Validator:
     path = SCHEMA_DIR / f"{schema_name}.json"
     with path.open(encoding="utf-8-sig") as fh:
-        schema = json.load(fh)
+        if schema_name in _DECIMAL_SCHEMAS:
+            schema = json.load(fh, parse_float=Decimal)
+        else:
+            schema = json.load(fh)
     return Draft4Validator(schema, format_checker=_format_checker)
+
+
+def _as_checked(schema_name: str, payload: dict[str, Any]) -> Any:
+    if schema_name in _DECIMAL_SCHEMAS:
+        return json.loads(json.dumps(payload), parse_float=Decimal)
+    return payload
 
 
 def has_schema(action: str) -> bool:
@@ -109,7 +126,8 @@ def _check_values(value: Any, path: str = "") -> None:
 def validate_request(action: str, payload: dict[str, Any]) -> None:
     """Raise an OCPP 1.6 CALLERROR exception if ``payload`` is not a valid ``action`` request."""
     validator = _validator(action)
-    error = next(iter(sorted(validator.iter_errors(payload), key=_error_rank)), None)
+    checked = _as_checked(action, payload)
+    error = next(iter(sorted(validator.iter_errors(checked), key=_error_rank)), None)
     if error is not None:
         raise _error_for(error)
     _check_values(payload)
@@ -117,8 +135,10 @@ def validate_request(action: str, payload: dict[str, Any]) -> None:
 
 def validate_response(action: str, payload: dict[str, Any]) -> None:
     """Raise if a charge point's CALLRESULT payload breaks the 1.6 response schema."""
-    validator = _validator(f"{action}Response")
-    error = next(iter(sorted(validator.iter_errors(payload), key=_error_rank)), None)
+    name = f"{action}Response"
+    validator = _validator(name)
+    checked = _as_checked(name, payload)
+    error = next(iter(sorted(validator.iter_errors(checked), key=_error_rank)), None)
     if error is not None:
         raise _error_for(error)
 
