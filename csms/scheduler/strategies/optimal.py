@@ -51,7 +51,10 @@ HORIZON_MAX_S = 48 * 3600.0
 EARLY_BONUS = 0.05  # energy at the end of the horizon is worth 5 % less than now
 TIERS = 10
 TIER_BONUS = 0.2  # the first tenth of a request is worth 20 % more, the last 2 % more
-URGENCY_BONUS = 0.05  # first-slot current of a car without laxity is worth 5 % more
+#: First-slot current of a car without laxity is worth 5 % more. This is the energy /
+#: fairness knob: on the Caltech month at 20 kW, 0.05 gives 88.27 % of the request with
+#: Jain 0.967, 0.005 88.17 % / 0.971, 0 87.82 % / 0.980 (hindsight: 88.57 % / 0.982).
+URGENCY_BONUS = 0.05
 URGENCY_SCALE_S = 3600.0
 FAIR_SHARE_BONUS = 0.001
 
