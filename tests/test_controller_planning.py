@@ -250,3 +250,10 @@ def test_residents_are_told_what_changed(previous: float | None, limit: float, k
 def test_draw_above_limit_needs_a_clear_margin() -> None:
     assert not draws_above_limit([16.5, 16.4, 0.0], 16.0)
     assert draws_above_limit([18.0, 0.0, 0.0], 16.0)
+
+
+def test_delivered_energy_reaches_the_scheduler() -> None:
+    plan = build_plan(snap([station("A")], [session("A", 1)], delivered_wh={1: 4200.0}), {})
+    (demand,) = plan.demands
+    assert demand.energy_delivered_wh == 4200.0
+    assert demand.energy_needed_wh == 20000.0 - 4200.0

@@ -208,6 +208,8 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
                     last_limit_a=snapshot.last_sent_a.get(key),
                     ev_max_current_a=ev[1] if ev else None,
                     ev_phases=ev[2] if ev else None,
+                    # A shortage is shared by each car's served share of its whole need.
+                    energy_delivered_wh=snapshot.delivered_wh.get(tx),
                 )
             )
             session_by_key[key] = session
