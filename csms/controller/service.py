@@ -133,13 +133,18 @@ class Controller:
                 real_tick_s = max(MIN_REAL_TICK_S, tick_s / self._clock.speed)
                 now = time.monotonic()
                 due = now >= next_tick
-                if not due:
+                snapshot = None
+                if not due and not self._wake.is_set():
                     snapshot = await self._safe(self._snapshot())
                     if snapshot is not None and inputs_fingerprint(snapshot) != self._fingerprint:
                         due = True
                 if due or self._wake.is_set():
+                    # A snapshot just read for the change check serves the plan too, unless
+                    # an event arrived meanwhile (then read again, after the event).
+                    if self._wake.is_set():
+                        snapshot = None
                     self._wake.clear()
-                    await self.plan_once()
+                    await self.plan_once(snapshot)
                     next_tick = time.monotonic() + real_tick_s
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -280,13 +285,15 @@ class Controller:
             last_sent_a={k: v.limit_a for k, v in self._sent.items()},
         )
 
-    async def plan_once(self) -> dict[ConnectorKey, float]:
-        """Read, allocate, send. Returns the limits decided (also on partial failures)."""
-        try:
-            snapshot = await self._snapshot()
-        except GarageGridError:
-            log.exception("controller could not read the store; keeping current limits")
-            return {}
+    async def plan_once(self, snapshot: Snapshot | None = None) -> dict[ConnectorKey, float]:
+        """Read (unless given a fresh snapshot), allocate, send. Returns the limits decided
+        (also on partial failures)."""
+        if snapshot is None:
+            try:
+                snapshot = await self._snapshot()
+            except GarageGridError:
+                log.exception("controller could not read the store; keeping current limits")
+                return {}
         self._fingerprint = inputs_fingerprint(snapshot)
         plan = build_plan(snapshot, self._ev_lookup)
         try:
