@@ -14,6 +14,11 @@ IdToken = NewType("IdToken", str)
 PHASES: tuple[str, str, str] = ("L1", "L2", "L3")
 
 
+def split_wiring(wiring: str) -> tuple[str, ...]:
+    """``"L2L3L1"`` -> ``("L2", "L3", "L1")``: the supply phase of each station phase."""
+    return tuple(wiring[i : i + 2] for i in range(0, len(wiring), 2))
+
+
 class AuthStatus(StrEnum):
     """OCPP 1.6 AuthorizationStatus values."""
 

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from csms.domain import SiteConfig
+from csms.domain import SiteConfig, split_wiring
 from csms.errors import ConfigError
 from csms.scheduler import STRATEGIES
 
@@ -113,7 +113,7 @@ def validate_station(
         raise ConfigError(f"phases: expected 1 or 3, got {phases!r}")
     n = int(phases)
     wiring = (wiring or ("L1L2L3" if n == 3 else "L1")).upper()
-    parts = [wiring[i : i + 2] for i in range(0, len(wiring), 2)]
+    parts = split_wiring(wiring)
     if (
         len(parts) != n
         or any(p not in ("L1", "L2", "L3") for p in parts)

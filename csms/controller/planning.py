@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from csms.domain import PHASES, ChargePointInfo, OpenSession, SiteConfig
+from csms.domain import PHASES, ChargePointInfo, OpenSession, SiteConfig, split_wiring
 from csms.scheduler import MIN_CURRENT_A, ConnectorSpec, RateUnit, SessionDemand, SiteLimits
 from csms.scheduler.phases import supply_phases
 
@@ -78,12 +78,8 @@ class Plan:
     floored: frozenset[ConnectorKey] = frozenset()
 
 
-def wiring_tuple(wiring: str) -> tuple[str, ...]:
-    return tuple(wiring[i : i + 2] for i in range(0, len(wiring), 2))
-
-
 def phase_indexes(wiring: str, phases_used: int | None = None) -> list[int]:
-    parts = wiring_tuple(wiring)
+    parts = split_wiring(wiring)
     if phases_used is not None:
         parts = parts[:phases_used]
     return [PHASES.index(p) for p in parts]
@@ -183,7 +179,7 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
                     connector_id=key[1],
                     max_current_a=info.max_current_a,
                     phases=info.phases,
-                    wiring=wiring_tuple(info.wiring),
+                    wiring=split_wiring(info.wiring),
                     min_current_a=max(MIN_CURRENT_A, info.min_current_a),
                     current_steps_a=info.current_steps_a,
                     rate_unit=RateUnit(info.rate_unit),

@@ -113,9 +113,6 @@ class Controller:
         self._fingerprint: tuple[object, ...] | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.plans = 0
-        self.last_plan: Plan | None = None
-        self.last_limits: dict[ConnectorKey, float] = {}
         # The TxDefaultProfile limit of the last plan (what a booting charger gets).
         self.default_a: float | None = None
 
@@ -314,9 +311,6 @@ class Controller:
         except ConfigError:
             log.exception("scheduler refused its input; keeping current limits")
             return {}
-        self.plans += 1
-        self.last_plan = plan
-        self.last_limits = limits
         if allocation.diagnostics.fallback:
             log.warning(
                 "strategy fell back",
@@ -349,11 +343,11 @@ class Controller:
                 for key in plan.session_by_key
             },
         )
-        ok = await self._apply(lowering, stations, snapshot, allocation.strategy)
+        ok = await self._apply(lowering, stations, plan, snapshot, allocation.strategy)
         if ok:
             for cp_id in sorted(c for c, raise_ in default_to.items() if raise_):
                 await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
-            await self._apply(raising, stations, snapshot, allocation.strategy)
+            await self._apply(raising, stations, plan, snapshot, allocation.strategy)
         elif raising or any(default_to.values()):
             log.warning(
                 "raising postponed: a lowered charger did not accept",
@@ -390,6 +384,7 @@ class Controller:
         self,
         changes: list[Change],
         stations: Mapping[str, ChargePointInfo],
+        plan: Plan,
         snapshot: Snapshot,
         strategy: str,
     ) -> bool:
@@ -420,8 +415,8 @@ class Controller:
             if not accepted:
                 continue
             note = notification_for(change.previous_a, change.limit_a)
-            session = snapshot_session(snapshot, change.key)
-            if note is not None and session is not None:
+            session = plan.session_by_key[change.key]
+            if note is not None:
                 with contextlib.suppress(GarageGridError):
                     await self._repo.add_notification(
                         note[0],
@@ -581,13 +576,6 @@ class Controller:
         except GarageGridError:
             log.exception("could not record an unmanaged charger", extra={"cp_id": cp_id})
         self._wake.set()
-
-
-def snapshot_session(snapshot: Snapshot, key: ConnectorKey) -> Any:
-    for session in snapshot.sessions:
-        if (session.charge_point_id, session.connector_id) == key:
-            return session
-    return None
 
 
 def _catalogue() -> dict[str, tuple[float, float, int]]:

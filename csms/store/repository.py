@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Update, and_, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -312,11 +312,7 @@ class Repository:
 
     async def set_connected(self, cp_id: str, connected: bool) -> None:
         async with self._unit() as s:
-            await s.execute(
-                update(m.ChargePoint)
-                .where(m.ChargePoint.id == cp_id)
-                .values(connected=connected, last_seen_at=self.now())
-            )
+            await s.execute(_seen(cp_id, self.now(), connected=connected))
 
     async def mark_all_disconnected(self) -> None:
         """At CSMS start nothing is connected, whatever an earlier crash left behind."""
@@ -325,11 +321,7 @@ class Repository:
 
     async def touch(self, cp_id: str) -> None:
         async with self._unit() as s:
-            await s.execute(
-                update(m.ChargePoint)
-                .where(m.ChargePoint.id == cp_id)
-                .values(last_seen_at=self.now())
-            )
+            await s.execute(_seen(cp_id, self.now()))
 
     async def record_boot(self, cp_id: str, status: str, **fields: str | None) -> None:
         async with self._unit() as s:
@@ -345,11 +337,7 @@ class Repository:
         if field not in {"firmware_status", "diagnostics_status"}:
             raise ConfigError(f"not a status field: {field}")
         async with self._unit() as s:
-            await s.execute(
-                update(m.ChargePoint)
-                .where(m.ChargePoint.id == cp_id)
-                .values({field: value, "last_seen_at": self.now()})
-            )
+            await s.execute(_seen(cp_id, self.now(), **{field: value}))
 
     async def record_status(
         self,
@@ -387,14 +375,7 @@ class Repository:
             row.info = info
             row.vendor_error_code = vendor_error_code
             row.updated_at = timestamp or now
-            await s.execute(
-                update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(last_seen_at=now)
-            )
-
-    async def connector_statuses(self) -> dict[tuple[str, int], str]:
-        async with self._unit() as s:
-            rows = (await s.execute(select(m.Connector))).scalars()
-            return {(r.charge_point_id, r.connector_id): r.status for r in rows}
+            await s.execute(_seen(cp_id, now))
 
     # ---------------------------------------------------------------- id tags
     async def add_id_tag(
@@ -612,9 +593,7 @@ class Repository:
                 if row is not None and row.charge_point_id == cp_id:
                     tx_id = row.id
             s.add_all(_sample_rows(cp_id, connector_id, tx_id, samples, now))
-            await s.execute(
-                update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(last_seen_at=now)
-            )
+            await s.execute(_seen(cp_id, now))
 
     async def get_transaction(self, transaction_id: int) -> dict[str, Any] | None:
         async with self._unit() as s:
@@ -889,6 +868,11 @@ class Repository:
     async def count(self, model: type[m.Base]) -> int:
         async with self._unit() as s:
             return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+def _seen(cp_id: str, now: datetime, **values: Any) -> Update:
+    """UPDATE of a charge point that also records it was just heard from."""
+    return update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(last_seen_at=now, **values)
 
 
 def _add_flag(flags: str | None, flag: str) -> str:
