@@ -1,6 +1,7 @@
 """Scenarios from real charging data, converted at load time (the files stay untouched).
 
-Two data sets live in the shared data directory (see its README for sources/licences):
+Two data sets ship with the package in ``csms/data`` (its README and LICENSE files give
+the sources, formats and licences; the files are unmodified):
 
 * ``risvollan_housing_coop_sessions.csv`` — residential sessions of a Norwegian housing
   cooperative (Sørensen et al., Mendeley Data jbks2rcwyj, CC BY 4.0): our users' setting.
@@ -9,8 +10,8 @@ Two data sets live in the shared data directory (see its README for sources/lice
   published reference results to compare the scheduler against.
 
 The data directory is, in order: the ``data_dir`` argument, the environment variable
-``GARAGEGRID_DATA_DIR``, then ``shared/data`` beside the repository. Every loader has a
-``load_*`` form that also returns a `DatasetReport` with what was kept and dropped.
+``GARAGEGRID_DATA_DIR``, then the packaged ``csms/data``. Every loader has a ``load_*``
+form that also returns a `DatasetReport` with what was kept and dropped.
 """
 
 from __future__ import annotations
@@ -64,21 +65,31 @@ class DatasetReport:
     stations: int
 
 
+PACKAGED_DATA_DIR = Path(__file__).resolve().parent / "data"
+"""The data sets as shipped with the package, with their licence and attribution files."""
+
+
 def default_data_dir() -> Path:
-    """``$GARAGEGRID_DATA_DIR``, else ``shared/data`` next to the repository."""
+    """``$GARAGEGRID_DATA_DIR`` if set, else the packaged `PACKAGED_DATA_DIR`."""
     from_env = os.environ.get(DATA_DIR_ENV)
     if from_env:
         return Path(from_env)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return PACKAGED_DATA_DIR
 
 
 def _data_file(data_dir: Path | str | None, name: str) -> Path:
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     path = directory / name
     if not path.is_file():
+        if data_dir is not None:
+            origin = "the data_dir given"
+        elif os.environ.get(DATA_DIR_ENV):
+            origin = f"from {DATA_DIR_ENV}"
+        else:
+            origin = "the packaged data directory; is the installation complete?"
         raise ConfigError(
-            f"data file {name} not found in {directory} (pass data_dir or set "
-            f"{DATA_DIR_ENV} to the directory that holds it)"
+            f"data file {name} not found in {directory} ({origin}); set {DATA_DIR_ENV} to "
+            f"a directory that holds it, or leave it unset to use the files in csms/data"
         )
     return path
 
@@ -408,10 +419,10 @@ def load_acn(
 ) -> tuple[Scenario, DatasetReport]:
     """Caltech ACN sessions as a one-phase site whose fuse is the aggregate limit.
 
-    ACN-Sim's reference results (data README) use one aggregate limit on the sum of all
-    currents; the same constraint here is a one-phase site with every station on L1 and
-    ``fuse_limit_a = limit_kw * 1000 / voltage_v`` (no margin). One station per ACN
-    ``_station_id`` (32 A EVSEs); each car is limited by its battery's ``_max_power``
+    ACN-Sim's reference results (``csms/data/README.md``) use one aggregate limit on the
+    sum of all currents; the same constraint here is a one-phase site with every station
+    on L1 and ``fuse_limit_a = limit_kw * 1000 / voltage_v`` (no margin). One station per
+    ACN ``_station_id`` (32 A EVSEs); each car is limited by its battery's ``_max_power``
     (6.6 kW = 31.7 A at 208 V); its need is ``_requested_energy``. Times are multiples of
     the 5-minute period from `ACN_START`.
     """

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
+import re
+import tomllib
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
+import csms
 from csms.datasets import (
     ACN_FILE,
     DATA_DIR_ENV,
+    PACKAGED_DATA_DIR,
     RISVOLLAN_FILE,
     acn_scenario,
     default_data_dir,
@@ -22,11 +29,56 @@ from csms.datasets import (
 from csms.errors import ConfigError
 from csms.scenario import load_scenario, parse_scenario, scenario_to_dict
 
-pytestmark = pytest.mark.skipif(
-    not (default_data_dir() / RISVOLLAN_FILE).is_file()
-    or not (default_data_dir() / ACN_FILE).is_file(),
-    reason=f"real data files not found in {default_data_dir()} (set {DATA_DIR_ENV})",
+LICENCE_FILES = (
+    "README.md",
+    "LICENSES",
+    "LICENSE-risvollan-CC-BY-4.0.txt",
+    "LICENSE-acn-BSD-3-Clause.txt",
 )
+
+# SHA-256 of the files as published (csms/data/README.md: shipped unmodified).
+PUBLISHED_SHA256 = {
+    RISVOLLAN_FILE: "b5f73275706b4a33c31eacc7903a779d4ca00c536febc351f6872cf60afd34cd",
+    ACN_FILE: "6b688b132dc9d115e8b129ad1ff00f840597e1d3d8e0c0538cc83b96c721e054",
+}
+
+
+@pytest.fixture(autouse=True)
+def _packaged_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test reads the shipped files unless it sets the variable itself."""
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+
+
+def test_default_data_dir_is_the_packaged_data_with_its_licences() -> None:
+    directory = default_data_dir()
+    package = Path(csms.__file__).resolve().parent
+    assert directory == PACKAGED_DATA_DIR == package / "data"
+    assert directory.is_relative_to(package)
+    for name in (RISVOLLAN_FILE, ACN_FILE, *LICENCE_FILES):
+        assert (directory / name).is_file(), name
+        # Also reachable as package resources, as an installed package sees them.
+        assert resources.files("csms").joinpath("data", name).is_file(), name
+    assert "CC BY 4.0" in (directory / "LICENSE-risvollan-CC-BY-4.0.txt").read_text("utf-8")
+    assert "Caltech Netlab" in (directory / "LICENSE-acn-BSD-3-Clause.txt").read_text("utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_SHA256))
+def test_packaged_data_files_are_the_published_bytes(name: str) -> None:
+    digest = hashlib.sha256((PACKAGED_DATA_DIR / name).read_bytes()).hexdigest()
+    assert digest == PUBLISHED_SHA256[name]
+
+
+def test_every_packaged_data_file_is_in_the_package_data() -> None:
+    """A non-editable install carries csms/data only if pyproject lists every file."""
+    pyproject = Path(csms.__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.fail(f"{pyproject} not found: run the tests from the source tree")
+    setuptools = tomllib.loads(pyproject.read_text("utf-8"))["tool"]["setuptools"]
+    patterns = setuptools["package-data"]["csms"]
+    shipped = sorted(p.name for p in PACKAGED_DATA_DIR.iterdir() if p.name != ".gitattributes")
+    assert set(shipped) >= {RISVOLLAN_FILE, ACN_FILE, *LICENCE_FILES}
+    for name in shipped:
+        assert any(fnmatch.fnmatch(f"data/{name}", pattern) for pattern in patterns), name
 
 
 def test_acn_march_2019_has_954_sessions_on_47_evses_with_30_undeliverable() -> None:
@@ -143,12 +195,20 @@ def test_missing_data_file_names_the_directory_and_the_variable(tmp_path: Path) 
 def test_data_dir_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = default_data_dir()
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
     assert default_data_dir() == tmp_path
-    with pytest.raises(ConfigError, match=RISVOLLAN_FILE):
+    message = f"{RISVOLLAN_FILE} not found in {tmp_path} (from {DATA_DIR_ENV})"
+    with pytest.raises(ConfigError, match=re.escape(message)):
         risvollan_scenario(date(2019, 1, 7), 7, 63)
-    assert len(risvollan_scenario(date(2019, 1, 7), 7, 63, data_dir=real).sessions) == 23
+    (tmp_path / RISVOLLAN_FILE).write_bytes((PACKAGED_DATA_DIR / RISVOLLAN_FILE).read_bytes())
+    assert len(risvollan_scenario(date(2019, 1, 7), 7, 63).sessions) == 23
+    # The data_dir argument still wins over the variable.
+    assert len(acn_scenario(30, data_dir=PACKAGED_DATA_DIR).sessions) == 954
+
+
+def test_empty_variable_means_the_packaged_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DATA_DIR_ENV, "")
+    assert default_data_dir() == PACKAGED_DATA_DIR
 
 
 def test_window_of_zero_days_is_rejected() -> None:
