@@ -87,7 +87,12 @@ class CaseResult:
 
 def run_case(case_name: str, strategies: Sequence[str]) -> CaseResult:
     """Run one benchmark case by name (names cross process boundaries, loaders do not)."""
-    case = next(c for c in BENCH_CASES if c.name == case_name)
+    case = next((c for c in BENCH_CASES if c.name == case_name), None)
+    if case is None:
+        raise ConfigError(
+            f"unknown benchmark scenario {case_name!r}; choose from: "
+            f"{', '.join(c.name for c in BENCH_CASES)}"
+        )
     started = time.perf_counter()
     scenario = case.load()
     results = []

@@ -5,15 +5,36 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from csms.datasets import DATASET_SCENARIOS
 from csms.scenario import BUILTIN_SCENARIOS, load_scenario
 from csms.scheduler import STRATEGIES
+
+SCENARIO_NAMES: tuple[str, ...] = (*BUILTIN_SCENARIOS, *DATASET_SCENARIOS)
+"""What `csms simulate --scenario` accepts besides a path to a scenario file."""
+
+
+def _unknown(command: str, kind: str, names: Sequence[str], valid: Sequence[str]) -> int:
+    """One line on stderr naming the unknown names and the valid ones; exit status 2."""
+    quoted = ", ".join(repr(name) for name in names)
+    plural = "s" if len(names) > 1 else ""
+    print(
+        f"csms {command}: unknown {kind}{plural} {quoted}; choose from: {', '.join(valid)}",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _simulate(args: argparse.Namespace) -> int:
     from csms.simulate import simulate
 
+    if args.scenario not in SCENARIO_NAMES and not Path(args.scenario).is_file():
+        return _unknown(
+            "simulate", "scenario", [args.scenario], [*SCENARIO_NAMES, "or a scenario file path"]
+        )
     scenario = load_scenario(args.scenario)
     result = simulate(scenario, args.strategy, args.step_s, with_offline_optimum=args.offline)
     if args.json:
@@ -50,6 +71,11 @@ def _simulate(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from csms.bench import BENCH_CASES, format_report, report_json, run_bench
 
+    case_names = [c.name for c in BENCH_CASES]
+    if unknown := [name for name in args.only or () if name not in case_names]:
+        return _unknown("bench", "scenario", unknown, case_names)
+    if unknown := [name for name in args.strategies if name not in STRATEGIES]:
+        return _unknown("bench", "strategy", unknown, STRATEGIES)
     cases = [c for c in BENCH_CASES if not args.only or c.name in args.only]
     started = time.perf_counter()
     results, timings = run_bench(cases, args.strategies, workers=args.workers)
@@ -67,7 +93,7 @@ def add_commands(sub: Any) -> None:
     sim.add_argument(
         "--scenario",
         required=True,
-        help=f"{', '.join(BUILTIN_SCENARIOS)}, a dataset name or a path",
+        help=f"{', '.join(SCENARIO_NAMES)} or a path to a scenario JSON file",
     )
     sim.add_argument("--strategy", default="llf", choices=STRATEGIES)
     sim.add_argument("--step-s", type=float, default=60.0, help="simulation step (default 60 s)")
@@ -77,8 +103,16 @@ def add_commands(sub: Any) -> None:
     sim.set_defaults(run=_simulate)
 
     bench = sub.add_parser("bench", help="every strategy over the benchmark scenarios")
-    bench.add_argument("--only", nargs="*", help="scenario names to run (default: all)")
-    bench.add_argument("--strategies", nargs="*", default=list(STRATEGIES), metavar="NAME")
+    bench.add_argument(
+        "--only", nargs="+", metavar="NAME", help="scenario names to run (default: all)"
+    )
+    bench.add_argument(
+        "--strategies",
+        nargs="+",
+        default=list(STRATEGIES),
+        metavar="NAME",
+        help=f"strategies to run: {', '.join(STRATEGIES)} (default: all)",
+    )
     bench.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(run=_bench)
