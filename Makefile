@@ -24,8 +24,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Test-only tools outside PyPI: an independent OCPP implementation (npm: ocpp-rpc) and
-# Debian's Chromium + ChromeDriver for the monitor's real-browser smoke test.
+# Test-only tools outside PyPI: an independent OCPP implementation (npm: ocpp-rpc),
+# Debian's Chromium + ChromeDriver for the monitor's real-browser test, and Debian's
+# PostgreSQL 15 server (the store's tests start their own server in a temp directory).
+# Under CI=true a test that would skip for a missing tool fails instead (tests/ci_policy.py).
 NODE_STAMP := tests/strict_cp/node_modules/.installed
 $(NODE_STAMP): tests/strict_cp/package-lock.json
 	cd tests/strict_cp && npm ci --no-audit --no-fund --loglevel=error
@@ -39,7 +41,16 @@ $(BROWSER_STAMP): | $(STAMP)
 	fi
 	touch $(BROWSER_STAMP)
 
-test-deps: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP)
+PG_BIN := /usr/lib/postgresql/15/bin
+POSTGRES_STAMP := $(VENV)/.postgres
+$(POSTGRES_STAMP): | $(STAMP)
+	@if ! test -x $(PG_BIN)/initdb || ! test -x $(PG_BIN)/pg_ctl || ! id postgres >/dev/null 2>&1; then \
+		echo "installing Debian postgresql-15 (needs root)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
+	fi
+	touch $(POSTGRES_STAMP)
+
+test-deps: $(STAMP) $(NODE_STAMP) $(BROWSER_STAMP) $(POSTGRES_STAMP)
 
 pytest: test-deps
 	$(BIN)/pytest

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Self
 
-from csms.clock import Clock, make_clock
+from csms.clock import Clock, ClockAnchor, make_clock
 from csms.controller.service import Controller
 from csms.events import EventBus
 from csms.ocpp16.server import CentralSystem, make_ssl_context
@@ -74,6 +76,9 @@ class CsmsApp:
         await migrate.upgrade(self.engine)
         await self.repository.mark_all_disconnected()
         await self.repository.site_config()
+        await self.repository.publish_clock(
+            ClockAnchor.of(self.clock), f"csms serve pid {os.getpid()} on {socket.gethostname()}"
+        )
         ssl_context = (
             make_ssl_context(self.config.certfile, self.config.keyfile)
             if self.config.certfile

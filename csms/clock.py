@@ -75,6 +75,40 @@ def make_clock(speed: float = 1.0, start: datetime | None = None) -> Clock:
     return SimClock(speed=speed, start=start)
 
 
+@dataclass(frozen=True)
+class ClockAnchor:
+    """A clock pinned to the wall clock: at wall time ``wall_at`` it read ``sim_at`` and
+    runs ``speed`` times faster than real time (0: it stands still).
+
+    ``csms serve`` publishes its clock this way through the store, so that the monitor
+    shows the CSMS's time, simulated or real, rather than its own computer's.
+    """
+
+    sim_at: datetime
+    wall_at: datetime
+    speed: float
+
+    def __post_init__(self) -> None:
+        if self.speed < 0:
+            raise ValueError(f"clock speed must not be negative, got {self.speed}")
+        if self.sim_at.tzinfo is None or self.wall_at.tzinfo is None:
+            raise ValueError("clock anchor times must carry a time zone")
+
+    def at(self, wall_now: datetime) -> datetime:
+        """The anchored clock's time when the wall clock reads ``wall_now``."""
+        return (self.sim_at + (wall_now - self.wall_at) * self.speed).astimezone(UTC)
+
+    @classmethod
+    def of(cls, clock: Clock, wall_now: datetime | None = None) -> ClockAnchor:
+        """Pin ``clock`` to the wall clock as it reads now."""
+        return cls(clock.now(), wall_now or utcnow(), clock.speed)
+
+    @classmethod
+    def frozen(cls, at: datetime) -> ClockAnchor:
+        """A clock that always reads ``at`` (tests; a replay paused at one instant)."""
+        return cls(at, at, 0.0)
+
+
 def utcnow() -> datetime:
     """Real current time in UTC (for bookkeeping that is never simulated)."""
     return datetime.now(UTC)

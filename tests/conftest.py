@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from csms.app import CsmsApp, ServeConfig
+from csms.clock import Clock, SimClock
 from csms.logs import configure_logging
 from csms.store.engine import create_engine, create_sessionmaker
 from csms.store.repository import Repository
+
+pytest_plugins = ["tests.ci_policy"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -22,8 +26,18 @@ def db_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'garagegrid.db'}"
 
 
-async def start_app(db_url: str, **overrides: object) -> CsmsApp:
-    """The real CSMS on 127.0.0.1, a free port; load management only when asked for."""
+# The CSMS's clock in tests: it starts at this fixed instant (the time the test chargers'
+# messages carry) and runs at real speed, so nothing depends on the hour the tests run at.
+T0 = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
+
+
+def fixed_clock(start: datetime = T0, speed: float = 1.0) -> SimClock:
+    return SimClock(speed=speed, start=start)
+
+
+async def start_app(db_url: str, *, clock: Clock | None = None, **overrides: object) -> CsmsApp:
+    """The real CSMS on 127.0.0.1, a free port, on a clock that starts at ``T0`` (or
+    ``clock``); load management only when asked for."""
     overrides.setdefault("controller", False)
     config = ServeConfig(
         database_url=db_url,
@@ -32,7 +46,9 @@ async def start_app(db_url: str, **overrides: object) -> CsmsApp:
         outbox_poll_s=0.1,
         **overrides,  # type: ignore[arg-type]
     )
-    app = CsmsApp(config)
+    if clock is None:
+        clock = fixed_clock(config.clock_start or T0, config.speed)
+    app = CsmsApp(config, clock=clock)
     await app.start()
     return app
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from csms.app import CsmsApp
 from csms.store.models import Notification
-from tests.conftest import start_app, ws_url
+from tests.conftest import fixed_clock, start_app, ws_url
 from tests.ocpp_client import RawChargePoint
 
 CAPACITY_A = 30.0  # fuse 32 A - margin 2 A, per phase
@@ -16,7 +19,8 @@ CAPACITY_A = 30.0  # fuse 32 A - margin 2 A, per phase
 class Garage:
     """What every charger would let a car draw right now, from the profiles it accepted."""
 
-    def __init__(self) -> None:
+    def __init__(self, capacity_a: float = CAPACITY_A) -> None:
+        self.capacity_a = capacity_a
         self.tx_limit: dict[str, float | None] = {}
         self.default: dict[str, float] = {}
         self.running: dict[str, int | None] = {}
@@ -31,7 +35,7 @@ class Garage:
     def check(self) -> None:
         total = sum(self.may_draw(cp) for cp in self.running)
         self.max_sum_seen = max(self.max_sum_seen, total)
-        if total > CAPACITY_A + 1e-9:
+        if total > self.capacity_a + 1e-9:
             self.violations.append({cp: self.may_draw(cp) for cp in self.running})
 
     def handler(self, cp: str) -> Any:
@@ -259,4 +263,69 @@ async def test_rejection_after_the_transaction_ended_is_no_alarm(db_url: str) ->
         assert station is not None and not station.unmanaged
         await cp.close()
     finally:
+        await app.stop()
+
+
+# The CSMS's clock at night, at the morning rush, midday, evening and on both Europe/Oslo
+# DST change days: the controller's decisions must not depend on the hour the tests run at.
+HOURS = (
+    datetime(2026, 1, 14, 0, 30, tzinfo=UTC),
+    datetime(2026, 1, 14, 6, 35, tzinfo=UTC),
+    datetime(2026, 1, 14, 9, 35, tzinfo=UTC),
+    datetime(2026, 1, 14, 18, 35, tzinfo=UTC),
+    datetime(2026, 3, 29, 0, 30, tzinfo=UTC),
+    datetime(2026, 10, 25, 0, 45, tzinfo=UTC),
+)
+
+
+@pytest.mark.parametrize("start", HOURS, ids=lambda t: t.strftime("%m-%dT%H:%MZ"))
+async def test_the_car_that_leaves_first_gets_full_power_at_any_hour(
+    db_url: str, start: datetime
+) -> None:
+    """Two 16 A chargers share 22 A. The resident who leaves in 90 minutes needing 10 kWh
+    has less slack than the one on the site's default departure (07:30 Oslo, at least an
+    hour away) with the default 20 kWh, whatever the hour: the first car gets its full
+    16 A, the second the 6 A left, and the fuse holds."""
+    app: CsmsApp = await start_app(db_url, controller=True, clock=fixed_clock(start))
+    garage = Garage(capacity_a=22.0)
+    chargers: dict[str, RawChargePoint] = {}
+    try:
+        await app.repository.update_site(
+            fuse_limit_a=24.0, margin_a=2.0, strategy="llf", tick_s=0.5
+        )
+        stamp = start.isoformat().replace("+00:00", "Z")
+        transactions: dict[str, int] = {}
+        for n in (1, 2):
+            cp_id = f"CP{n}"
+            await app.repository.add_charge_point(cp_id, max_current_a=16, phases=3)
+            await app.repository.add_id_tag(f"TAG{n}")
+            cp = await RawChargePoint.connect(ws_url(app, cp_id))
+            cp.handlers["SetChargingProfile"] = garage.handler(cp_id)
+            garage.running[cp_id] = None
+            chargers[cp_id] = cp
+            await cp.boot({"chargePointVendor": "V", "chargePointModel": "M"})
+        await _wait_for(lambda: len(garage.default) == 2)
+        for n in (1, 2):
+            cp_id = f"CP{n}"
+            answer = await chargers[cp_id].ok(
+                "StartTransaction",
+                {"connectorId": 1, "idTag": f"TAG{n}", "meterStart": 0, "timestamp": stamp},
+            )
+            transactions[cp_id] = int(answer["transactionId"])
+            garage.running[cp_id] = transactions[cp_id]
+            garage.check()
+        await app.repository.set_session_input(
+            transactions["CP2"],
+            departure_at=start + timedelta(minutes=90),
+            energy_needed_wh=10_000.0,
+        )
+        app.controller.request_plan()  # type: ignore[union-attr]
+        await _wait_for(
+            lambda: garage.tx_limit.get("CP2") == 16.0 and garage.tx_limit.get("CP1") == 6.0
+        )
+        assert garage.violations == []
+        assert garage.max_sum_seen <= 22.0
+    finally:
+        for cp in chargers.values():
+            await cp.close()
         await app.stop()

@@ -189,6 +189,32 @@ def test_default_departure_is_next_morning_in_site_time_zone() -> None:
     assert departure_for(evening, SITE, NOW) == datetime(2026, 1, 6, 6, 30, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("arrival_utc", "departure_utc"),
+    [
+        # Winter (CET, UTC+1): 07:30 Oslo is 06:30 UTC.
+        (datetime(2026, 1, 14, 0, 30), datetime(2026, 1, 14, 6, 30)),
+        # 07:35 Oslo: today's 07:30 has passed, so tomorrow's.
+        (datetime(2026, 1, 14, 6, 35), datetime(2026, 1, 15, 6, 30)),
+        # 07:00 Oslo: less than an hour before 07:30, so tomorrow's.
+        (datetime(2026, 1, 14, 6, 0), datetime(2026, 1, 15, 6, 30)),
+        (datetime(2026, 1, 14, 18, 35), datetime(2026, 1, 15, 6, 30)),
+        # Spring forward (29 March 2026, 02:00 CET -> 03:00 CEST): 07:30 CEST is 05:30 UTC.
+        (datetime(2026, 3, 28, 21, 0), datetime(2026, 3, 29, 5, 30)),
+        (datetime(2026, 3, 29, 0, 30), datetime(2026, 3, 29, 5, 30)),
+        # Fall back (25 October 2026, 03:00 CEST -> 02:00 CET): 07:30 CET is 06:30 UTC.
+        (datetime(2026, 10, 24, 20, 0), datetime(2026, 10, 25, 6, 30)),
+        (datetime(2026, 10, 25, 0, 45), datetime(2026, 10, 25, 6, 30)),
+    ],
+)
+def test_default_departure_at_any_hour_and_across_dst(
+    arrival_utc: datetime, departure_utc: datetime
+) -> None:
+    arrival = arrival_utc.replace(tzinfo=UTC)
+    plugged = session("A", 1, started_at=arrival)
+    assert departure_for(plugged, SITE, arrival) == departure_utc.replace(tzinfo=UTC)
+
+
 def test_passed_departure_counts_as_imminent() -> None:
     late = session("A", 1, departure_at=NOW - timedelta(hours=2))
     assert departure_for(late, SITE, NOW) == NOW + timedelta(seconds=300)

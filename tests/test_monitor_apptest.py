@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -20,6 +21,7 @@ import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from csms.clock import ClockAnchor
 from csms.errors import ConfigError
 from csms.monitor import actions, frames
 from csms.monitor.pages.resident import NEED_ENERGY, NEED_MODEL
@@ -31,6 +33,19 @@ from csms.store.repository import Repository
 from csms.store.seed import seed_demo_data
 
 APP = Path(__file__).resolve().parents[1] / "monitor_app.py"
+# The garage's "now": a fixed instant (a Wednesday evening with cars plugged in), published
+# as the CSMS's clock so the monitor reads the same time whenever the test runs.
+END = datetime(2026, 1, 14, 18, 35, tzinfo=UTC)
+# Other hours (UTC) the pages must handle: night, morning rush, day, evening, and the two
+# Europe/Oslo DST changes of 2026 (clocks jump at 01:00 UTC on 29 March and 25 October).
+CLOCKS = (
+    datetime(2026, 1, 14, 0, 30, tzinfo=UTC),
+    datetime(2026, 1, 14, 6, 35, tzinfo=UTC),
+    datetime(2026, 1, 14, 9, 35, tzinfo=UTC),
+    END,
+    datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
+    datetime(2026, 10, 25, 0, 45, tzinfo=UTC),
+)
 PAGES = ("live", "history", "stations", "sessions", "resident", "settings")
 # A page run reads SQLite, pandas and Altair on a shared 2-core machine.
 TIMEOUT_S = 60
@@ -54,6 +69,8 @@ async def _create(url: str, *, seed: bool, end: datetime) -> None:
             await seed_demo_data(
                 create_sessionmaker(engine), stations=6, days=2, start=end - timedelta(days=2)
             )
+        repo = Repository(create_sessionmaker(engine))
+        await repo.publish_clock(ClockAnchor.frozen(end), "test")
     finally:
         await engine.dispose()
 
@@ -79,9 +96,7 @@ def _release_stores() -> Iterator[None]:
     st.cache_data.clear()
 
 
-@pytest.fixture
-def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Garage:
-    end = datetime.now(UTC).replace(second=0, microsecond=0)
+def _seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: datetime) -> Garage:
     url = _url(tmp_path / "seeded.db")
     asyncio.run(_create(url, seed=True, end=end))
     monkeypatch.setenv(DATABASE_URL_ENV, url)
@@ -89,11 +104,16 @@ def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Garage:
 
 
 @pytest.fixture
+def seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Garage:
+    return _seeded(tmp_path, monkeypatch, END)
+
+
+@pytest.fixture
 def empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Garage:
     url = _url(tmp_path / "empty.db")
-    asyncio.run(_create(url, seed=False, end=datetime.now(UTC)))
+    asyncio.run(_create(url, seed=False, end=END))
     monkeypatch.setenv(DATABASE_URL_ENV, url)
-    return Garage(url, datetime.now(UTC))
+    return Garage(url, END)
 
 
 def open_page(page: str) -> AppTest:
@@ -136,6 +156,42 @@ def test_every_page_renders_on_a_seeded_garage(seeded: Garage, page: str) -> Non
         assert len(at.get("download_button")) >= 2
     if page == "resident":
         assert {mt.label for mt in at.metric} >= {"Your limit", "Drawing", "Charged so far"}
+
+
+def _open_transactions(url: str) -> int:
+    async def count(sm: queries.SessionMaker) -> int:
+        async with sm() as s:
+            rows = await s.execute(
+                select(m.Transaction.id).where(m.Transaction.stopped_at.is_(None))
+            )
+            return len(rows.all())
+
+    result: int = query(url, count)
+    return result
+
+
+@pytest.mark.parametrize("end", CLOCKS, ids=lambda t: t.strftime("%m-%dT%H:%MZ"))
+def test_every_page_reads_the_garage_clock_at_any_hour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: datetime
+) -> None:
+    """Night, rush hour, midday, evening and both DST changes: every page renders, the Live
+    page follows the garage's clock (no stale-data warning, its cars are the open ones) and
+    no station was last seen "in the future"."""
+    garage = _seeded(tmp_path, monkeypatch, end)
+    for page in PAGES:
+        at = open_page(page)
+        assert not at.error, (page, texts(at.error))
+        if page == "live":
+            plugged = _open_transactions(garage.url)
+            if plugged:
+                assert "No meter values in the last" not in texts(at.warning)
+                assert len(at.dataframe[0].value) == plugged
+            else:
+                assert "No car is plugged in." in texts(at.caption)
+            local = end.astimezone(ZoneInfo("Europe/Oslo"))
+            assert f"Updated {local:%H:%M:%S}" in texts(at.caption)
+        if page == "stations":
+            assert "in the future" not in str(at.dataframe[0].value.to_dict())
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -386,9 +442,7 @@ def _transaction(url: str, tx_id: int) -> m.Transaction:
 
 
 def _leave_tomorrow(at: AppTest, seeded: Garage) -> datetime:
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).astimezone(
-        pd.Timestamp.now(tz="Europe/Oslo").tzinfo
-    )
+    tomorrow = (seeded.end + timedelta(days=1)).astimezone(ZoneInfo("Europe/Oslo"))
     at.date_input(key="resident_day").set_value(tomorrow.date())
     at.time_input(key="resident_time").set_value(datetime.strptime("06:30", "%H:%M").time())
     return tomorrow
@@ -439,7 +493,7 @@ def test_resident_departure_in_the_past_is_refused(seeded: Garage) -> None:
     at = open_page("resident")
     at.selectbox(key="resident_station").set_value(cp_id).run()
     at.radio(key="resident_need").set_value(NEED_ENERGY).run()
-    at.date_input(key="resident_day").set_value((datetime.now(UTC) - timedelta(days=2)).date())
+    at.date_input(key="resident_day").set_value((seeded.end - timedelta(days=2)).date())
     button(at, "resident_save").click().run()
     assert "departure" in texts(at.error)
     assert _transaction(seeded.url, tx_id).departure_at == before

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from csms.app import CsmsApp
 from csms.store import models as m
 from csms.store.repository import Repository
-from tests.conftest import start_app, ws_url
+from tests.conftest import T0, start_app, ws_url
 from tests.ocpp_client import RawChargePoint
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -59,9 +59,9 @@ async def test_unknown_tags_and_blocked_tags_are_answered_from_the_table(
     await repo.add_id_tag("GOOD", owner="Apt 1")
     await repo.add_id_tag("BLOCKED")
     await repo.set_id_tag_blocked("BLOCKED")
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
-    await repo.add_id_tag("OLD", expires_at=datetime.now(UTC) - timedelta(days=1))
+    await repo.add_id_tag("OLD", expires_at=T0 - timedelta(days=1))
     await repo.add_id_tag("CHILD", parent="GOOD")
     cp = await _booted(app, repo)
     statuses = {

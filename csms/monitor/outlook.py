@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pandas as pd
+
 from csms.controller.planning import default_departure
 from csms.domain import SiteConfig
 from csms.ev import EVSpec
@@ -45,7 +47,8 @@ def _number(value: Any) -> float | None:
 
 
 def _time(value: Any) -> datetime | None:
-    if value is None:
+    # pandas' NaT is a datetime subclass whose every method raises: it means "no value".
+    if value is None or value is pd.NaT:
         return None
     if hasattr(value, "to_pydatetime"):
         value = value.to_pydatetime()

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
-from csms.clock import utcnow
+from csms.clock import ClockAnchor, utcnow
 from csms.domain import SiteConfig
 from csms.errors import ConfigError, GarageGridError
 from csms.monitor.frames import records
@@ -58,8 +58,20 @@ def error_box() -> Iterator[None]:
         st.error(f"**The monitor cannot read the database.** {exc}", icon=":material/database:")
 
 
+@st.cache_data(ttl=5, show_spinner=False)
+def _clock_anchor(url: str) -> ClockAnchor | None:
+    return _store_for(url).run(queries.clock_anchor(_store_for(url).sessionmaker))
+
+
 def now() -> datetime:
-    return utcnow()
+    """The CSMS's time: the clock `csms serve` published (simulated when it runs with
+    ``--speed``), else this computer's. One clock for the garage and the monitor."""
+    try:
+        anchor = _clock_anchor(database_url())
+    except GarageGridError:
+        anchor = None
+    wall = utcnow()
+    return anchor.at(wall) if anchor is not None else wall
 
 
 def zone(timezone: str) -> ZoneInfo:

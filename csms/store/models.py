@@ -89,6 +89,23 @@ class SiteSettings(Base):
     updated_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class ClockAnchor(Base):
+    """The one row (id = 1) that publishes the CSMS's clock to the monitor.
+
+    ``csms serve`` may run on a simulated clock (``--speed``); the monitor reads this
+    anchor and shows the CSMS's "now" (``sim_at + (wall now - wall_at) x speed``), so a
+    sped-up demo reads like a real garage. ``speed`` 0 is a clock that stands still.
+    """
+
+    __tablename__ = "clock_anchor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sim_at: Mapped[datetime] = mapped_column()
+    wall_at: Mapped[datetime] = mapped_column()
+    speed: Mapped[float] = mapped_column(Float, default=1.0)
+    published_by: Mapped[str] = mapped_column(String(128), default="csms serve")
+
+
 class BuildingLoad(Base):
     """Readings of the building's other consumption per phase (history kept)."""
 

@@ -40,6 +40,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from csms.clock import ClockAnchor
 from csms.domain import SiteConfig
 from csms.store import models as m
 from csms.store.repository import SITE_ROW_ID
@@ -96,6 +97,15 @@ class BuildingLoadReading:
     @property
     def per_phase_a(self) -> tuple[float, float, float]:
         return (self.l1_a, self.l2_a, self.l3_a)
+
+
+async def clock_anchor(sm: SessionMaker) -> ClockAnchor | None:
+    """The clock the CSMS published (``None`` before any ``csms serve`` ran)."""
+    async with sm() as s:
+        row = await s.get(m.ClockAnchor, SITE_ROW_ID)
+        if row is None:
+            return None
+        return ClockAnchor(row.sim_at, row.wall_at, row.speed)
 
 
 async def site_settings(sm: SessionMaker) -> SiteConfig:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.auth import hash_password
-from csms.clock import Clock, WallClock
+from csms.clock import Clock, ClockAnchor, WallClock
 from csms.domain import (
     AuthStatus,
     ChargePointId,
@@ -178,6 +178,19 @@ class Repository:
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         """For bulk tools (the demo seeder) that write many rows in one unit of work."""
         return self._sessionmaker
+
+    # ------------------------------------------------------------------ clock
+    async def publish_clock(self, anchor: ClockAnchor, published_by: str) -> None:
+        """Tell the monitor what time it is here (the CSMS's clock, maybe simulated)."""
+        async with self._unit() as s:
+            row = await s.get(m.ClockAnchor, SITE_ROW_ID)
+            if row is None:
+                row = m.ClockAnchor(id=SITE_ROW_ID)
+                s.add(row)
+            row.sim_at = anchor.sim_at
+            row.wall_at = anchor.wall_at
+            row.speed = anchor.speed
+            row.published_by = published_by[:128]
 
     # ------------------------------------------------------------------ site
     async def site_config(self) -> SiteConfig:

@@ -119,10 +119,9 @@ def _live_panel(minutes: int, unit: charts.Unit, per_phase: bool) -> None:
 
     if followed:
         st.warning(
-            "No meter values in the last "
-            f"{minutes} min by this computer's clock: showing the {minutes} min up to the "
-            f"newest one ({ui.fmt_time(newest, site.timezone)}, site time). The charge "
-            "points run on another clock (a simulation) or have gone quiet.",
+            f"No meter values in the last {minutes} min: showing the {minutes} min up to "
+            f"the newest one ({ui.fmt_time(newest, site.timezone)}, site time). No car is "
+            "charging, or the chargers have gone quiet.",
             icon=":material/schedule:",
         )
     _kpis(
