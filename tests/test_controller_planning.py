@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from csms.controller.planning import (
+    Reading,
     Snapshot,
     StationState,
     build_plan,
@@ -21,6 +22,7 @@ from csms.controller.planning import (
     safe_default_a,
 )
 from csms.domain import ChargePointId, ChargePointInfo, OpenSession, SiteConfig, TransactionId
+from csms.scheduler import allocate
 
 NOW = datetime(2026, 1, 5, 17, 0, tzinfo=UTC)
 SITE = SiteConfig(
@@ -283,3 +285,79 @@ def test_delivered_energy_reaches_the_scheduler() -> None:
     (demand,) = plan.demands
     assert demand.energy_delivered_wh == 4200.0
     assert demand.energy_needed_wh == 20000.0 - 4200.0
+
+
+# ------------------------------------------------------- readings know their moment
+def _phase_load(plan_limits: dict[tuple[str, int], float], wired: dict[str, list[int]]) -> list:
+    """Per supply phase, what every connector's limit could draw on the phases its
+    station is wired to (the worst case: the car uses every phase of its station)."""
+    load = [0.0, 0.0, 0.0]
+    for (cp, _connector), limit in plan_limits.items():
+        for phase in wired[cp]:
+            load[phase] += limit
+    return load
+
+
+def test_the_last_cars_one_phase_reading_is_not_the_next_cars() -> None:
+    """Finding 5: a one-phase reading (16, 0, 0) of transaction 1 was counted for the
+    three-phase car of transaction 2 on the same connector, which then got 32 A on L2
+    where a one-phase car already drew 32 A. A new transaction starts with no history."""
+    site = replace(SITE, fuse_limit_a=40.0, margin_a=2.0)
+    three = station("A", max_a=32.0)  # L1 L2 L3
+    one = station("B", wiring="L2", max_a=32.0)
+    old_reading = Reading(transaction_id=1, at=NOW - timedelta(minutes=5), current_a=(16, 0, 0))
+    snapshot = replace(
+        snap([three, one], [session("A", 2), session("B", 3)], readings={("A", 1): old_reading}),
+        site=site,
+    )
+    plan = build_plan(snapshot, {})
+    demand = next(d for d in plan.demands if d.connector == ("A", 1))
+    assert demand.ev_phases is None and demand.drawn_a is None
+    limits = allocate("llf", plan.site, plan.connectors, plan.demands, NOW).limits_a
+    load = _phase_load(dict(limits), {"A": [0, 1, 2], "B": [1]})
+    assert max(load) <= 38.0 + 1e-9, load
+
+
+def test_this_cars_one_phase_reading_tells_its_phases() -> None:
+    reading = Reading(transaction_id=2, at=NOW - timedelta(minutes=1), current_a=(16, 0, 0))
+    plan = build_plan(snap([station("A")], [session("A", 2)], readings={("A", 1): reading}), {})
+    assert plan.demands[0].ev_phases == 1
+
+
+def test_a_reading_taken_before_a_raise_does_not_undo_it() -> None:
+    """Finding 8: a car at 6 A was raised to 24 A; the charger's next sample, taken before
+    the raise (or just after, before the car followed), still shows 6 A. It must not cap
+    the car at 6 + 2 A: only a reading taken under the limit now in force counts."""
+    raised_at = NOW - timedelta(seconds=5)
+    stale = Reading(transaction_id=1, at=NOW - timedelta(seconds=10), current_a=(6, 6, 6))
+    fresh = Reading(transaction_id=1, at=NOW, current_a=(6, 6, 6))  # 5 s after: not settled
+    for reading in (stale, fresh):
+        plan = build_plan(
+            snap(
+                [station("A", max_a=32.0)],
+                [session("A", 1)],
+                readings={("A", 1): reading},
+                last_sent_a={("A", 1): 24.0},
+                limit_since={("A", 1): raised_at},
+            ),
+            {},
+        )
+        assert plan.demands[0].drawn_a is None
+    settled = Reading(transaction_id=1, at=raised_at + timedelta(seconds=30), current_a=(10,) * 3)
+    plan = build_plan(
+        snap(
+            [station("A", max_a=32.0)],
+            [session("A", 1)],
+            readings={("A", 1): settled},
+            last_sent_a={("A", 1): 24.0},
+            limit_since={("A", 1): raised_at},
+        ),
+        {},
+    )
+    assert plan.demands[0].drawn_a == (10, 10, 10)  # a car that takes less: capped later
+
+
+def test_idle_connectors_of_an_unmanaged_charger_are_reserved_at_its_maximum() -> None:
+    """Finding 7: a charger that ignores profiles lets the next car take its maximum."""
+    plan = build_plan(snap([station("U", unmanaged=True, max_a=16.0), station("A")], []), {})
+    assert plan.reserved_a == (16.0 + 6.0, 16.0 + 6.0, 16.0 + 6.0)

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from csms.domain import PHASES, ChargePointInfo, OpenSession, SiteConfig, split_wiring
 from csms.scheduler import MIN_CURRENT_A, ConnectorSpec, RateUnit, SessionDemand, SiteLimits
-from csms.scheduler.phases import supply_phases
+from csms.scheduler.phases import infer_ev_phases, supply_phases
 
 ConnectorKey = tuple[str, int]
 # Limits that differ by less than this are not re-sent (deadband); pausing and resuming
@@ -38,12 +38,52 @@ ConnectorKey = tuple[str, int]
 DEADBAND_A = 1.0
 # A departure that has passed while the car is still plugged in counts as this soon.
 OVERDUE_DEPARTURE_S = 300.0
+# A car follows a new limit within a few seconds (IEC 61851-1 gives it 5 s after a PWM
+# change); chargers sample and report late. A reading counts as taken under a limit only
+# this long (simulated seconds) after the charger accepted it.
+READING_SETTLE_S = 15.0
 
 
 @dataclass(frozen=True)
 class StationState:
     info: ChargePointInfo
     connector_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a connector's meter said, when, and for which transaction (None: not given)."""
+
+    transaction_id: int | None
+    at: datetime
+    current_a: tuple[float, ...]
+
+
+def reading_for(reading: Reading | None, session: OpenSession) -> Reading | None:
+    """``reading`` if it belongs to this session's car, else None: a reading of the last car
+    on the connector says nothing about the next one (FIELD-NOTES, "a meter reading belongs
+    to its moment"). A reading without a transaction id counts when it was taken after
+    this transaction started."""
+    if reading is None:
+        return None
+    if reading.transaction_id == session.transaction_id:
+        return reading
+    if reading.transaction_id is None and reading.at >= session.started_at:
+        return reading
+    return None
+
+
+def drawn_under_limit(
+    reading: Reading | None, limit_since: datetime | None
+) -> tuple[float, ...] | None:
+    """The car's draw if it was measured under the limit now in force, after the car had
+    time to follow it (``READING_SETTLE_S``); None otherwise. A reading taken before a raise
+    says nothing about what the car takes at the new limit, so it must not undo the raise."""
+    if reading is None or limit_since is None:
+        return None
+    if (reading.at - limit_since).total_seconds() < READING_SETTLE_S:
+        return None
+    return reading.current_a
 
 
 @dataclass(frozen=True)
@@ -58,8 +98,11 @@ class Snapshot:
     sessions: Sequence[OpenSession]
     delivered_wh: Mapping[int, float] = field(default_factory=dict)
     soc: Mapping[int, float] = field(default_factory=dict)
-    drawn_a: Mapping[ConnectorKey, tuple[float, ...]] = field(default_factory=dict)
+    # The latest meter reading per connector, with its moment and transaction.
+    readings: Mapping[ConnectorKey, Reading] = field(default_factory=dict)
+    # The TxProfile limit each running transaction's charger accepted, and since when.
     last_sent_a: Mapping[ConnectorKey, float] = field(default_factory=dict)
+    limit_since: Mapping[ConnectorKey, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -163,7 +206,8 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
         for key in sorted(keys):
             session = open_by_key.get(key)
             if session is None:
-                _reserve(reserved, info.wiring, default_a)
+                # A charger that rejects or ignores profiles lets a new car take its maximum.
+                _reserve(reserved, info.wiring, info.max_current_a if info.unmanaged else default_a)
                 continue
             if info.unmanaged:
                 _reserve(reserved, info.wiring, info.max_current_a)
@@ -188,6 +232,14 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
             ev = ev_lookup.get(session.ev_model or "")
             battery_kwh = session.battery_kwh or (ev[0] if ev else None)
             tx = session.transaction_id
+            reading = reading_for(snapshot.readings.get(key), session)
+            limit_since = snapshot.limit_since.get(key)
+            # The car's phases: the catalogue's, else what this car's own meter shows.
+            ev_phases = (
+                ev[2]
+                if ev
+                else (infer_ev_phases(reading.current_a, info.phases) if reading else None)
+            )
             demands.append(
                 SessionDemand(
                     connector=key,
@@ -200,10 +252,10 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
                         snapshot.soc.get(tx),
                         battery_kwh,
                     ),
-                    drawn_a=snapshot.drawn_a.get(key),
+                    drawn_a=drawn_under_limit(reading, limit_since),
                     last_limit_a=snapshot.last_sent_a.get(key),
                     ev_max_current_a=ev[1] if ev else None,
-                    ev_phases=ev[2] if ev else None,
+                    ev_phases=ev_phases,
                     # A shortage is shared by each car's served share of its whole need.
                     energy_delivered_wh=snapshot.delivered_wh.get(tx),
                 )

@@ -24,6 +24,7 @@ from csms.controller.planning import (
     Change,
     ConnectorKey,
     Plan,
+    Reading,
     Snapshot,
     StationState,
     build_plan,
@@ -106,7 +107,7 @@ class Controller:
         self._defaults_in_force: dict[str, float] = {}
         self._ready: set[str] = set()
         self._preparing: set[str] = set()
-        self._drawn: dict[ConnectorKey, tuple[float, ...]] = {}
+        self._readings: dict[ConnectorKey, Reading] = {}
         self._energy: dict[int, float] = {}
         self._soc: dict[int, float] = {}
         self._strikes: dict[ConnectorKey, int] = {}
@@ -196,18 +197,33 @@ class Controller:
         key = (event.charge_point_id, event.connector_id)
         if event.current_import_a:
             drawn = tuple(event.current_import_a.get(p, 0.0) for p in PHASES)
-            self._drawn[key] = drawn
-            self._check_compliance(key, drawn, event.timestamp)
+            known = self._readings.get(key)
+            # A queue replayed after an outage delivers old readings late: keep the newest.
+            if (
+                known is None
+                or known.transaction_id != event.transaction_id
+                or event.timestamp >= known.at
+            ):
+                self._readings[key] = Reading(event.transaction_id, event.timestamp, drawn)
+            self._check_compliance(key, event.transaction_id, drawn, event.timestamp)
         if event.transaction_id is not None:
             if event.energy_wh is not None:
                 self._energy[event.transaction_id] = event.energy_wh
             if event.soc_percent is not None:
                 self._soc[event.transaction_id] = event.soc_percent / 100.0
 
-    def _check_compliance(self, key: ConnectorKey, drawn: tuple[float, ...], at: datetime) -> None:
+    def _check_compliance(
+        self,
+        key: ConnectorKey,
+        transaction_id: int | None,
+        drawn: tuple[float, ...],
+        at: datetime,
+    ) -> None:
         sent = self._sent.get(key)
         if sent is None or not sent.accepted or (at - sent.at).total_seconds() < SETTLE_S:
             return
+        if transaction_id is not None and transaction_id != sent.transaction_id:
+            return  # another car's reading: says nothing about this limit
         if not draws_above_limit(drawn, sent.limit_a):
             self._strikes.pop(key, None)
             return
@@ -278,8 +294,9 @@ class Controller:
                 if s.transaction_id in energy
             },
             soc=soc,
-            drawn_a=self._drawn,
+            readings=dict(self._readings),
             last_sent_a={k: v.limit_a for k, v in self._sent.items()},
+            limit_since={k: v.at for k, v in self._sent.items()},
         )
 
     async def plan_once(self, snapshot: Snapshot | None = None) -> dict[ConnectorKey, float]:
@@ -375,6 +392,12 @@ class Controller:
         for key in [k for k, v in self._sent.items() if open_tx.get(k) != v.transaction_id]:
             del self._sent[key]
             self._strikes.pop(key, None)
+        for key in [
+            k
+            for k, r in self._readings.items()
+            if r.transaction_id is not None and open_tx.get(k) != r.transaction_id
+        ]:
+            del self._readings[key]
         open_ids = set(open_tx.values())
         for cache in (self._energy, self._soc):
             for tx in [t for t in cache if t not in open_ids]:

@@ -35,6 +35,9 @@ from csms.store.repository import Repository
 
 log = logging.getLogger("csms.server")
 
+#: Told of every call the central system sends: (cp_id, action, payload, answer or None).
+CallObserver = Callable[[str, str, dict[str, Any], dict[str, Any] | None], None]
+
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 OCPP_PATH_PREFIX = "/ocpp/"
 # Brute-force protection: this many failed logins from one address in the window...
@@ -100,6 +103,7 @@ class CentralSystem:
         self._sessions: dict[str, ChargePointSession] = {}
         self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
         self._server: Server | None = None
+        self._call_observers: list[CallObserver] = []
         self.started_at = time.monotonic()
         # Set by load management: whether a booting charger may be Accepted yet.
         self.boot_gate: Callable[[str], bool] | None = None
@@ -146,8 +150,30 @@ class CentralSystem:
         """
         session = self._sessions.get(cp_id)
         if session is None:
+            self._tell_observers(cp_id, action, payload, None)
             raise NotConnectedError(f"charge point {cp_id!r} is not connected")
-        return await session.send_call(action, payload)
+        answer: dict[str, Any] | None = None
+        try:
+            answer = await session.send_call(action, payload)
+            return answer
+        finally:
+            # Whoever sent it (controller, outbox, monitor override), every observer learns
+            # what the charger was asked and what it answered (None: no answer came back).
+            self._tell_observers(cp_id, action, payload, answer)
+
+    def add_call_observer(self, observer: CallObserver) -> None:
+        """``observer(cp_id, action, payload, answer)`` runs after every call this central
+        system sends; ``answer`` is None when the call failed (timeout, CALLERROR, closed)."""
+        self._call_observers.append(observer)
+
+    def _tell_observers(
+        self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any] | None
+    ) -> None:
+        for observer in self._call_observers:
+            try:
+                observer(cp_id, action, payload, answer)
+            except Exception:
+                log.exception("call observer failed", extra={"cp_id": cp_id, "action": action})
 
     # ------------------------------------------------------- HTTP handshake
     async def _process_request(
