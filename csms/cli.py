@@ -128,6 +128,9 @@ async def _station_set(args: argparse.Namespace, repo: Repository) -> int:
         wiring=args.wiring or (station.wiring if args.phases in (None, station.phases) else None),
     )
     changes: dict[str, Any] = {"max_current_a": current, "phases": phases, "wiring": wiring}
+    if args.wiring:
+        # Typed by a person: ConnectorPhaseRotation no longer replaces a non-default wiring.
+        changes["wiring_set_by"] = "manager"
     if args.name is not None:
         changes["name"] = args.name
     if args.password is not None:
@@ -137,27 +140,74 @@ async def _station_set(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
 async def _station_list(args: argparse.Namespace, repo: Repository) -> int:
-    rows = [
-        {
+    from csms.controller.capabilities import capabilities_to_json, describe
+
+    read = await repo.charge_point_capabilities()
+    rows: list[dict[str, Any]] = []
+    table: list[dict[str, Any]] = []
+    for s in await repo.list_charge_points():
+        caps, read_at = read.get(s.id, (None, None))
+        row: dict[str, Any] = {
             "id": s.id,
             "name": s.name,
             "max_current_a": s.max_current_a,
             "phases": s.phases,
             "wiring": s.wiring,
             "connected": "yes" if s.connected else "no",
-            "last_seen": s.last_seen_at.isoformat(timespec="seconds") if s.last_seen_at else None,
+            "last_seen": _iso(s.last_seen_at),
             "vendor": s.vendor,
             "model": s.model,
             "firmware": s.firmware_version,
             "password": "set" if s.password_hash else "none",
         }
-        for s in await repo.list_charge_points()
-    ]
+        reported = describe(caps)
+        table.append(
+            row
+            | {
+                "unit": s.rate_unit,
+                "reported_units": reported.get("rate_units", "not read"),
+                "max_stack_level": reported.get("max_stack_level"),
+                "phase_rotation": reported.get("phase_rotation"),
+                "unmanaged": (s.unmanaged_reason or "yes") if s.unmanaged else "-",
+            }
+        )
+        rows.append(
+            row
+            | {
+                "wiring_set_by": s.wiring_set_by,
+                "rate_unit": s.rate_unit,
+                "only_stack_level_0": s.only_stack_level_0,
+                "unmanaged": s.unmanaged,
+                "unmanaged_reason": s.unmanaged_reason,
+                "unmanaged_at": _iso(s.unmanaged_at),
+                # What the charger reported (GetConfiguration); None: not read yet.
+                "capabilities": (
+                    capabilities_to_json(caps) | {"read_at": _iso(read_at)}
+                    if caps is not None
+                    else None
+                ),
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(rows, list(rows[0]) if rows else ["id"], sys.stdout)
+        _print_table(table, list(table[0]) if table else ["id"], sys.stdout)
+    return 0
+
+
+async def _station_reset_managed(args: argparse.Namespace, repo: Repository) -> int:
+    before = await repo.clear_unmanaged(args.id)
+    if not before.unmanaged:
+        print(f"{args.id} was not marked unmanaged; nothing changed")
+        return 0
+    since = f" since {_iso(before.unmanaged_at)}" if before.unmanaged_at else ""
+    print(f"{args.id} was counted at its maximum{since}: {before.unmanaged_reason or 'no reason'}")
+    print(f"{args.id} is managed again: the controller sends it limits from its next tick")
     return 0
 
 
@@ -417,6 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(st_list)
     st_list.add_argument("--json", action="store_true")
     st_list.set_defaults(handler=_station_list)
+    reset = st_sub.add_parser(
+        "reset-managed", help="count a charger as managed again (clears the unmanaged mark)"
+    )
+    _db_option(reset)
+    reset.add_argument("id")
+    reset.set_defaults(handler=_station_reset_managed)
     remove = st_sub.add_parser("remove", help="delete a charge point and its history")
     _db_option(remove)
     remove.add_argument("id")

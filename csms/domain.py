@@ -62,6 +62,17 @@ class ChargePointInfo:
     connected: bool
     last_seen_at: datetime | None
     unmanaged: bool
+    # Why and since when it is counted at its maximum (None while it is managed).
+    unmanaged_reason: str | None = None
+    unmanaged_at: datetime | None = None
+    # What the charger reported (GetConfiguration, csms.controller.capabilities); None:
+    # not read yet, or the charger did not say. Planning keeps within these.
+    max_stack_level: int | None = None
+    max_profiles: int | None = None
+    max_periods: int | None = None
+    capabilities_read_at: datetime | None = None
+    # "manager" (typed, or the default) or "charger" (from ConnectorPhaseRotation).
+    wiring_set_by: str = "manager"
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,3 +194,110 @@ def test_provision_registers_a_scenario_once(
     assert tags and all(t["owner"] for t in tags)
     code, out, _ = run(capsys, "provision", "--scenario", "garage-20")
     assert "0 stations and 0 id tags added" in out
+
+
+# ------------------------------------------- unmanaged reason, capabilities (issue 9)
+class _FrozenClock:
+    speed = 0.0
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
+
+    async def sleep(self, simulated_s: float) -> None:
+        self.at += timedelta(seconds=simulated_s)
+
+
+MARKED_AT = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
+REASON = "Charger CP1 rejected its 10 A limit (Rejected)"
+
+
+@pytest.fixture
+def marked(cli_env: str) -> str:
+    """CP1: unmanaged with a reason, capabilities read (W only, stack 3, rotation STR);
+    CP2: managed, never read."""
+    from csms.controller.capabilities import parse_configuration
+    from csms.store import migrate
+    from csms.store.engine import create_engine, create_sessionmaker
+    from csms.store.repository import Repository
+
+    answer = {
+        "configurationKey": [
+            {"key": key, "readonly": True, "value": value}
+            for key, value in (
+                ("ChargingScheduleAllowedChargingRateUnit", "Power"),
+                ("ChargeProfileMaxStackLevel", "3"),
+                ("ConnectorPhaseRotation", "0.RST, 1.STR"),
+            )
+        ]
+    }
+
+    async def seed() -> None:
+        engine = create_engine(cli_env)
+        try:
+            await migrate.upgrade(engine)
+            repo = Repository(create_sessionmaker(engine), clock=_FrozenClock(MARKED_AT))
+            await repo.add_charge_point("CP1", name="Apt A1")
+            await repo.add_charge_point("CP2")
+            await repo.set_unmanaged("CP1", True, REASON)
+            await repo.set_capabilities("CP1", parse_configuration(answer), MARKED_AT)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    return cli_env
+
+
+def _listed(capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, Any]]:
+    code, out, err = run(capsys, "station", "list", "--json")
+    assert code == 0, err
+    return {r["id"]: r for r in json.loads(out)}
+
+
+def test_station_list_shows_why_unmanaged_and_what_was_read(
+    marked: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = _listed(capsys)
+    cp1, cp2 = rows["CP1"], rows["CP2"]
+    assert (cp1["unmanaged"], cp1["unmanaged_reason"]) == (True, REASON)
+    assert cp1["unmanaged_at"] == "2026-01-05T16:00:00+00:00"
+    assert (cp1["rate_unit"], cp1["wiring"], cp1["wiring_set_by"]) == ("W", "L2L3L1", "charger")
+    caps = cp1["capabilities"]
+    assert caps["rate_units"] == ["Power"] and caps["max_stack_level"] == 3
+    assert caps["phase_rotation"] == {"0": "RST", "1": "STR"}
+    assert caps["read_at"] == "2026-01-05T16:00:00+00:00"
+    assert (cp2["unmanaged"], cp2["unmanaged_reason"], cp2["capabilities"]) == (False, None, None)
+    assert cp2["rate_unit"] == "A"
+
+    code, out, _ = run(capsys, "station", "list")
+    assert code == 0
+    header, line1, line2 = out.splitlines()
+    for column in ("unit", "reported_units", "max_stack_level", "phase_rotation", "unmanaged"):
+        assert column in header.split()
+    assert REASON in line1 and "0.RST, 1.STR" in line1 and "Power" in line1
+    assert "not read" in line2 and line2.endswith("-")
+
+
+def test_station_reset_managed(marked: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "station", "reset-managed", "CP1")
+    assert code == 0, err
+    assert f"CP1 was counted at its maximum since 2026-01-05T16:00:00+00:00: {REASON}" in out
+    assert "CP1 is managed again" in out
+    cp1 = _listed(capsys)["CP1"]
+    assert (cp1["unmanaged"], cp1["unmanaged_reason"], cp1["unmanaged_at"]) == (False, None, None)
+    code, out, _ = run(capsys, "station", "reset-managed", "CP1")
+    assert code == 0 and "CP1 was not marked unmanaged; nothing changed" in out
+    code, _, err = run(capsys, "station", "reset-managed", "NOPE")
+    assert code == 1 and "no charge point 'NOPE'" in err
+
+
+def test_station_set_wiring_is_the_managers(
+    marked: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(capsys, "station", "set", "CP1", "--name", "Apt A2")[0] == 0
+    assert _listed(capsys)["CP1"]["wiring_set_by"] == "charger"  # a rename keeps who set it
+    assert run(capsys, "station", "set", "CP1", "--wiring", "L2L3L1")[0] == 0
+    cp1 = _listed(capsys)["CP1"]
+    assert (cp1["wiring"], cp1["wiring_set_by"]) == ("L2L3L1", "manager")

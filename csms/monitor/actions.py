@@ -22,6 +22,8 @@ from csms.profiles import ChargingRateUnit, profile_to_ocpp, tx_profile
 OVERRIDE_PROFILE_ID_BASE = 9000
 # Above the controller's levels, within the usual ChargeProfileMaxStackLevel of 8-10.
 OVERRIDE_STACK_LEVEL = 8
+# The controller's TxProfile stack level (csms.controller.service.TX_STACK_LEVEL).
+CONTROLLER_STACK_LEVEL = 1
 # IEC 61851-1: the control pilot cannot signal less than 6 A; 0 pauses.
 MIN_CURRENT_A = 6.0
 
@@ -32,9 +34,20 @@ def override_profile_id(connector_id: int) -> int:
     return OVERRIDE_PROFILE_ID_BASE + connector_id
 
 
-def override_stack_level(only_stack_level_0: bool) -> int:
-    """Chargers that accept only stack level 0 (FIELD-NOTES) get the override there."""
-    return 0 if only_stack_level_0 else OVERRIDE_STACK_LEVEL
+def override_stack_level(only_stack_level_0: bool, max_stack_level: int | None = None) -> int:
+    """Chargers that accept only stack level 0 (FIELD-NOTES) get the override there; one
+    that reported a lower ChargeProfileMaxStackLevel than ours, at its highest level."""
+    if only_stack_level_0:
+        return 0
+    if max_stack_level is not None:
+        return max(0, min(OVERRIDE_STACK_LEVEL, max_stack_level))
+    return OVERRIDE_STACK_LEVEL
+
+
+def override_prevails(max_stack_level: int | None) -> bool:
+    """Whether an override sits above the controller's TxProfile on this charger (else the
+    controller's next limit replaces it, OCPP 1.6 section 3.13.2)."""
+    return max_stack_level is None or max_stack_level > CONTROLLER_STACK_LEVEL
 
 
 def check_override_limit(limit_a: float, max_current_a: float) -> float:
@@ -57,12 +70,13 @@ def set_limit(
     phases: int = 3,
     voltage_v: float = 230.0,
     only_stack_level_0: bool = False,
+    max_stack_level: int | None = None,
 ) -> Command:
     """SetChargingProfile: an override TxProfile holding ``limit_a`` from now on."""
     limit = check_override_limit(limit_a, max_current_a)
     profile = tx_profile(
         override_profile_id(connector_id),
-        override_stack_level(only_stack_level_0),
+        override_stack_level(only_stack_level_0, max_stack_level),
         transaction_id,
         limit,
         number_phases=phases,
@@ -83,6 +97,7 @@ def pause(
     phases: int = 3,
     voltage_v: float = 230.0,
     only_stack_level_0: bool = False,
+    max_stack_level: int | None = None,
 ) -> Command:
     """SetChargingProfile with a 0 A override: the car stops drawing, the session stays."""
     return set_limit(
@@ -94,6 +109,7 @@ def pause(
         phases=phases,
         voltage_v=voltage_v,
         only_stack_level_0=only_stack_level_0,
+        max_stack_level=max_stack_level,
     )
 
 

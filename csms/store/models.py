@@ -148,9 +148,27 @@ class ChargePoint(Base):
     connected: Mapped[bool] = mapped_column(Boolean, default=False)
     firmware_status: Mapped[str | None] = mapped_column(String(32), default=None)
     diagnostics_status: Mapped[str | None] = mapped_column(String(32), default=None)
-    # A charger that rejected or ignored its profile is counted at its maximum.
+    # A charger that rejected or ignored its profile is counted at its maximum, with why
+    # and when; a manager clears the mark (`csms station reset-managed`, the monitor).
     unmanaged: Mapped[bool] = mapped_column(Boolean, default=False)
+    unmanaged_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    unmanaged_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime]
+    # What the charger reported with GetConfiguration (csms.controller.capabilities JSON).
+    # (None is SQL NULL, not JSON null, so "not read yet" is a plain IS NULL.)
+    capabilities: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), default=None
+    )
+    capabilities_read_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Who set `wiring`: "manager" (typed via CLI / monitor, or the default) or "charger"
+    # (from ConnectorPhaseRotation). A non-default wiring a manager typed is never replaced.
+    wiring_set_by: Mapped[str] = mapped_column(
+        String(16), default="manager", server_default="manager"
+    )
+    # The CSMS's mirror of the charging profiles the charger accepted (opaque JSON here).
+    installed_profiles: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), default=None
+    )
 
 
 class Connector(Base):

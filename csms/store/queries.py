@@ -266,6 +266,12 @@ STATION_COLUMNS = [
     "unmanaged",
     "only_stack_level_0",
     "boot_status",
+    "unmanaged_reason",
+    "unmanaged_at",
+    "rate_unit",
+    "wiring_set_by",
+    "capabilities",
+    "capabilities_read_at",
 ]
 
 
@@ -309,6 +315,12 @@ async def station_table(sm: SessionMaker) -> pd.DataFrame:
         cp.unmanaged,
         cp.only_stack_level_0,
         cp.boot_status,
+        cp.unmanaged_reason,
+        cp.unmanaged_at,
+        cp.rate_unit,
+        cp.wiring_set_by,
+        cp.capabilities,
+        cp.capabilities_read_at,
     ).order_by(cp.id)
     connectors = select(
         m.Connector.charge_point_id,
@@ -383,6 +395,13 @@ async def station_table(sm: SessionMaker) -> pd.DataFrame:
                 "unmanaged": bool(r.unmanaged),
                 "only_stack_level_0": bool(r.only_stack_level_0),
                 "boot_status": r.boot_status,
+                "unmanaged_reason": r.unmanaged_reason if r.unmanaged else None,
+                "unmanaged_at": _utc(r.unmanaged_at) if r.unmanaged else None,
+                "rate_unit": r.rate_unit,
+                "wiring_set_by": r.wiring_set_by,
+                # The JSON of csms.controller.capabilities (None: not read yet).
+                "capabilities": r.capabilities,
+                "capabilities_read_at": _utc(r.capabilities_read_at),
             }
         )
     return pd.DataFrame(out, columns=STATION_COLUMNS)

@@ -21,6 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.auth import hash_password
 from csms.clock import Clock, ClockAnchor, WallClock
+from csms.controller.capabilities import (
+    Capabilities,
+    capabilities_from_json,
+    capabilities_to_json,
+    charger_may_set_wiring,
+    preferred_rate_unit,
+    station_wiring,
+)
 from csms.domain import (
     AuthStatus,
     ChargePointId,
@@ -68,6 +76,7 @@ def _charge_point_info(row: m.ChargePoint) -> ChargePointInfo:
         if row.current_steps_a
         else None
     )
+    caps = capabilities_from_json(row.capabilities)
     return ChargePointInfo(
         id=ChargePointId(row.id),
         name=row.name,
@@ -86,6 +95,13 @@ def _charge_point_info(row: m.ChargePoint) -> ChargePointInfo:
         connected=row.connected,
         last_seen_at=row.last_seen_at,
         unmanaged=row.unmanaged,
+        unmanaged_reason=row.unmanaged_reason if row.unmanaged else None,
+        unmanaged_at=row.unmanaged_at if row.unmanaged else None,
+        max_stack_level=caps.max_stack_level if caps else None,
+        max_profiles=caps.max_profiles if caps else None,
+        max_periods=caps.max_periods if caps else None,
+        capabilities_read_at=row.capabilities_read_at,
+        wiring_set_by=row.wiring_set_by or "manager",
     )
 
 
@@ -279,6 +295,7 @@ class Repository:
             else None,
             auto_registered=auto_registered,
             created_at=self.now(),
+            wiring_set_by="manager",
         )
         try:
             async with self._unit() as s:
@@ -295,6 +312,9 @@ class Repository:
             if "password" in values:
                 password = values.pop("password")
                 row.password_hash = hash_password(password) if password else None
+            if values.get("wiring") not in (None, row.wiring):
+                # This is the manager's edit: a wiring that changes here was typed by a person.
+                values.setdefault("wiring_set_by", "manager")
             for key, value in values.items():
                 if not hasattr(row, key) or key in {"id", "password_hash"}:
                     raise ConfigError(f"unknown charge point field {key!r}")
@@ -844,11 +864,106 @@ class Repository:
                 (cp, conn): (tx, float(limit)) for cp, conn, tx, limit in rows if tx is not None
             }
 
-    async def set_unmanaged(self, cp_id: str, unmanaged: bool) -> None:
+    async def set_unmanaged(self, cp_id: str, unmanaged: bool, reason: str | None = None) -> None:
+        """Count a charger at its maximum (with why and when), or manage it again.
+
+        Marking records the latest ``reason`` and the time; clearing removes both.
+        """
+        values: dict[str, Any] = {"unmanaged": unmanaged}
+        if unmanaged:
+            values["unmanaged_reason"] = reason or "no reason given"
+            values["unmanaged_at"] = self.now()
+        else:
+            values["unmanaged_reason"] = values["unmanaged_at"] = None
         async with self._unit() as s:
-            await s.execute(
-                update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(unmanaged=unmanaged)
+            await s.execute(update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(**values))
+
+    async def clear_unmanaged(self, cp_id: str) -> ChargePointInfo:
+        """A manager counts the charger as managed again; returns it as it was before."""
+        async with self._unit() as s:
+            row = await s.get(m.ChargePoint, cp_id)
+            if row is None:
+                raise NotFoundError(f"no charge point {cp_id!r}")
+            before = _charge_point_info(row)
+            row.unmanaged = False
+            row.unmanaged_reason = None
+            row.unmanaged_at = None
+            return before
+
+    async def set_capabilities(
+        self, cp_id: str, caps: Capabilities, at: datetime
+    ) -> dict[str, tuple[Any, Any]]:
+        """Store what the charger reported and apply it; returns {field: (old, new)}.
+
+        * ``rate_unit``: W when it allows only Power, A when it allows Current, unchanged
+          when it did not say (`preferred_rate_unit`).
+        * ``only_stack_level_0``: set when ChargeProfileMaxStackLevel is 0; never cleared
+          here (a charger may report more levels than it accepts).
+        * ``wiring`` from ConnectorPhaseRotation (`station_wiring`), then ``wiring_set_by``
+          = "charger", unless a manager typed a non-default wiring (`charger_may_set_wiring`).
+        """
+        async with self._unit() as s:
+            row = await s.get(m.ChargePoint, cp_id)
+            if row is None:
+                raise NotFoundError(f"no charge point {cp_id!r}")
+            row.capabilities = capabilities_to_json(caps)
+            row.capabilities_read_at = at
+            changes: dict[str, tuple[Any, Any]] = {}
+
+            def change(field: str, value: Any) -> None:
+                old = getattr(row, field)
+                if old != value:
+                    changes[field] = (old, value)
+                    setattr(row, field, value)
+
+            change("rate_unit", preferred_rate_unit(caps, row.rate_unit))
+            if caps.max_stack_level == 0:
+                change("only_stack_level_0", True)
+            wiring = station_wiring(caps, row.phases)
+            if wiring is not None and charger_may_set_wiring(
+                row.wiring, row.wiring_set_by, row.phases
+            ):
+                change("wiring", wiring)
+                change("wiring_set_by", "charger")
+            return changes
+
+    async def charge_point_capabilities(
+        self,
+    ) -> dict[str, tuple[Capabilities, datetime | None]]:
+        """What each charger reported and when, for chargers that were read."""
+        async with self._unit() as s:
+            rows = await s.execute(
+                select(
+                    m.ChargePoint.id, m.ChargePoint.capabilities, m.ChargePoint.capabilities_read_at
+                ).where(m.ChargePoint.capabilities.is_not(None))
             )
+            out: dict[str, tuple[Capabilities, datetime | None]] = {}
+            for cp_id, data, read_at in rows:
+                caps = capabilities_from_json(data)
+                if caps is not None:
+                    out[cp_id] = (caps, read_at)
+            return out
+
+    async def save_installed_profiles(self, cp_id: str, data: dict[str, Any] | None) -> None:
+        """Store the mirror of the profiles the charger accepted (None: forget it)."""
+        async with self._unit() as s:
+            result = await s.execute(
+                update(m.ChargePoint)
+                .where(m.ChargePoint.id == cp_id)
+                .values(installed_profiles=data)
+            )
+            if not getattr(result, "rowcount", 1):
+                raise NotFoundError(f"no charge point {cp_id!r}")
+
+    async def installed_profiles(self) -> dict[str, dict[str, Any]]:
+        """Charge point id -> its stored mirror, for chargers that have one."""
+        async with self._unit() as s:
+            rows = await s.execute(
+                select(m.ChargePoint.id, m.ChargePoint.installed_profiles).where(
+                    m.ChargePoint.installed_profiles.is_not(None)
+                )
+            )
+            return {cp_id: data for cp_id, data in rows if isinstance(data, dict)}
 
     # ---------------------------------------------- allocations, notifications
     async def record_allocations(self, rows: Sequence[dict[str, Any]]) -> None:

@@ -3,6 +3,9 @@
 Adding, renaming, editing and removing write the ``charge_points`` table (validated by
 `csms.settings.validate_station`); every action on a charger is a command-outbox row that
 the CSMS sends within a second, and its answer shows up in the table below the buttons.
+A station the controller counts at its maximum ("Unmanaged", with the reason) can be
+counted as managed again here, also a direct write; the capabilities the charger reported
+(GetConfiguration, `csms.controller.capabilities`) are shown with the station.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from csms.controller.capabilities import Capabilities, capabilities_from_json, describe
 from csms.errors import ConfigError
 from csms.monitor import actions, ui
 from csms.monitor.frames import records
@@ -57,6 +61,20 @@ def _state(row: Any) -> str:
     return f"{online} · {status}"
 
 
+def _text(value: Any) -> str:
+    """A cell as text; '' for None / NaN."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    return str(value)
+
+
+def _unmanaged(row: Any) -> str:
+    """Why the controller counts this station at its maximum; '–' while it is managed."""
+    if not row.unmanaged:
+        return "–"
+    return _text(row.unmanaged_reason) or "yes (no reason recorded)"
+
+
 def _table(table: pd.DataFrame, tz: str) -> None:
     now = ui.now()
     rows = []
@@ -80,6 +98,7 @@ def _table(table: pd.DataFrame, tz: str) -> None:
                 "Last error": (
                     f"{r.last_error} ({ui.fmt_time(r.last_error_at, tz)})" if r.last_error else ""
                 ),
+                "Unmanaged": _unmanaged(r),
             }
         )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
@@ -147,6 +166,11 @@ def _edit(station: Any) -> None:
                     phases=phases,
                     wiring=wiring if n_matches(wiring, phases) else None,
                 )
+                changes: dict[str, Any] = {}
+                if wiring_ok != station.wiring:
+                    # Typed here by a person: the charger's ConnectorPhaseRotation no longer
+                    # replaces it (an unchanged wiring keeps whoever set it).
+                    changes["wiring_set_by"] = "manager"
                 ui.run(
                     ui.store().repo.update_charge_point(
                         station.id,
@@ -154,6 +178,7 @@ def _edit(station: Any) -> None:
                         max_current_a=current,
                         phases=n,
                         wiring=wiring_ok,
+                        **changes,
                     )
                 )
             except ConfigError as exc:
@@ -184,14 +209,58 @@ def _enqueue(cp_id: str, command: actions.Command) -> None:
     st.toast(f"{action} queued (command {command_id})", icon=":material/send:")
 
 
+def _capabilities(station: Any) -> Capabilities | None:
+    return capabilities_from_json(
+        station.capabilities if isinstance(station.capabilities, dict) else None
+    )
+
+
+def _managed(station: Any, tz: str) -> None:
+    """Why a station is counted at its maximum, the way back, and what the charger reported."""
+    if station.unmanaged:
+        at = station.unmanaged_at
+        since = "" if at is None or at is pd.NaT else f" since {ui.fmt_time(at, tz)}"
+        st.warning(
+            f"**{station.id} is counted at its maximum** ({float(station.max_current_a):g} A)"
+            f"{since}: {_unmanaged(station)}",
+            icon=":material/report:",
+        )
+        if st.button(
+            "Count as managed again",
+            key="reset_managed",
+            help="Clears the mark: the controller plans this station again from its next "
+            "tick. Do it once the cause is fixed (or was a one-off race).",
+        ):
+            ui.run(ui.store().repo.clear_unmanaged(station.id))
+            _flash(f"{station.id} is managed again.")
+    caps = _capabilities(station)
+    if caps is None:
+        st.caption("Capabilities: not read from the charger yet (GetConfiguration after its boot).")
+        return
+    reported = describe(caps)
+    st.caption(
+        f"Capabilities read {ui.fmt_time(station.capabilities_read_at, tz)}: "
+        f"rate units {reported['rate_units']} (limits sent in {station.rate_unit}) · "
+        f"max stack level {reported['max_stack_level']} · "
+        f"max profiles {reported['max_profiles']} · max periods {reported['max_periods']} · "
+        f"phase rotation {reported['phase_rotation']} "
+        f"(wiring {station.wiring}, set by {station.wiring_set_by}) · "
+        f"meter values every {reported['meter_sample_interval_s']} s: "
+        f"{reported['sampled_data']}"
+    )
+
+
 def _actions(station: Any, site_voltage_v: float) -> None:
     connector = 1
     tx_id = None if pd.isna(station.transaction_id) else int(station.transaction_id)
+    caps = _capabilities(station)
     profile_kw: dict[str, Any] = {
-        "rate_unit": "A",
+        # The unit and stack levels this charger accepts (read from it, else as registered).
+        "rate_unit": _text(station.rate_unit) or "A",
         "phases": int(station.phases),
         "voltage_v": site_voltage_v,
         "only_stack_level_0": bool(station.only_stack_level_0),
+        "max_stack_level": caps.max_stack_level if caps is not None else None,
     }
     if not station.connected:
         st.warning(
@@ -204,6 +273,11 @@ def _actions(station: Any, site_voltage_v: float) -> None:
         st.caption(
             "This charger accepts only stack level 0: the controller's next limit replaces "
             "an override."
+        )
+    elif not actions.override_prevails(profile_kw["max_stack_level"]):
+        st.caption(
+            f"This charger accepts stack levels up to {profile_kw['max_stack_level']} only: "
+            "the controller's next limit replaces an override."
         )
     c1, c2 = st.columns([2, 3])
     limit = c1.number_input(
@@ -305,6 +379,7 @@ def _render() -> None:
     if cp_id is None:
         return
     station = next(r for r in _rows(table) if r.id == cp_id)
+    _managed(station, site.timezone)
     edit, act = st.tabs(["Edit", "Commands"])
     with edit:
         _edit(station)
