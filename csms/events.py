@@ -38,6 +38,9 @@ class TransactionStarted:
     charge_point_id: str
     connector_id: int
     transaction_id: int
+    # A StartTransaction the charger sent again (OCPP 1.6 §3.7): the same transaction, now
+    # confirmed by the charger that it knows this id.
+    resent: bool = False
 
 
 @dataclass(frozen=True)

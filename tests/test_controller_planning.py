@@ -224,11 +224,9 @@ def test_passed_departure_counts_as_imminent() -> None:
 
 def test_lowering_first_and_deadband() -> None:
     sessions = {("A", 1): session("A", 1), ("B", 1): session("B", 2), ("C", 1): session("C", 3)}
+    accepted = {("A", 1): 16.0, ("B", 1): 10.0, ("C", 1): 12.0}
     lowering, raising = changes_to_send(
-        {("A", 1): 10.0, ("B", 1): 16.0, ("C", 1): 12.4},
-        {("A", 1): 16.0, ("B", 1): 10.0, ("C", 1): 12.0},
-        sessions,
-        dict.fromkeys(sessions, 6.0),
+        {("A", 1): 10.0, ("B", 1): 16.0, ("C", 1): 12.4}, accepted, sessions, accepted
     )
     assert [c.key for c in lowering] == [("A", 1)]
     assert [c.key for c in raising] == [("B", 1)]
@@ -245,18 +243,24 @@ def test_first_limit_above_the_default_is_a_raise() -> None:
     assert [(c.key, c.in_force_a) for c in raising] == [(("B", 1), 6.0)]
 
 
+def test_a_limit_whose_answer_was_lost_is_sent_again_as_a_lowering() -> None:
+    """Finding 6's sibling: a raise to 20 A got no answer; the charger may hold 20 A. The
+    next limit of 12 A is a lowering (sent before any raise), even though the last
+    accepted limit was 10 A, and it is sent although 12 A is within the deadband of
+    nothing accepted."""
+    sessions = {("A", 1): session("A", 1)}
+    lowering, raising = changes_to_send({("A", 1): 12.0}, {}, sessions, {("A", 1): 20.0})
+    assert [(c.key, c.in_force_a) for c in lowering] == [(("A", 1), 20.0)]
+    assert raising == []
+
+
 def test_pause_and_resume_are_always_sent() -> None:
     sessions = {("A", 1): session("A", 1)}
-    lowering, _ = changes_to_send(
-        {("A", 1): 0.0}, {("A", 1): 6.5}, sessions, dict.fromkeys(sessions, 6.0)
-    )
+    lowering, _ = changes_to_send({("A", 1): 0.0}, {("A", 1): 6.5}, sessions, {("A", 1): 6.5})
     assert [c.limit_a for c in lowering] == [0.0]  # pausing is sent
-    assert changes_to_send(
-        {("A", 1): 0.0}, {("A", 1): 0.0}, sessions, dict.fromkeys(sessions, 6.0)
-    ) == ([], [])
-    _, raising = changes_to_send(
-        {("A", 1): 6.0}, {("A", 1): 0.0}, sessions, dict.fromkeys(sessions, 6.0)
-    )
+    paused = {("A", 1): 0.0}
+    assert changes_to_send(paused, paused, sessions, paused) == ([], [])
+    _, raising = changes_to_send({("A", 1): 6.0}, paused, sessions, paused)
     assert [c.limit_a for c in raising] == [6.0]
 
 

@@ -36,6 +36,11 @@ ConnectorKey = tuple[str, int]
 # Limits that differ by less than this are not re-sent (deadband); pausing and resuming
 # are always sent.
 DEADBAND_A = 1.0
+# Idle connectors' TxDefaultProfile drops to 0 A when running cars could then get at least
+# this much more current in all (no idle amp while cars wait), and comes back once they gain
+# nothing from it. A car that plugs into such a connector gets its own TxProfile at the
+# plan its StartTransaction triggers.
+IDLE_ROOM_GAIN_A = 1.0
 # A departure that has passed while the car is still plugged in counts as this soon.
 OVERDUE_DEPARTURE_S = 300.0
 # A car follows a new limit within a few seconds (IEC 61851-1 gives it 5 s after a PWM
@@ -103,6 +108,10 @@ class Snapshot:
     # The TxProfile limit each running transaction's charger accepted, and since when.
     last_sent_a: Mapping[ConnectorKey, float] = field(default_factory=dict)
     limit_since: Mapping[ConnectorKey, datetime] = field(default_factory=dict)
+    # Running connectors to hold at what they may draw now instead of planning them.
+    held_a: Mapping[ConnectorKey, float] = field(default_factory=dict)
+    # The TxDefaultProfile each charger last accepted (absent: not known).
+    defaults_in_force: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -188,10 +197,21 @@ def energy_needed_wh(
     return max(0.0, site.default_energy_kwh * 1000 - delivered_wh)
 
 
-def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, int]]) -> Plan:
-    """Turn a snapshot into scheduler input. ``ev_lookup``: model -> (kWh, max A, phases)."""
+def build_plan(
+    snapshot: Snapshot,
+    ev_lookup: Mapping[str, tuple[float, float, int]],
+    *,
+    default_a: float | None = None,
+) -> Plan:
+    """Turn a snapshot into scheduler input. ``ev_lookup``: model -> (kWh, max A, phases).
+
+    ``default_a``: the TxDefaultProfile to plan with (default: 6 A when every connector
+    fits it, else 0 A; 0 A frees idle connectors' room for running cars, see
+    ``IDLE_ROOM_GAIN_A``).
+    """
     building = effective_building_load(snapshot)
-    default_a = default_limit_a(snapshot, building)
+    if default_a is None:
+        default_a = default_limit_a(snapshot, building)
     reserved = [0.0, 0.0, 0.0]
     swap = [0.0, 0.0, 0.0]
     open_by_key = {(s.charge_point_id, s.connector_id): s for s in snapshot.sessions}
@@ -206,14 +226,15 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
         for key in sorted(keys):
             session = open_by_key.get(key)
             if session is None:
-                # A charger that rejects or ignores profiles lets a new car take its maximum.
-                _reserve(reserved, info.wiring, info.max_current_a if info.unmanaged else default_a)
+                _reserve(reserved, info.wiring, _idle_reservation_a(info, default_a, snapshot))
                 continue
             if info.unmanaged:
                 _reserve(reserved, info.wiring, info.max_current_a)
                 continue
-            if not info.connected:
-                held = snapshot.last_sent_a.get(key, default_a)
+            if not info.connected or key in snapshot.held_a:
+                # Offline, or its last TxProfile was rejected and the charger has not yet
+                # confirmed the transaction: it keeps what it has, reserved, not planned.
+                held = snapshot.held_a.get(key, snapshot.last_sent_a.get(key, default_a))
                 _reserve(reserved, info.wiring, held)
                 _reserve(swap, info.wiring, max(0.0, default_a - held))
                 continue
@@ -254,6 +275,7 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
                     ),
                     drawn_a=drawn_under_limit(reading, limit_since),
                     last_limit_a=snapshot.last_sent_a.get(key),
+                    last_change_at=limit_since,
                     ev_max_current_a=ev[1] if ev else None,
                     ev_phases=ev_phases,
                     # A shortage is shared by each car's served share of its whole need.
@@ -279,6 +301,26 @@ def build_plan(snapshot: Snapshot, ev_lookup: Mapping[str, tuple[float, float, i
         session_by_key=session_by_key,
         swap_headroom_a=(headroom[0], headroom[1], headroom[2]),
     )
+
+
+def _idle_reservation_a(info: ChargePointInfo, default_a: float, snapshot: Snapshot) -> float:
+    """What a car plugged into this idle connector right now could draw before the CSMS
+    reacts: the TxDefaultProfile the charger holds."""
+    if info.unmanaged:
+        return info.max_current_a  # it rejects or ignores profiles: its maximum
+    if not info.connected:
+        # It cannot be told a new default: it keeps the one it accepted (its maximum when
+        # we know of none), and a new car there starts under that.
+        held = snapshot.defaults_in_force.get(info.id)
+        return info.max_current_a if held is None else max(held, 0.0)
+    return default_a  # sent before (lowered) or after (raised) the TxProfiles
+
+
+def idle_room_gain_a(
+    normal: Mapping[ConnectorKey, float], lean: Mapping[ConnectorKey, float]
+) -> float:
+    """How much more current running cars get when idle connectors' defaults are 0 A."""
+    return sum(lean.values()) - sum(normal.values())
 
 
 def floor_paused(plan: Plan, keys: Iterable[ConnectorKey]) -> Plan:
@@ -362,13 +404,15 @@ def changes_to_send(
     limits: Mapping[ConnectorKey, float],
     last_sent: Mapping[ConnectorKey, float],
     sessions: Mapping[ConnectorKey, OpenSession],
-    default_in_force_a: Mapping[ConnectorKey, float],
+    in_force_a: Mapping[ConnectorKey, float],
 ) -> tuple[list[Change], list[Change]]:
     """(lowering, raising) changes beyond the deadband.
 
-    A transaction that never got its own TxProfile draws under its charger's
-    TxDefaultProfile (``default_in_force_a``; the charger's maximum if it has none), so its
-    first limit is a raise when it is above that.
+    ``last_sent``: the TxProfile limit each charger accepted (the deadband is measured from
+    it; a connector without one always gets its limit). ``in_force_a``: what each running
+    transaction may draw right now: its accepted TxProfile, else its charger's
+    TxDefaultProfile (the charger's maximum if it has none), or more while the answer to a
+    TxProfile is missing. A new limit at or below it is a lowering, sent first.
     """
     lowering: list[Change] = []
     raising: list[Change] = []
@@ -381,7 +425,7 @@ def changes_to_send(
             paused_now, paused_before = limit <= 0, previous <= 0
             if paused_now == paused_before and abs(limit - previous) < DEADBAND_A:
                 continue
-        in_force = previous if previous is not None else default_in_force_a[key]
+        in_force = in_force_a.get(key, previous if previous is not None else math.inf)
         change = Change(key, session.transaction_id, previous, limit, in_force)
         (lowering if change.lowering else raising).append(change)
     return lowering, raising

@@ -20,7 +20,9 @@ from datetime import datetime
 from typing import Any
 
 from csms.clock import Clock
+from csms.controller.capabilities import read_capabilities
 from csms.controller.planning import (
+    IDLE_ROOM_GAIN_A,
     Change,
     ConnectorKey,
     Plan,
@@ -31,6 +33,7 @@ from csms.controller.planning import (
     changes_to_send,
     draws_above_limit,
     floor_paused,
+    idle_room_gain_a,
     inputs_fingerprint,
     notification_for,
     safe_default_a,
@@ -39,7 +42,6 @@ from csms.domain import PHASES, ChargePointInfo, OpenSession
 from csms.errors import CallFailedError, ConfigError, GarageGridError
 from csms.events import (
     ChargePointBooted,
-    ChargePointConnected,
     ChargePointDisconnected,
     ConnectorStatusChanged,
     Event,
@@ -56,7 +58,7 @@ from csms.profiles import (
     profile_to_ocpp,
     tx_profile,
 )
-from csms.scheduler import Allocation, allocate
+from csms.scheduler import LIVE_STRATEGIES, Allocation, allocate
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.controller")
@@ -75,6 +77,23 @@ MIN_REAL_TICK_S = 0.5
 # after this much simulated time to settle, is counted at its maximum from then on.
 NONCOMPLIANT_SAMPLES = 3
 SETTLE_S = 30.0
+# A TxProfile rejected for a transaction the charger has not confirmed yet (its queued
+# StopTransaction is still on the way, or its StartTransaction has not been resent) is a
+# race of conforming chargers (OCPP 1.6 §3.7), not proof that it ignores profiles. The
+# charger is marked unmanaged only after this many rejections of a transaction it was
+# seen charging (a status, a MeterValues or a resent StartTransaction with that id).
+REJECTIONS_TO_UNMANAGED = 3
+# States in which a connector's StatusNotification shows its transaction is running.
+_RUNNING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
+
+
+@dataclass
+class _Rejection:
+    """TxProfiles a charger rejected for one transaction; held until it confirms it."""
+
+    transaction_id: int
+    count: int = 0
+    confirmed: bool = False
 
 
 @dataclass
@@ -111,7 +130,12 @@ class Controller:
         self._energy: dict[int, float] = {}
         self._soc: dict[int, float] = {}
         self._strikes: dict[ConnectorKey, int] = {}
+        self._rejections: dict[ConnectorKey, _Rejection] = {}
+        # A TxProfile whose answer never came may be in force or not: the highest limit
+        # the charger may hold, until an answer settles it.
+        self._uncertain: dict[ConnectorKey, float] = {}
         self._fingerprint: tuple[object, ...] | None = None
+        self._refused_strategy: str | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         # The TxDefaultProfile limit of the last plan (what a booting charger gets).
@@ -181,12 +205,25 @@ class Controller:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, MeterSampled):
             self._on_meter(event)
+            if event.transaction_id is not None:
+                self._confirm((event.charge_point_id, event.connector_id), event.transaction_id)
             return
         if isinstance(event, ChargePointDisconnected):
-            # A charger that comes back may be another unit: prepared again at its boot.
+            # A charger that comes back may be another unit: prepared again at its boot
+            # (the boot gate sends its fail-safe profiles once, before it is Accepted).
             self._ready.discard(event.charge_point_id)
-        if isinstance(event, ChargePointConnected):
-            self._spawn(self._send_defaults(event.charge_point_id, force=True))
+        if isinstance(event, TransactionStarted):
+            self._confirm((event.charge_point_id, event.connector_id), event.transaction_id)
+        if isinstance(event, ConnectorStatusChanged) and event.status in _RUNNING_STATUSES:
+            key = (event.charge_point_id, event.connector_id)
+            rejection = self._rejections.get(key)
+            if rejection is not None:
+                self._confirm(key, rejection.transaction_id)
+        if isinstance(event, TransactionStopped):
+            for key in [
+                k for k, r in self._rejections.items() if r.transaction_id == event.transaction_id
+            ]:
+                del self._rejections[key]
         if isinstance(
             event,
             TransactionStarted | TransactionStopped | ConnectorStatusChanged | ChargePointBooted,
@@ -237,6 +274,14 @@ class Controller:
                 )
             )
 
+    def _confirm(self, key: ConnectorKey, transaction_id: int) -> None:
+        """The charger showed it runs this transaction: a held TxProfile is tried again."""
+        rejection = self._rejections.get(key)
+        held = rejection is not None and rejection.transaction_id == transaction_id
+        if held and rejection is not None and not rejection.confirmed:
+            rejection.confirmed = True
+            self._wake.set()
+
     def boot_gate(self, cp_id: str) -> bool:
         """Whether a booting charger may be Accepted now.
 
@@ -253,8 +298,30 @@ class Controller:
         return False
 
     async def _prepare(self, cp_id: str) -> None:
+        """A booting charger, answered Pending: read what it can do (rate unit, stack
+        levels, phase rotation: OCPP 1.6 §9.4 keys), then install its fail-safe profiles
+        in a form it accepts."""
         try:
             await asyncio.sleep(0)  # the Pending answer goes out first
+            capabilities = await read_capabilities(self._central.call, cp_id)
+            if capabilities is not None:
+                try:
+                    changes = await self._repo.set_capabilities(
+                        cp_id, capabilities, self._clock.now()
+                    )
+                except GarageGridError:
+                    log.exception("charger capabilities not stored", extra={"cp_id": cp_id})
+                else:
+                    if changes:
+                        log.info(
+                            "charger capabilities applied",
+                            extra={
+                                "cp_id": cp_id,
+                                "changes": ", ".join(
+                                    f"{key}={new}" for key, (_old, new) in sorted(changes.items())
+                                ),
+                            },
+                        )
             await self._send_defaults(cp_id, force=True)
         finally:
             self._preparing.discard(cp_id)
@@ -281,6 +348,7 @@ class Controller:
             db_energy, db_soc = await self._repo.latest_readings(missing)
             energy = energy | db_energy
             soc = db_soc | soc
+        infos: dict[str, ChargePointInfo] = {info.id: info for info in stations}
         return Snapshot(
             now=self._clock.now(),
             site=site,
@@ -295,6 +363,12 @@ class Controller:
             },
             soc=soc,
             readings=dict(self._readings),
+            defaults_in_force=dict(self._defaults_in_force),
+            held_a={
+                key: self._in_force_a(key, infos[key[0]])
+                for key, rejection in self._rejections.items()
+                if not rejection.confirmed and key[0] in infos
+            },
             last_sent_a={k: v.limit_a for k, v in self._sent.items()},
             limit_since={k: v.at for k, v in self._sent.items()},
         )
@@ -309,22 +383,21 @@ class Controller:
                 log.exception("controller could not read the store; keeping current limits")
                 return {}
         self._fingerprint = inputs_fingerprint(snapshot)
-        plan = build_plan(snapshot, self._ev_lookup)
         try:
-            allocation = self._allocate(plan, snapshot)
-            limits = {k: float(v) for k, v in allocation.limits_a.items()}
-            # A paused car's connector counts at the default anyway (the next car there
-            # starts under it): if that does not fit, such cars get the default and the
-            # others are planned around it, as long as the default itself is safe.
-            while plan.default_a > 0 and safe_default_a(plan, limits) < plan.default_a:
-                paused = [c.key for c in plan.connectors if limits.get(c.key, 0.0) < plan.default_a]
-                if not paused:
-                    break
-                floored = floor_paused(plan, paused)
-                allocation = self._allocate(floored, snapshot)
-                plan = floored
-                limits = {k: float(v) for k, v in allocation.limits_a.items()}
-            limits |= dict.fromkeys(plan.floored, plan.default_a)
+            plan, allocation, limits = self._decide(build_plan(snapshot, self._ev_lookup), snapshot)
+            # No idle amp: while cars wait for room, idle connectors' TxDefaultProfile drops
+            # to 0 A (a car that plugs in there gets its own TxProfile at the plan its
+            # StartTransaction triggers) and comes back once the cars gain nothing by it.
+            if plan.default_a > 0 and any(
+                s.info.connected
+                and len(s.connector_ids) > sum(1 for k in plan.session_by_key if k[0] == s.info.id)
+                for s in snapshot.stations
+            ):
+                lean = self._decide(build_plan(snapshot, self._ev_lookup, default_a=0.0), snapshot)
+                gain = idle_room_gain_a(limits, lean[2])
+                lean_now = self.default_a == 0.0
+                if gain >= IDLE_ROOM_GAIN_A or (lean_now and gain > 0.0):
+                    plan, allocation, limits = lean
         except ConfigError:
             log.exception("scheduler refused its input; keeping current limits")
             return {}
@@ -349,19 +422,18 @@ class Controller:
             sent = self._defaults_sent.get(cp_id)
             if info is not None and info.connected and not info.unmanaged and sent != default_a:
                 default_to[cp_id] = sent is not None and default_a > sent
+        defaults_lowered = True
         for cp_id in sorted(c for c, raise_ in default_to.items() if not raise_):
-            await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
+            ok = await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
+            defaults_lowered = defaults_lowered and ok
         lowering, raising = changes_to_send(
             limits,
-            {k: v.limit_a for k, v in self._sent.items()},
+            {k: v.limit_a for k, v in self._sent.items() if k not in self._uncertain},
             plan.session_by_key,
-            {
-                key: self._defaults_in_force.get(key[0], stations[key[0]].max_current_a)
-                for key in plan.session_by_key
-            },
+            {key: self._in_force_a(key, stations[key[0]]) for key in plan.session_by_key},
         )
         ok = await self._apply(lowering, stations, plan, snapshot, allocation.strategy)
-        if ok:
+        if ok and defaults_lowered:
             for cp_id in sorted(c for c, raise_ in default_to.items() if raise_):
                 await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
             await self._apply(raising, stations, plan, snapshot, allocation.strategy)
@@ -373,15 +445,59 @@ class Controller:
             self._wake.set()
         return limits
 
+    def _decide(
+        self, plan: Plan, snapshot: Snapshot
+    ) -> tuple[Plan, Allocation, dict[ConnectorKey, float]]:
+        """Allocate; then, while the default does not fit beside the limits, hold paused
+        cars at the default and plan the others around them."""
+        allocation = self._allocate(plan, snapshot)
+        limits = {k: float(v) for k, v in allocation.limits_a.items()}
+        # A paused car's connector counts at the default anyway (the next car there
+        # starts under it): if that does not fit, such cars get the default and the
+        # others are planned around it, as long as the default itself is safe.
+        while plan.default_a > 0 and safe_default_a(plan, limits) < plan.default_a:
+            paused = [c.key for c in plan.connectors if limits.get(c.key, 0.0) < plan.default_a]
+            if not paused:
+                break
+            plan = floor_paused(plan, paused)
+            allocation = self._allocate(plan, snapshot)
+            limits = {k: float(v) for k, v in allocation.limits_a.items()}
+        limits |= dict.fromkeys(plan.floored, plan.default_a)
+        return plan, allocation, limits
+
     def _allocate(self, plan: Plan, snapshot: Snapshot) -> Allocation:
+        strategy = snapshot.site.strategy
+        if strategy not in LIVE_STRATEGIES:
+            # `thesis` is the benchmark's baseline and breaks the fuse; a database set to it
+            # (before it was refused) runs the default strategy instead.
+            if strategy != self._refused_strategy:
+                log.warning(
+                    "strategy not for live control; using llf",
+                    extra={"strategy": strategy, "live_strategies": ",".join(LIVE_STRATEGIES)},
+                )
+                self._refused_strategy = strategy
+            strategy = "llf"
         return allocate(
-            snapshot.site.strategy,
+            strategy,
             plan.site,
             plan.connectors,
             plan.demands,
             snapshot.now,
             tick_s=snapshot.site.tick_s,
+            live=True,
         )
+
+    def _in_force_a(self, key: ConnectorKey, info: ChargePointInfo) -> float:
+        """What a running transaction's charger may let it draw now: its accepted TxProfile,
+        else its TxDefaultProfile (its maximum when none is known), or more while an answer
+        is missing."""
+        sent = self._sent.get(key)
+        base = (
+            sent.limit_a
+            if sent is not None
+            else self._defaults_in_force.get(key[0], info.max_current_a)
+        )
+        return max(base, self._uncertain.get(key, 0.0))
 
     def _forget_finished(self, sessions: Sequence[OpenSession]) -> None:
         # Keyed by connector, but only valid for its transaction: a new car on the same
@@ -392,6 +508,10 @@ class Controller:
         for key in [k for k, v in self._sent.items() if open_tx.get(k) != v.transaction_id]:
             del self._sent[key]
             self._strikes.pop(key, None)
+        for key in [k for k in self._uncertain if k not in open_tx]:
+            del self._uncertain[key]
+        for key in [k for k, r in self._rejections.items() if open_tx.get(k) != r.transaction_id]:
+            del self._rejections[key]
         for key in [
             k
             for k, r in self._readings.items()
@@ -466,27 +586,33 @@ class Controller:
         payload = {"connectorId": change.key[1], "csChargingProfiles": profile_to_ocpp(profile)}
         try:
             answer = await self._central.call(info.id, "SetChargingProfile", payload)
-        except CallFailedError as exc:
+        except GarageGridError as exc:
+            # No answer (timeout, closed link) or a CALLERROR: the charger may have installed
+            # the profile or not. Until an answer settles it, it may draw the higher of the
+            # two, and the limit is sent again on the next plan.
+            self._uncertain[change.key] = max(change.limit_a, change.in_force_a)
             log.warning(
                 "SetChargingProfile failed",
-                extra={"cp_id": info.id, "connector_id": change.key[1], "error": str(exc)},
+                extra={
+                    "cp_id": info.id,
+                    "connector_id": change.key[1],
+                    "transaction_id": change.transaction_id,
+                    "error": str(exc),
+                },
             )
-            return (exc.code or "Error"), False
-        except GarageGridError as exc:
-            return type(exc).__name__, False
+            code = exc.code if isinstance(exc, CallFailedError) else None
+            return (code or type(exc).__name__), False
         status = str(answer.get("status"))
         accepted = status == "Accepted"
+        self._uncertain.pop(change.key, None)
         if accepted:
             self._sent[change.key] = _Sent(
                 change.transaction_id, change.limit_a, snapshot.now, True
             )
             self._strikes.pop(change.key, None)
+            self._rejections.pop(change.key, None)
         elif await self._still_running(change.transaction_id):
-            await self._mark_unmanaged(
-                info.id,
-                f"Charger {info.id} rejected its {change.limit_a:g} A limit ({status}); "
-                "it is counted at its maximum until a manager checks it.",
-            )
+            await self._on_rejected(change, info, status)
         # else: the transaction ended while its limit was on the way; a charger rightly
         # rejects a TxProfile without a matching transaction (OCPP 1.6 section 3.13.4).
         log.info(
@@ -502,6 +628,33 @@ class Controller:
         )
         return status, accepted
 
+    async def _on_rejected(self, change: Change, info: ChargePointInfo, status: str) -> None:
+        """Hold the connector at what it has until the charger confirms the transaction;
+        mark the charger unmanaged only after repeated rejections of a confirmed one."""
+        rejection = self._rejections.get(change.key)
+        if rejection is None or rejection.transaction_id != change.transaction_id:
+            rejection = self._rejections[change.key] = _Rejection(change.transaction_id)
+        if rejection.confirmed:
+            rejection.count += 1
+        rejection.confirmed = False
+        log.info(
+            "TxProfile rejected; held until the charger confirms the transaction",
+            extra={
+                "cp_id": info.id,
+                "connector_id": change.key[1],
+                "transaction_id": change.transaction_id,
+                "rejections": rejection.count,
+            },
+        )
+        if rejection.count >= REJECTIONS_TO_UNMANAGED:
+            del self._rejections[change.key]
+            await self._mark_unmanaged(
+                info.id,
+                f"Charger {info.id} rejected its limit {rejection.count} times ({status}) for "
+                f"transaction {change.transaction_id}, which it was seen charging; it is "
+                "counted at its maximum until a manager checks it.",
+            )
+
     async def _still_running(self, transaction_id: int) -> bool:
         try:
             row = await self._repo.get_transaction(transaction_id)
@@ -516,18 +669,24 @@ class Controller:
         default_a: float | None = None,
         info: ChargePointInfo | None = None,
         force: bool = False,
-    ) -> None:
-        """ChargePointMaxProfile (station max) and the fail-safe TxDefaultProfile."""
+    ) -> bool:
+        """ChargePointMaxProfile (station max) and the fail-safe TxDefaultProfile.
+
+        Returns whether the charger now holds this default. Only an Accepted answer
+        records it: a refusal, a CALLERROR or a lost answer leaves the last accepted
+        default in force (a lowering that may not have happened holds back the raises that
+        counted on it) and the default is sent again on the next plan.
+        """
         try:
             info = info or await self._repo.get_charge_point(cp_id)
             if info is None or info.boot_status not in ("Accepted", "Pending"):
                 # OCPP 1.6 section 4.2: nothing is sent to a charger that was refused or
                 # has not booted; while Pending, the CSMS may configure it.
-                return
+                return False
             if default_a is None:
                 default_a = self.default_a if self.default_a is not None else 0.0
             if not force and self._defaults_sent.get(cp_id) == default_a:
-                return
+                return True
             site = await self._repo.site_config()
             unit = ChargingRateUnit(info.rate_unit)
             profiles = [
@@ -548,29 +707,54 @@ class Controller:
                     voltage_v=site.voltage_v,
                 ),
             ]
-            # Recorded before the answers: a charger that refuses is not asked again with
-            # the same value on every tick (it is asked again after a reboot or reconnect).
-            self._defaults_sent[cp_id] = default_a
-            all_ok = True
-            for profile in profiles:
-                status = await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
-                all_ok = all_ok and status == "Accepted"
-            if all_ok:
-                self._defaults_in_force[cp_id] = default_a
-            else:
-                self._defaults_in_force.pop(cp_id, None)
-                await self._mark_unmanaged(
-                    cp_id,
-                    f"Charger {cp_id} refused its fail-safe default profiles; it is counted "
-                    "at its maximum until a manager checks it.",
-                )
-            self._ready.add(cp_id)
-            log.info(
-                "default profiles sent",
-                extra={"cp_id": cp_id, "tx_default_a": default_a, "accepted": all_ok},
-            )
+            statuses = [
+                await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
+                for profile in profiles
+            ]
         except GarageGridError as exc:
+            # No answer: the charger may hold the new default or the old one. Count the
+            # higher of the two until an answer settles it.
+            if default_a is not None:
+                held = self._defaults_in_force.get(cp_id)
+                self._defaults_in_force[cp_id] = max(default_a, held if held is not None else 0)
             log.warning("default profiles not sent", extra={"cp_id": cp_id, "error": str(exc)})
+            return False
+        all_ok = all(status == "Accepted" for status in statuses)
+        if all_ok:
+            self._defaults_sent[cp_id] = default_a
+            self._defaults_in_force[cp_id] = default_a
+            self._ready.add(cp_id)
+            if info.unmanaged and "refused its fail-safe" in (info.unmanaged_reason or ""):
+                # It refused its profiles before (a wrong rate unit, say) and accepts them
+                # now: it is managed again.
+                with contextlib.suppress(GarageGridError):
+                    await self._repo.set_unmanaged(cp_id, False)
+                    log.info("charger managed again", extra={"cp_id": cp_id})
+                    self._wake.set()
+        elif force or self._defaults_sent.get(cp_id) is None:
+            # A charger that refuses its fail-safe profiles at boot has no limit we know of:
+            # it is counted at its maximum, and booted all the same (a car may charge,
+            # counted so). A refusal of a later change leaves its last accepted default in
+            # force, and the change is tried again on the next plan.
+            self._defaults_sent[cp_id] = default_a  # not asked again on every tick
+            self._defaults_in_force.pop(cp_id, None)
+            self._ready.add(cp_id)
+            await self._mark_unmanaged(
+                cp_id,
+                f"Charger {cp_id} refused its fail-safe default profiles "
+                f"({', '.join(statuses)}); it is counted at its maximum until a manager "
+                "checks it.",
+            )
+        log.info(
+            "default profiles sent",
+            extra={
+                "cp_id": cp_id,
+                "tx_default_a": default_a,
+                "accepted": all_ok,
+                "answers": ",".join(statuses),
+            },
+        )
+        return all_ok
 
     async def _set_on_charge_point(self, cp_id: str, profile: dict[str, Any]) -> str:
         """Set a charge-point-wide profile on connector 0, or per connector if 0 is refused."""
@@ -594,7 +778,7 @@ class Controller:
     async def _mark_unmanaged(self, cp_id: str, message: str) -> None:
         log.warning("charger counted at its maximum", extra={"cp_id": cp_id, "why": message})
         try:
-            await self._repo.set_unmanaged(cp_id, True)
+            await self._repo.set_unmanaged(cp_id, True, message)
             await self._repo.add_notification("warning", message, charge_point_id=cp_id)
         except GarageGridError:
             log.exception("could not record an unmanaged charger", extra={"cp_id": cp_id})

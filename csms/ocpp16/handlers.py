@@ -231,8 +231,11 @@ class ChargePointSession(OcppConnection):
             parse_timestamp(timestamp),
             kwargs.get("reservation_id"),
         )
-        if not result.duplicate:
-            self._events.publish(TransactionStarted(self.id, connector_id, result.transaction_id))
+        self._events.publish(
+            TransactionStarted(
+                self.id, connector_id, result.transaction_id, resent=result.duplicate
+            )
+        )
         log.info(
             "transaction started",
             extra={
