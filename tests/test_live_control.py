@@ -1,0 +1,414 @@
+"""Live control over real sockets, against chargers that follow OCPP 1.6 to the letter.
+
+`SpecCharger` installs what it is sent with `csms.profiles` (it rejects a TxProfile for a
+transaction it does not know, a rate unit it does not take), queues its transaction
+messages while the link is down and replays them in order (§3.7), and can lose answers.
+Each test drives one finding of the live-control issue through `csms serve`'s real
+controller; the oracle is the chargers' own installed profiles, never the controller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from collections.abc import Callable
+from typing import Any
+
+from csms.app import CsmsApp
+from csms.profiles import (
+    ChargingProfilePurpose,
+    ChargingRateUnit,
+    ProfileRejectedError,
+    ProfileStore,
+    limit_at,
+    profile_from_ocpp,
+)
+from tests.conftest import T0, start_app, ws_url
+from tests.ocpp_client import RawChargePoint
+
+BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
+SPEED = 30.0  # a simulated minute (the calm hold time) passes in 2 real seconds
+
+
+class SpecCharger:
+    """One connector, one car at a time, profiles as the spec says."""
+
+    def __init__(
+        self,
+        cp_id: str,
+        max_a: float,
+        *,
+        units: frozenset[ChargingRateUnit] = frozenset(ChargingRateUnit),
+        configuration: dict[str, str] | None = None,
+    ) -> None:
+        self.cp_id = cp_id
+        self.max_a = max_a
+        self.store = ProfileStore(allowed_rate_units=units)
+        self.transaction: int | None = None  # the transaction the charger knows it runs
+        self.configuration = configuration or {}
+        self.calls: list[tuple[str, dict[str, Any], str]] = []
+        self.hang: Callable[[dict[str, Any]], bool] = lambda payload: False
+        self.cp: RawChargePoint | None = None
+        self.queue: list[tuple[str, dict[str, Any]]] = []
+        self.cars = 0
+
+    async def connect(self, app: CsmsApp) -> RawChargePoint:
+        cp = await RawChargePoint.connect(ws_url(app, self.cp_id))
+        cp.handlers["SetChargingProfile"] = self._on_set
+        cp.handlers["GetConfiguration"] = self._on_get_configuration
+        self.cp = cp
+        return cp
+
+    async def _on_set(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.hang(payload):
+            await asyncio.sleep(3600)  # never answers: the CSMS times out
+        profile = profile_from_ocpp(payload["csChargingProfiles"])
+        try:
+            self.store = self.store.install(
+                payload["connectorId"], profile, transaction_id=self.transaction
+            )
+            status = "Accepted"
+        except ProfileRejectedError:
+            status = "Rejected"
+        self.calls.append((profile.purpose.value, payload, status))
+        return {"status": status}
+
+    def _on_get_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
+        asked = payload.get("key") or list(self.configuration)
+        known = [k for k in asked if k in self.configuration]
+        return {
+            "configurationKey": [
+                {"key": k, "readonly": True, "value": self.configuration[k]} for k in known
+            ],
+            "unknownKey": [k for k in asked if k not in self.configuration],
+        }
+
+    def may_draw_a(self) -> float:
+        """What the car may draw now, or the next car right after it: the worst case."""
+        now = T0  # single-period relative profiles: the instant does not matter
+
+        def amps(transaction: int | None, store: ProfileStore) -> float:
+            limit = limit_at(
+                store,
+                1,
+                now,
+                transaction_id=transaction,
+                transaction_start=now if transaction is None else None,
+            )
+            return self.max_a if limit is None else min(self.max_a, limit.current_a)
+
+        after = amps(None, self.store.end_transaction(1))
+        if self.transaction is None:
+            return after
+        return max(amps(self.transaction, self.store), after)
+
+    def tx_limits(self, status: str = "Accepted") -> list[float]:
+        return [
+            p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            for purpose, p, s in self.calls
+            if purpose == ChargingProfilePurpose.TxProfile.value and s == status
+        ]
+
+    async def start(self, tag: str, *, forget_answer: bool = False) -> int | None:
+        assert self.cp is not None
+        self.cars += 1  # each car its own start: a resend has the same content (§3.7)
+        payload = {
+            "connectorId": 1,
+            "idTag": tag,
+            "meterStart": 1000 * self.cars,
+            "timestamp": (T0 + timedelta(minutes=self.cars)).isoformat().replace("+00:00", "Z"),
+        }
+        if forget_answer:
+            # The charger timed out waiting (a stalled CSMS): it does not know the id and
+            # will send the same StartTransaction again.
+            await self.cp.ws.send(json.dumps([2, "lost-start", "StartTransaction", payload]))
+            self.queue.append(("StartTransaction", payload))
+            return None
+        answer = await self.cp.ok("StartTransaction", payload)
+        self.transaction = int(answer["transactionId"])
+        return self.transaction
+
+    async def replay(self) -> None:
+        """Send what was queued, in order (§3.7)."""
+        assert self.cp is not None
+        while self.queue:
+            action, payload = self.queue.pop(0)
+            answer = await self.cp.ok(action, payload)
+            if action == "StartTransaction":
+                self.transaction = int(answer["transactionId"])
+            await asyncio.sleep(0.15)
+
+    def car_leaves_offline(self, meter_stop: int = 5000) -> None:
+        """The car leaves while the link is down: the charger ends the transaction at once
+        (its TxProfiles go with it) and queues the messages that tell the CSMS."""
+        assert self.transaction is not None
+        stamp = T0.isoformat().replace("+00:00", "Z")
+        self.queue += [
+            (
+                "StatusNotification",
+                {"connectorId": 1, "errorCode": "NoError", "status": "Finishing"},
+            ),
+            (
+                "StopTransaction",
+                {"transactionId": self.transaction, "meterStop": meter_stop, "timestamp": stamp},
+            ),
+        ]
+        self.store = self.store.end_transaction(1)
+        self.transaction = None
+
+
+async def wait_for(predicate: Callable[[], bool], within_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def garage(
+    db_url: str, fuse_a: float, chargers: list[SpecCharger], **app_options: Any
+) -> CsmsApp:
+    app = await start_app(db_url, controller=True, speed=SPEED, **app_options)
+    await app.repository.update_site(fuse_limit_a=fuse_a, margin_a=0.0, strategy="llf", tick_s=2)
+    for charger in chargers:
+        await app.repository.add_charge_point(charger.cp_id, max_current_a=charger.max_a)
+        await app.repository.add_id_tag(f"TAG-{charger.cp_id}")
+    for charger in chargers:
+        cp = await charger.connect(app)
+        await cp.boot(BOOT)
+    return app
+
+
+async def close(app: CsmsApp, chargers: list[SpecCharger]) -> None:
+    for charger in chargers:
+        if charger.cp is not None:
+            await charger.cp.close()
+    await app.stop()
+
+
+# ------------------------------------------------------------------ findings 9 (a), (b)
+async def test_a_profile_for_a_transaction_that_ended_offline_is_no_alarm(db_url: str) -> None:
+    """Finding 9(a): after an outage a charger replays its queue. The TxProfile for its
+    transaction goes out after its StatusNotification Finishing but before its queued
+    StopTransaction arrives, and the charger rightly rejects it. That is no reason to
+    count a healthy charger at its maximum: its next car charges at full power."""
+    a, b = SpecCharger("A", 32.0), SpecCharger("B", 32.0)
+    app = await garage(db_url, 40.0, [a, b])
+    try:
+        tx_a = await a.start("TAG-A")
+        assert tx_a is not None
+        # A's resident leaves in two days: B charges first, A gets what is left.
+        await app.repository.set_session_input(tx_a, departure_at=T0 + timedelta(days=2))
+        await b.start("TAG-B")
+        await wait_for(lambda: bool(b.tx_limits()) and b.tx_limits()[-1] == 32.0)
+        await wait_for(lambda: bool(a.tx_limits()) and a.tx_limits()[-1] < 32.0)
+        assert a.cp is not None
+        await a.cp.close()
+        a.car_leaves_offline()
+        await asyncio.sleep(2.5)  # more than a simulated minute: A's limit may change
+        assert b.cp is not None
+        assert b.transaction is not None
+        await b.cp.ok(
+            "StopTransaction",
+            {"transactionId": b.transaction, "meterStop": 100, "timestamp": "2026-01-05T16:30Z"},
+        )
+        b.transaction = None
+        await asyncio.sleep(0.5)
+        await a.connect(app)
+        await a.replay()
+        await wait_for(lambda: bool(a.tx_limits("Rejected")), within_s=5)
+        station = await app.repository.get_charge_point("A")
+        assert station is not None and not station.unmanaged, station.unmanaged_reason
+        # The next car on A gets its own limit, above the 6 A a charger at its maximum
+        # reserved would leave it.
+        before = len(a.tx_limits())
+        await a.start("TAG-A")
+        await wait_for(lambda: len(a.tx_limits()) > before and a.tx_limits()[-1] > 6.0)
+        assert a.tx_limits()[-1] >= 32.0 - 6.0  # B's idle connector holds at most 6 A
+    finally:
+        await close(app, [a, b])
+
+
+async def test_a_profile_for_a_transaction_the_charger_does_not_know_yet_is_retried(
+    db_url: str,
+) -> None:
+    """Finding 9(b): after a stall the charger timed out its StartTransaction; the CSMS
+    sends a TxProfile for an id the charger does not know yet (Rejected), and the resent
+    StartTransaction gets that same id. The limit then goes out again and is accepted."""
+    a = SpecCharger("A", 32.0)
+    app = await garage(db_url, 40.0, [a])
+    try:
+        await a.start("TAG-A", forget_answer=True)
+        await wait_for(lambda: bool(a.tx_limits("Rejected")))
+        await a.replay()  # the same StartTransaction again: the charger learns the id
+        await wait_for(lambda: bool(a.tx_limits()))
+        assert a.tx_limits()[-1] >= 32.0
+        station = await app.repository.get_charge_point("A")
+        assert station is not None and not station.unmanaged, station.unmanaged_reason
+    finally:
+        await close(app, [a])
+
+
+async def test_a_charger_that_keeps_rejecting_a_running_transaction_is_unmanaged(
+    db_url: str,
+) -> None:
+    """Rejections that the charger cannot explain (it confirms the transaction with its
+    meter values, and rejects again) do mark it, with the reason, after three."""
+    a = SpecCharger("A", 16.0)
+    app = await garage(db_url, 40.0, [a])
+    try:
+        tx = await a.start("TAG-A")
+        original = a._on_set
+
+        async def reject_tx_profiles(payload: dict[str, Any]) -> dict[str, Any]:
+            if payload["csChargingProfiles"]["chargingProfilePurpose"] == "TxProfile":
+                a.calls.append(("TxProfile", payload, "Rejected"))
+                return {"status": "Rejected"}
+            return await original(payload)
+
+        assert a.cp is not None
+        a.cp.handlers["SetChargingProfile"] = reject_tx_profiles
+        await wait_for(lambda: bool(a.tx_limits("Rejected")))
+        for n in range(8):
+            seen = len(a.tx_limits("Rejected"))
+            # The charger's meter values confirm it runs the transaction: a held limit is
+            # tried again, and rejected again.
+            await a.cp.ok(
+                "MeterValues",
+                {
+                    "connectorId": 1,
+                    "transactionId": tx,
+                    "meterValue": [
+                        {
+                            "timestamp": f"2026-01-05T16:0{n}:00Z",
+                            "sampledValue": [{"value": "6", "measurand": "Current.Import"}],
+                        }
+                    ],
+                },
+            )
+            await wait_for(lambda seen=seen: len(a.tx_limits("Rejected")) > seen)
+            await asyncio.sleep(0.2)
+            station = await app.repository.get_charge_point("A")
+            if station is not None and station.unmanaged:
+                break
+        station = await app.repository.get_charge_point("A")
+        assert station is not None and station.unmanaged
+        assert "rejected its limit 3 times" in (station.unmanaged_reason or "")
+    finally:
+        await close(app, [a])
+
+
+# --------------------------------------------------------------------------- finding 6
+async def test_a_default_lowering_without_answer_holds_back_the_raise(db_url: str) -> None:
+    """Finding 6 with finding 2: one car on A (32 A) and two idle chargers B and C on a
+    30 A fuse. The idle defaults drop to 0 A so A can take the whole fuse (no idle amp),
+    but B does not answer its lowering: A is not raised beyond what fits beside B's 6 A
+    until B has accepted, and at no instant do the chargers' worst cases exceed 30 A."""
+    a, b, c = SpecCharger("A", 32.0), SpecCharger("B", 16.0), SpecCharger("C", 16.0)
+    app = await garage(db_url, 30.0, [a, b, c], response_timeout_s=1.0)
+    chargers = [a, b, c]
+    worst: list[float] = []
+    try:
+        b.hang = lambda payload: (
+            payload["csChargingProfiles"]["chargingProfilePurpose"] == "TxDefaultProfile"
+            and payload["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+                "limit"
+            ]
+            == 0
+            and len(worst) < 40  # answers again after a while
+        )
+        sampling = True
+
+        async def sample() -> None:
+            while sampling:
+                worst.append(sum(ch.may_draw_a() for ch in chargers))
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.create_task(sample())
+        await a.start("TAG-A")
+        await wait_for(lambda: bool(a.tx_limits()) and a.tx_limits()[-1] >= 29.0, within_s=15)
+        sampling = False
+        await sampler
+        assert max(worst) <= 30.0 + 1e-9, max(worst)
+    finally:
+        await close(app, chargers)
+
+
+# -------------------------------------------------------------------------- finding 12
+async def test_the_fail_safe_profiles_are_sent_once_per_boot(db_url: str) -> None:
+    a = SpecCharger("A", 16.0)
+    app = await garage(db_url, 40.0, [a])
+    try:
+        await asyncio.sleep(0.5)
+        purposes = [purpose for purpose, _payload, _status in a.calls]
+        assert sorted(purposes) == ["ChargePointMaxProfile", "TxDefaultProfile"]
+    finally:
+        await close(app, [a])
+
+
+# -------------------------------------------------------------------------- finding 11
+async def test_a_charger_that_takes_only_watts_is_read_and_managed(db_url: str) -> None:
+    """Finding 11: registered without --rate-unit, a charger whose configuration says it
+    takes Power only gets its profiles in W, and stays managed."""
+    w = SpecCharger(
+        "W",
+        16.0,
+        units=frozenset({ChargingRateUnit.W}),
+        configuration={
+            "ChargingScheduleAllowedChargingRateUnit": "Power",
+            "ChargeProfileMaxStackLevel": "5",
+        },
+    )
+    app = await garage(db_url, 40.0, [w])
+    try:
+        await w.start("TAG-W")
+        await wait_for(lambda: bool(w.tx_limits()))
+        station = await app.repository.get_charge_point("W")
+        assert station is not None
+        assert (station.rate_unit, station.unmanaged) == ("W", False)
+        assert all(status == "Accepted" for _p, _payload, status in w.calls)
+        # 16 A on three phases at 230 V.
+        assert w.tx_limits()[-1] == 16 * 230 * 3
+    finally:
+        await close(app, [w])
+
+
+# ---------------------------------------------------------------------- findings 1, 2
+async def test_two_cars_left_of_four_hold_the_fuse_and_their_limits_stay_calm(
+    db_url: str,
+) -> None:
+    """Findings 1 and 2: four chargers behind a 40 A fuse, tick 2 s, no resident input.
+    After two cars leave, the two remaining ones share the fuse (the idle connectors do
+    not keep 12 A reserved) and, once settled, their limits do not change at all."""
+    chargers = [SpecCharger(f"C{n}", 32.0) for n in range(1, 5)]
+    app = await garage(db_url, 40.0, chargers)
+    try:
+        for charger in chargers:
+            await charger.start(f"TAG-{charger.cp_id}")
+        await wait_for(lambda: all(ch.tx_limits() for ch in chargers))
+        for charger in chargers[:2]:
+            assert charger.cp is not None and charger.transaction is not None
+            await charger.cp.ok(
+                "StopTransaction",
+                {
+                    "transactionId": charger.transaction,
+                    "meterStop": 100,
+                    "timestamp": "2026-01-05T16:10:00Z",
+                },
+            )
+            charger.transaction = None
+            charger.store = charger.store.end_transaction(1)
+        staying = chargers[2:]
+        await wait_for(
+            lambda: sum(ch.tx_limits()[-1] for ch in staying) >= 0.75 * 40.0, within_s=10
+        )
+        await asyncio.sleep(2.5)  # let the last hold time pass
+        sent = [len(ch.tx_limits()) for ch in staying]
+        await asyncio.sleep(3.0)  # 90 simulated seconds, 45 ticks of a steady state
+        assert [len(ch.tx_limits()) for ch in staying] == sent
+        assert sum(ch.may_draw_a() for ch in chargers) <= 40.0 + 1e-9
+    finally:
+        await close(app, chargers)
