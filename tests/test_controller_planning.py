@@ -19,9 +19,12 @@ from csms.controller.planning import (
     effective_building_load,
     floor_paused,
     notification_for,
+    pinned_a,
     safe_default_a,
 )
 from csms.domain import ChargePointId, ChargePointInfo, OpenSession, SiteConfig, TransactionId
+from csms.fuse import RunningTx
+from csms.profiles import ChargingProfilePurpose, ProfileStore, default_profile, tx_profile
 from csms.scheduler import allocate
 
 NOW = datetime(2026, 1, 5, 17, 0, tzinfo=UTC)
@@ -365,3 +368,46 @@ def test_idle_connectors_of_an_unmanaged_charger_are_reserved_at_its_maximum() -
     """Finding 7: a charger that ignores profiles lets the next car take its maximum."""
     plan = build_plan(snap([station("U", unmanaged=True, max_a=16.0), station("A")], []), {})
     assert plan.reserved_a == (16.0 + 6.0, 16.0 + 6.0, 16.0 + 6.0)
+
+
+# ------------------------------------------------------------------- overrides counted
+def _override_store(tx: int, override_a: float) -> ProfileStore:
+    store = ProfileStore().install(
+        0,
+        default_profile(ChargingProfilePurpose.TxDefaultProfile, 6.0, profile_id=2),
+    )
+    store = store.install(1, tx_profile(101, 1, tx, 20.0), transaction_id=tx)
+    return store.install(1, tx_profile(9001, 8, tx, override_a), transaction_id=tx)
+
+
+def test_an_override_pins_its_transaction_and_is_reserved_with_the_next_cars_default() -> None:
+    """Finding 4: a manager's 10 A override at stack level 8 decides what the car draws
+    whatever the controller sends: the connector is reserved at 10 A (plus what a next car
+    could take under the default beyond that), not planned."""
+    info = station("A", max_a=32.0).info
+    pinned = pinned_a(info, (1,), _override_store(7, 10.0), {1: RunningTx(7, NOW)}, NOW, 230.0)
+    assert pinned == {("A", 1): 10.0}
+    plan = build_plan(snap([station("A", max_a=32.0)], [session("A", 7)], pinned_a=pinned), {})
+    assert plan.connectors == ()
+    assert plan.reserved_a == (10.0, 10.0, 10.0)
+
+
+def test_our_own_profiles_pin_nothing() -> None:
+    store = ProfileStore().install(
+        0, default_profile(ChargingProfilePurpose.TxDefaultProfile, 6.0, profile_id=2)
+    )
+    store = store.install(1, tx_profile(101, 1, 7, 20.0), transaction_id=7)
+    info = station("A", max_a=32.0).info
+    assert pinned_a(info, (1,), store, {1: RunningTx(7, NOW)}, NOW, 230.0) == {}
+
+
+def test_a_foreign_default_above_ours_pins_an_idle_connector() -> None:
+    """Another central system's 16 A TxDefaultProfile at stack level 5 outweighs ours."""
+    store = ProfileStore().install(
+        0,
+        default_profile(
+            ChargingProfilePurpose.TxDefaultProfile, 16.0, profile_id=77, stack_level=5
+        ),
+    )
+    info = station("A", max_a=32.0).info
+    assert pinned_a(info, (1,), store, {}, NOW, 230.0) == {("A", 1): 16.0}

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from csms.app import CsmsApp
+from csms.monitor import actions
 from csms.profiles import (
     ChargingProfilePurpose,
     ChargingRateUnit,
@@ -57,6 +58,7 @@ class SpecCharger:
         cp = await RawChargePoint.connect(ws_url(app, self.cp_id))
         cp.handlers["SetChargingProfile"] = self._on_set
         cp.handlers["GetConfiguration"] = self._on_get_configuration
+        cp.handlers["ClearChargingProfile"] = self._on_clear
         self.cp = cp
         return cp
 
@@ -73,6 +75,16 @@ class SpecCharger:
             status = "Rejected"
         self.calls.append((profile.purpose.value, payload, status))
         return {"status": status}
+
+    def _on_clear(self, payload: dict[str, Any]) -> dict[str, Any]:
+        purpose = payload.get("chargingProfilePurpose")
+        self.store, cleared = self.store.clear(
+            id=payload.get("id"),
+            connector_id=payload.get("connectorId"),
+            purpose=None if purpose is None else ChargingProfilePurpose(purpose),
+            stack_level=payload.get("stackLevel"),
+        )
+        return {"status": "Accepted" if cleared else "Unknown"}
 
     def _on_get_configuration(self, payload: dict[str, Any]) -> dict[str, Any]:
         asked = payload.get("key") or list(self.configuration)
@@ -412,3 +424,41 @@ async def test_two_cars_left_of_four_hold_the_fuse_and_their_limits_stay_calm(
         assert sum(ch.may_draw_a() for ch in chargers) <= 40.0 + 1e-9
     finally:
         await close(app, chargers)
+
+
+# --------------------------------------------------------------------------- finding 4
+async def test_a_managers_override_is_counted_and_planned_around(db_url: str) -> None:
+    """Finding 4: the monitor's override (a stack-level-8 TxProfile through the outbox)
+    was invisible to planning. Now the controller counts A at its override and gives the
+    rest of the fuse to B at once; when the override is cleared, A is planned again. At
+    no instant do the chargers' worst cases exceed the fuse."""
+    a, b = SpecCharger("A", 32.0), SpecCharger("B", 32.0)
+    app = await garage(db_url, 40.0, [a, b])
+    worst: list[float] = []
+    sampling = True
+
+    async def sample() -> None:
+        while sampling:
+            worst.append(a.may_draw_a() + b.may_draw_a())
+            await asyncio.sleep(0.02)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        tx_a = await a.start("TAG-A")
+        assert tx_a is not None
+        await b.start("TAG-B")
+        await wait_for(lambda: bool(a.tx_limits()) and bool(b.tx_limits()))
+        await asyncio.sleep(2.5)  # past the hold time
+        action, payload = actions.set_limit(1, tx_a, 10.0, max_current_a=32.0)
+        await app.repository.enqueue_command("A", action, payload, requested_by="monitor")
+        await wait_for(lambda: a.may_draw_a() == 10.0)
+        # B gets what A's override leaves: 40 - 10 = 30 A.
+        await wait_for(lambda: b.tx_limits()[-1] == 30.0, within_s=8)
+        action, payload = actions.resume(1)
+        await app.repository.enqueue_command("A", action, payload, requested_by="monitor")
+        await wait_for(lambda: a.may_draw_a() > 10.0, within_s=8)
+    finally:
+        sampling = False
+        await sampler
+        await close(app, [a, b])
+    assert max(worst) <= 40.0 + 1e-9, max(worst)

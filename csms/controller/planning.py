@@ -29,10 +29,26 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from csms.domain import PHASES, ChargePointInfo, OpenSession, SiteConfig, split_wiring
+from csms.errors import ConfigError
+from csms.fuse import ChargerView, RunningTx, connector_worst_case_a
+from csms.profiles import (
+    ChargingProfilePurpose,
+    ProfileError,
+    ProfileStore,
+    default_profile,
+    tx_profile,
+)
 from csms.scheduler import MIN_CURRENT_A, ConnectorSpec, RateUnit, SessionDemand, SiteLimits
 from csms.scheduler.phases import infer_ev_phases, supply_phases
 
 ConnectorKey = tuple[str, int]
+# Profile ids GarageGrid owns on every charger (a new profile with the same id replaces
+# the old one, OCPP 1.6 section 3.13.2); any other id was put there by someone else (a
+# manager's override through the outbox, another central system).
+CHARGE_POINT_MAX_PROFILE_ID = 1
+TX_DEFAULT_PROFILE_ID = 2
+TX_PROFILE_ID_BASE = 100  # + connector id
+TX_STACK_LEVEL = 1
 # Limits that differ by less than this are not re-sent (deadband); pausing and resuming
 # are always sent.
 DEADBAND_A = 1.0
@@ -112,6 +128,8 @@ class Snapshot:
     held_a: Mapping[ConnectorKey, float] = field(default_factory=dict)
     # The TxDefaultProfile each charger last accepted (absent: not known).
     defaults_in_force: Mapping[str, float] = field(default_factory=dict)
+    # Connectors whose worst case our own profiles cannot move (see `pinned_a`).
+    pinned_a: Mapping[ConnectorKey, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -225,6 +243,15 @@ def build_plan(
         }
         for key in sorted(keys):
             session = open_by_key.get(key)
+            if key in snapshot.pinned_a:
+                # An override (or a foreign profile) decides what it may draw, whatever we
+                # send: reserved at that, planned around; with a car, the next car may
+                # still start under our default, paid for as for an offline charger.
+                held = snapshot.pinned_a[key]
+                _reserve(reserved, info.wiring, held)
+                if session is not None:
+                    _reserve(swap, info.wiring, max(0.0, default_a - held))
+                continue
             if session is None:
                 _reserve(reserved, info.wiring, _idle_reservation_a(info, default_a, snapshot))
                 continue
@@ -301,6 +328,70 @@ def build_plan(
         session_by_key=session_by_key,
         swap_headroom_a=(headroom[0], headroom[1], headroom[2]),
     )
+
+
+def pinned_a(
+    info: ChargePointInfo,
+    connector_ids: Sequence[int],
+    store: ProfileStore | None,
+    running: Mapping[int, RunningTx],
+    at: datetime,
+    voltage_v: float,
+) -> dict[ConnectorKey, float]:
+    """Connectors on which a profile that is not ours (a manager's override at a higher
+    stack level, a foreign TxDefaultProfile) decides the worst case: the fuse model
+    (`csms.fuse`) gives the same answer whether our own TxProfile and TxDefaultProfile
+    say 0 A or the charger's maximum. Those are counted at that answer and not planned.
+    """
+    if store is None or info.unmanaged:
+        return {}
+    ours = {CHARGE_POINT_MAX_PROFILE_ID, TX_DEFAULT_PROFILE_ID}
+    ours |= {TX_PROFILE_ID_BASE + c for c in (*connector_ids, *running)}
+    if all(entry.profile.profile_id in ours for entry in store.entries):
+        return {}
+    wiring = split_wiring(info.wiring)
+    stack = 0 if info.only_stack_level_0 else TX_STACK_LEVEL
+    out: dict[ConnectorKey, float] = {}
+    for connector_id in sorted({*connector_ids, *running}):
+        tx = running.get(connector_id)
+        worst: list[float] = []
+        for limit in (0.0, info.max_current_a):
+            # Running: only the transaction's own limit is in question (our default, what
+            # the next car starts under, is held at 0 A in both cases and paid for by the
+            # plan's default like an offline charger's); idle: the default.
+            default_a = 0.0 if tx is not None else limit
+            try:
+                mine = store.install(
+                    0,
+                    default_profile(
+                        ChargingProfilePurpose.TxDefaultProfile,
+                        default_a,
+                        profile_id=TX_DEFAULT_PROFILE_ID,
+                    ),
+                )
+                if tx is not None and tx.transaction_id is not None:
+                    mine = mine.install(
+                        connector_id,
+                        tx_profile(
+                            TX_PROFILE_ID_BASE + connector_id, stack, tx.transaction_id, limit
+                        ),
+                        transaction_id=tx.transaction_id,
+                    )
+                view = ChargerView(
+                    info.id,
+                    wiring,
+                    info.max_current_a,
+                    tuple(connector_ids),
+                    mine,
+                    running=running,
+                    voltage_v=voltage_v,
+                )
+                worst.append(connector_worst_case_a(view, connector_id, at))
+            except (ProfileError, ConfigError):
+                break
+        if len(worst) == 2 and abs(worst[0] - worst[1]) < 1e-6:
+            out[(info.id, connector_id)] = worst[0]
+    return out
 
 
 def _idle_reservation_a(info: ChargePointInfo, default_a: float, snapshot: Snapshot) -> float:

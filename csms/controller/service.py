@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -21,8 +22,13 @@ from typing import Any
 
 from csms.clock import Clock
 from csms.controller.capabilities import read_capabilities
+from csms.controller.mirror import ProfileMirror
 from csms.controller.planning import (
+    CHARGE_POINT_MAX_PROFILE_ID,
     IDLE_ROOM_GAIN_A,
+    TX_DEFAULT_PROFILE_ID,
+    TX_PROFILE_ID_BASE,
+    TX_STACK_LEVEL,
     Change,
     ConnectorKey,
     Plan,
@@ -36,6 +42,7 @@ from csms.controller.planning import (
     idle_room_gain_a,
     inputs_fingerprint,
     notification_for,
+    pinned_a,
     safe_default_a,
 )
 from csms.domain import PHASES, ChargePointInfo, OpenSession
@@ -50,6 +57,7 @@ from csms.events import (
     TransactionStarted,
     TransactionStopped,
 )
+from csms.fuse import RunningTx
 from csms.ocpp16.server import CentralSystem
 from csms.profiles import (
     ChargingProfilePurpose,
@@ -63,12 +71,6 @@ from csms.store.repository import Repository
 
 log = logging.getLogger("csms.controller")
 
-# Profile ids GarageGrid owns on every charger (a new profile with the same id replaces
-# the old one, OCPP 1.6 section 3.13.2).
-CHARGE_POINT_MAX_PROFILE_ID = 1
-TX_DEFAULT_PROFILE_ID = 2
-TX_PROFILE_ID_BASE = 100  # + connector id
-TX_STACK_LEVEL = 1
 # How often other processes' changes (monitor, CLI) are looked for, in real seconds.
 POLL_S = 1.0
 # The shortest time between two periodic replans, in real seconds (accelerated clocks).
@@ -120,6 +122,11 @@ class Controller:
         self._central = central
         self._clock = clock
         self._queue = events.subscribe()
+        # What every charger holds, from every call sent to it (ours, the outbox's, a
+        # manager's override) and its answer: the input of the fuse model (csms.fuse).
+        self._mirror = ProfileMirror()
+        self._mirror_dirty: set[str] = set()
+        central.add_call_observer(self._observe_call)
         self._ev_lookup = dict(ev_lookup) if ev_lookup is not None else _catalogue()
         self._sent: dict[ConnectorKey, _Sent] = {}
         self._defaults_sent: dict[str, float] = {}
@@ -187,15 +194,71 @@ class Controller:
             return None
 
     async def _restore(self) -> None:
-        """After a restart: what each running charger last accepted stays in force."""
+        """After a restart: what each running charger last accepted stays in force, and
+        the copy of every charger's profiles comes back from the store."""
         try:
             accepted = await self._repo.last_accepted_limits()
+            saved = await self._repo.installed_profiles()
         except GarageGridError:
             log.exception("could not restore the last limits")
             return
+        chargers: dict[str, Any] = {}
+        document: dict[str, Any] = {}
+        for cp_id, data in saved.items():
+            if isinstance(data, dict) and isinstance(data.get("chargers"), dict):
+                document = data
+                chargers |= {k: v for k, v in data["chargers"].items() if k == cp_id}
+        if chargers:
+            try:
+                self._mirror = ProfileMirror.from_json(
+                    json.dumps({"format": document.get("format"), "chargers": chargers})
+                )
+            except GarageGridError:
+                log.exception("stored charging profiles unreadable; counted as unknown")
         now = self._clock.now()
         for key, (transaction_id, limit) in accepted.items():
             self._sent[key] = _Sent(transaction_id, limit, now, True)
+
+    def _observe_call(
+        self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any] | None
+    ) -> None:
+        if action not in ("SetChargingProfile", "ClearChargingProfile", "RemoteStartTransaction"):
+            return
+        profile = payload.get("csChargingProfiles")
+        running_tx = profile.get("transactionId") if isinstance(profile, dict) else None
+        self._mirror.observe_call(
+            cp_id,
+            action,
+            payload,
+            answer,
+            running_tx=running_tx if isinstance(running_tx, int) else None,
+        )
+        self._mirror_dirty.add(cp_id)
+        if action != "SetChargingProfile" or not isinstance(profile, dict):
+            self._wake.set()  # a clear or a remote start: plan with what is left
+        elif profile.get("chargingProfileId") not in (
+            CHARGE_POINT_MAX_PROFILE_ID,
+            TX_DEFAULT_PROFILE_ID,
+            TX_PROFILE_ID_BASE + int(payload.get("connectorId") or 0),
+        ):
+            self._wake.set()  # someone else's profile (an override): plan around it
+
+    async def _save_mirror(self) -> None:
+        """Persist the copy of the profiles of every charger it changed for."""
+        if not self._mirror_dirty:
+            return
+        document = json.loads(self._mirror.to_json())
+        for cp_id in sorted(self._mirror_dirty):
+            item = document["chargers"].get(cp_id)
+            data = (
+                None if item is None else {"format": document["format"], "chargers": {cp_id: item}}
+            )
+            try:
+                await self._repo.save_installed_profiles(cp_id, data)
+            except GarageGridError:
+                log.exception("could not store a charger's profiles", extra={"cp_id": cp_id})
+                return
+            self._mirror_dirty.discard(cp_id)
 
     async def _consume_events(self) -> None:
         while True:
@@ -220,6 +283,10 @@ class Controller:
             if rejection is not None:
                 self._confirm(key, rejection.transaction_id)
         if isinstance(event, TransactionStopped):
+            self._mirror.transaction_stopped(
+                event.charge_point_id, event.connector_id, event.transaction_id
+            )
+            self._mirror_dirty.add(event.charge_point_id)
             for key in [
                 k for k, r in self._rejections.items() if r.transaction_id == event.transaction_id
             ]:
@@ -303,6 +370,17 @@ class Controller:
         in a form it accepts."""
         try:
             await asyncio.sleep(0)  # the Pending answer goes out first
+            info = await self._repo.get_charge_point(cp_id)
+            if info is not None:
+                self._mirror.charger_booted(
+                    cp_id, vendor=info.vendor, model=info.model, serial_number=None
+                )
+            if self._mirror.store_for(cp_id) is None:
+                # A charger we know nothing of may hold profiles from before (another
+                # central system, a lost copy) at any stack level: clear them all so that
+                # what it holds is what we send (OCPP 1.6 §5.5; answers Accepted or Unknown).
+                with contextlib.suppress(GarageGridError):
+                    await self._central.call(cp_id, "ClearChargingProfile", {})
             capabilities = await read_capabilities(self._central.call, cp_id)
             if capabilities is not None:
                 try:
@@ -323,6 +401,7 @@ class Controller:
                             },
                         )
             await self._send_defaults(cp_id, force=True)
+            await self._save_mirror()
         finally:
             self._preparing.discard(cp_id)
 
@@ -349,8 +428,24 @@ class Controller:
             energy = energy | db_energy
             soc = db_soc | soc
         infos: dict[str, ChargePointInfo] = {info.id: info for info in stations}
+        now = self._clock.now()
+        running: dict[str, dict[int, RunningTx]] = {}
+        for session in sessions:
+            running.setdefault(session.charge_point_id, {})[session.connector_id] = RunningTx(
+                session.transaction_id, session.started_at
+            )
+        pinned: dict[ConnectorKey, float] = {}
+        for info in stations:
+            pinned |= pinned_a(
+                info,
+                connectors.get(info.id, (1,)),
+                self._mirror.store_for(info.id),
+                running.get(info.id, {}),
+                now,
+                site.voltage_v,
+            )
         return Snapshot(
-            now=self._clock.now(),
+            now=now,
             site=site,
             building_load_a=building[1] if building else None,
             building_load_at=building[0] if building else None,
@@ -364,6 +459,7 @@ class Controller:
             soc=soc,
             readings=dict(self._readings),
             defaults_in_force=dict(self._defaults_in_force),
+            pinned_a=pinned,
             held_a={
                 key: self._in_force_a(key, infos[key[0]])
                 for key, rejection in self._rejections.items()
@@ -443,6 +539,7 @@ class Controller:
                 extra={"postponed": len(raising) + sum(default_to.values())},
             )
             self._wake.set()
+        await self._save_mirror()
         return limits
 
     def _decide(
