@@ -462,3 +462,88 @@ async def test_a_managers_override_is_counted_and_planned_around(db_url: str) ->
         await sampler
         await close(app, [a, b])
     assert max(worst) <= 40.0 + 1e-9, max(worst)
+
+
+# -------------------------------------------------------------------------- finding 13
+def meter_values(tx: int, at: str, amps: float) -> dict[str, Any]:
+    return {
+        "connectorId": 1,
+        "transactionId": tx,
+        "meterValue": [
+            {
+                "timestamp": at,
+                "sampledValue": [
+                    {
+                        "value": f"{amps:g}",
+                        "measurand": "Current.Import",
+                        "phase": phase,
+                        "unit": "A",
+                    }
+                    for phase in ("L1", "L2", "L3")
+                ],
+            }
+        ],
+    }
+
+
+async def test_a_charger_that_draws_above_its_limit_three_times_is_unmanaged(
+    db_url: str,
+) -> None:
+    """The three-sample strike: a car measured clearly above the limit its charger accepted,
+    after the settle time, three samples in a row, is counted at its maximum, with why."""
+    a, b = SpecCharger("A", 32.0), SpecCharger("B", 32.0)
+    app = await garage(db_url, 40.0, [a, b])
+    try:
+        tx = await a.start("TAG-A")
+        assert tx is not None
+        await b.start("TAG-B")
+        await wait_for(lambda: bool(a.tx_limits()) and bool(b.tx_limits()))
+        limit = min(a.tx_limits()[-1], b.tx_limits()[-1])
+        cheat = a if a.tx_limits()[-1] == limit else b
+        assert cheat.cp is not None and cheat.transaction is not None
+        start = app.clock.now()
+        for n in range(1, 4):
+            stamp = (start + timedelta(minutes=n)).isoformat().replace("+00:00", "Z")
+            await cheat.cp.ok("MeterValues", meter_values(cheat.transaction, stamp, limit + 8))
+        station = None
+        for _ in range(40):
+            station = await app.repository.get_charge_point(cheat.cp_id)
+            if station is not None and station.unmanaged:
+                break
+            await asyncio.sleep(0.05)
+        assert station is not None and station.unmanaged
+        assert "draws" in (station.unmanaged_reason or "")
+    finally:
+        await close(app, [a, b])
+
+
+async def test_after_a_restart_the_limits_and_profiles_in_force_are_known(db_url: str) -> None:
+    """A restarted CSMS restores what each charger accepted (limits and its copy of their
+    profiles, from the store): an unchanged limit is not sent again, and a charger it knows
+    is not cleared at its next boot."""
+    a = SpecCharger("A", 16.0)
+    app = await garage(db_url, 40.0, [a])
+    try:
+        await a.start("TAG-A")
+        await wait_for(lambda: bool(a.tx_limits()))
+        sent_before = len(a.calls)
+        assert a.cp is not None
+        await a.cp.close()
+        await app.stop()
+        app = await start_app(db_url, controller=True, speed=SPEED)
+        cp = await a.connect(app)
+        clears: list[dict[str, Any]] = []
+        original = cp.handlers["ClearChargingProfile"]
+
+        def count_clear(payload: dict[str, Any]) -> Any:
+            clears.append(payload)
+            return original(payload)
+
+        cp.handlers["ClearChargingProfile"] = count_clear
+        await cp.boot(BOOT)
+        await asyncio.sleep(1.5)
+        assert clears == []  # its profiles are known: nothing to clear
+        tx_profiles_after = [c for c in a.calls[sent_before:] if c[0] == "TxProfile"]
+        assert tx_profiles_after == []  # 16 A is still in force: not sent again
+    finally:
+        await close(app, [a])
