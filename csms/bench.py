@@ -192,7 +192,8 @@ def format_report(cases: Sequence[CaseResult], timings: Sequence[dict[str, Any]]
     lines = []
     header = (
         f"{'scenario':24} {'strategy':8} {'deliv %req':>10} {'% offline':>9} {'met':>9} "
-        f"{'fuse viol':>9} {'min>0 A':>7} {'jain':>6} {'peak kW':>8} {'ms p50':>7} {'ms max':>8}"
+        f"{'fuse viol':>9} {'min>0 A':>7} {'jain':>6} {'peak kW':>8} {'chg/car-h':>9} "
+        f"{'ms p50':>7} {'ms max':>8}"
     )
     for case in cases:
         lines.append(
@@ -209,8 +210,8 @@ def format_report(cases: Sequence[CaseResult], timings: Sequence[dict[str, Any]]
                 f"{case.case:24} {r.strategy:8} {of_requested:>10} "
                 f"{_pct(r.energy_delivered_kwh, case.offline_kwh):>9} "
                 f"{f'{r.sessions_met}/{r.sessions}':>9} {r.fuse_violations:>9} {min_nonzero:>7} "
-                f"{r.jain_index:>6.3f} {r.peak_kw:>8.1f} {r.compute_ms_p50:>7.2f} "
-                f"{r.compute_ms_max:>8.1f}"
+                f"{r.jain_index:>6.3f} {r.peak_kw:>8.1f} {r.limit_changes_per_car_hour:>9.2f} "
+                f"{r.compute_ms_p50:>7.2f} {r.compute_ms_max:>8.1f}"
             )
     lines.append("\nOne allocation (synthetic garage, mixed 1- and 3-phase, rotated wiring):")
     lines.append(f"{'connectors':>10} {'strategy':24} {'ms p50':>8} {'ms max':>8}  fallback")

@@ -14,10 +14,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from csms.domain import SiteConfig, split_wiring
 from csms.errors import ConfigError
-from csms.scheduler import STRATEGIES
+from csms.scheduler import LIVE_STRATEGIES, STRATEGIES
 
-# The scheduler owns the list of strategies; settings only check against it.
-STRATEGY_NAMES = STRATEGIES
+# The scheduler owns the lists of strategies; settings only check against them. The site's
+# strategy controls real chargers, so only the live ones may be chosen: ``thesis`` ignores
+# the fuse by design and stays a baseline of `csms simulate` and `csms bench`.
+STRATEGY_NAMES = LIVE_STRATEGIES
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -53,11 +55,14 @@ def validate_site_update(current: SiteConfig, changes: dict[str, Any]) -> dict[s
         elif name == "voltage_v":
             clean[name] = _number(name, value, minimum=100, maximum=480, strict_min=False)
         elif name == "strategy":
-            if value not in STRATEGY_NAMES:
+            choose = f"choose one of {', '.join(STRATEGY_NAMES)}"
+            if value in STRATEGIES and value not in STRATEGY_NAMES:
                 raise ConfigError(
-                    f"strategy: unknown strategy {value!r}; "
-                    f"choose one of {', '.join(STRATEGY_NAMES)}"
+                    f"strategy: {value} is a benchmark baseline for csms simulate and csms "
+                    f"bench that ignores the fuse; it never controls real chargers: {choose}"
                 )
+            if value not in STRATEGY_NAMES:
+                raise ConfigError(f"strategy: unknown strategy {value!r}; {choose}")
             clean[name] = value
         elif name == "tick_s":
             clean[name] = _number(name, value, minimum=0.5, maximum=3600, strict_min=False)

@@ -62,6 +62,10 @@ def _simulate(args: argparse.Namespace) -> int:
     print(f"  Jain fairness         {result.jain_index:.3f}")
     print(f"  peak                  {result.peak_kw:.1f} kW")
     print(
+        f"  limit changes         {result.limit_changes_per_car_hour:.2f} per car-hour "
+        f"({result.limit_changes} in {result.plugged_in_hours:.1f} h plugged in)"
+    )
+    print(
         f"  compute per step      p50 {result.compute_ms_p50:.2f} ms, "
         f"max {result.compute_ms_max:.1f} ms"
     )

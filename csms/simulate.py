@@ -7,10 +7,16 @@ then draws per :func:`csms.ev.draw_current_a` (0 below 6 A, less when tapering) 
 per :func:`csms.ev.charge` until its target state of charge. A car that arrives or leaves
 inside a step charges for the part of the step it is there.
 
+The scheduler is fed as a live controller feeds it: each car's limit in force (the one of
+the previous step, 0 when paused) and when it last changed, so that calm limits
+(:mod:`csms.scheduler.calm`) act as they would live.
+
 Metrics follow the ACN literature (energy delivered, sessions served, peak, phase
 currents, Jain fairness of the served fractions) plus what matters for a fuse: steps on
 which any phase drew more than fuse - margin, and the smallest non-zero limit (below 6 A a
-charger pauses). Physical phase currents are those drawn at the start of each step (the
+charger pauses), and what matters for the cars: limit changes per car-hour plugged in (a
+car's limit differing from its previous step's; its first limit is none, a pause or a
+resume is one). Physical phase currents are those drawn at the start of each step (the
 highest within it, since tapering only lowers them) by every car present in the step.
 """
 
@@ -68,6 +74,11 @@ class SimulationResult:
     steps: int
     fallbacks: int = 0
     energy_offline_optimum_kwh: float | None = None
+    #: Limit changes (a car's limit differs from its previous step's) per hour that cars
+    #: were plugged in, summed over all sessions.
+    limit_changes: int = 0
+    plugged_in_hours: float = 0.0
+    limit_changes_per_car_hour: float = 0.0
     session_delivered_kwh: tuple[float, ...] = field(default=(), repr=False)
 
     @property
@@ -97,6 +108,7 @@ class _Car:
     delivered_wh: float = 0.0
     drawn_a: float | None = None
     last_limit_a: float | None = None
+    last_change_at: datetime | None = None  # when last_limit_a was set (it differed)
 
     @property
     def full(self) -> bool:
@@ -150,7 +162,7 @@ def simulate(
     arrivals = sorted(se.arrival_s for se in scenario.sessions)
 
     max_phase = [0.0, 0.0, 0.0]
-    violations = steps = fallbacks = 0
+    violations = steps = fallbacks = changes = 0
     min_limit = math.inf
     peak_w = 0.0
     compute_ms: list[float] = []
@@ -187,6 +199,11 @@ def simulate(
                 phase_a[p] += drawn
             power_w += drawn * voltage * len(c.phases)
             _charge(c, drawn, span, voltage)
+            if c.last_limit_a != limit:
+                # The first limit a car gets is no change; it does start its hold time.
+                if c.last_limit_a is not None:
+                    changes += 1
+                c.last_change_at = now
             c.last_limit_a = limit
         for p in range(3):
             max_phase[p] = max(max_phase[p], phase_a[p])
@@ -207,6 +224,7 @@ def simulate(
         compute_ms=compute_ms,
         steps=steps,
         fallbacks=fallbacks,
+        changes=changes,
         offline_kwh=_offline_kwh(scenario, site, connectors) if with_offline_optimum else None,
     )
 
@@ -246,10 +264,12 @@ def _demand(car: _Car, origin: datetime, feed_back_draw: bool) -> SessionDemand:
         origin + timedelta(seconds=se.departure_s),
         car.need_wh,
         drawn_a=drawn,
-        last_limit_a=car.last_limit_a if drawn is not None else None,
+        # A controller knows the limit it sent whether or not it reads the meter.
+        last_limit_a=car.last_limit_a,
         ev_max_current_a=se.ev.max_current_a,
         ev_phases=se.ev.phases,
         energy_delivered_wh=car.delivered_wh,
+        last_change_at=car.last_change_at,
     )
 
 
@@ -313,12 +333,14 @@ def _result(
     compute_ms: list[float],
     steps: int,
     fallbacks: int,
+    changes: int,
     offline_kwh: float | None,
 ) -> SimulationResult:
     needed = [c.session.energy_needed_kwh * 1000.0 for c in cars]
     delivered = [c.delivered_wh for c in cars]
     served = [d / n for d, n in zip(delivered, needed, strict=True) if n > 0]
     met = sum(1 for d, n in zip(delivered, needed, strict=True) if d >= MET_SHARE * n)
+    plugged_h = sum(c.session.departure_s - c.session.arrival_s for c in cars) / 3600.0
     return SimulationResult(
         strategy=strategy,
         scenario=scenario.name,
@@ -339,5 +361,8 @@ def _result(
         steps=steps,
         fallbacks=fallbacks,
         energy_offline_optimum_kwh=offline_kwh,
+        limit_changes=changes,
+        plugged_in_hours=plugged_h,
+        limit_changes_per_car_hour=changes / plugged_h if plugged_h > 0 else 0.0,
         session_delivered_kwh=tuple(d / 1000.0 for d in delivered),
     )

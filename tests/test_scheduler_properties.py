@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +15,7 @@ from csms.scheduler import (
     SiteLimits,
     allocate,
 )
+from csms.scheduler.calm import HOLD_S
 from csms.scheduler.phases import supply_phases
 
 NOW = datetime(2026, 1, 5, 18, 0, tzinfo=UTC)
@@ -52,7 +54,9 @@ def connectors(draw: st.DrawFn, name: str) -> ConnectorSpec:
 
 
 @st.composite
-def sessions(draw: st.DrawFn, key: tuple[str, int]) -> SessionDemand:
+def sessions(
+    draw: st.DrawFn, key: tuple[str, int], *, with_changes: bool = False
+) -> SessionDemand:
     arrived = draw(st.floats(min_value=0, max_value=24 * 3600))
     stays = draw(st.floats(min_value=0, max_value=30 * 3600))
     drawn = draw(st.none() | st.lists(currents, min_size=1, max_size=3).map(tuple))
@@ -65,15 +69,38 @@ def sessions(draw: st.DrawFn, key: tuple[str, int]) -> SessionDemand:
         last_limit_a=draw(st.none() | currents),
         ev_max_current_a=draw(st.none() | st.sampled_from((4.0, 6.0, 10.0, 16.0, 32.0))),
         ev_phases=draw(st.none() | st.sampled_from((1, 2, 3))),
+        # Limits in force on the 0.1 A grid or on a charger's steps (as a controller sends
+        # them), changed any time from just now to long ago.
+        last_change_at=(
+            NOW - timedelta(seconds=draw(st.floats(min_value=0, max_value=600)))
+            if with_changes and draw(st.booleans())
+            else None
+        ),
     )
 
 
 @st.composite
-def garages(draw: st.DrawFn) -> tuple[SiteLimits, list[ConnectorSpec], list[SessionDemand]]:
+def garages(
+    draw: st.DrawFn, *, with_changes: bool = False
+) -> tuple[SiteLimits, list[ConnectorSpec], list[SessionDemand]]:
     n = draw(st.integers(min_value=0, max_value=12))
     stations = [draw(connectors(f"cp{i}")) for i in range(n)]
     occupied = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    cars = [draw(sessions(s.key)) for s, busy in zip(stations, occupied, strict=True) if busy]
+    cars = [
+        draw(sessions(s.key, with_changes=with_changes))
+        for s, busy in zip(stations, occupied, strict=True)
+        if busy
+    ]
+    if with_changes:
+        # Limits in force as a controller sends them (on the grid, often a step), and some
+        # a charger may no longer take (its steps or maximum changed).
+        grid = st.sampled_from((0.0, *STEP_CHOICES)) | st.integers(0, 400).map(lambda a: a / 10)
+        cars = [
+            replace(c, last_limit_a=draw(st.none() | grid | currents))
+            if draw(st.booleans())
+            else c
+            for c in cars
+        ]
     return draw(sites()), stations, cars
 
 
@@ -110,7 +137,11 @@ def assert_hard_rules(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(garage=garages(), strategy=st.sampled_from(RULED), tick_s=st.sampled_from((5.0, 60.0)))
+@given(
+    garage=garages(with_changes=True),
+    strategy=st.sampled_from(RULED),
+    tick_s=st.sampled_from((5.0, 60.0)),
+)
 def test_every_strategy_but_thesis_obeys_every_hard_rule(
     garage: tuple[SiteLimits, list[ConnectorSpec], list[SessionDemand]],
     strategy: str,
@@ -148,3 +179,26 @@ def test_nobody_is_paused_while_there_is_room_for_their_minimum(
             continue
         phases = supply_phases(conn, c.ev_phases, c.drawn_a)
         assert min(room[p] for p in phases) < min(allowed) - 1e-9
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    garage=garages(with_changes=True),
+    strategy=st.sampled_from(RULED),
+    tick_s=st.sampled_from((2.0, 5.0, 60.0)),
+)
+def test_no_car_is_raised_within_the_hold_time(
+    garage: tuple[SiteLimits, list[ConnectorSpec], list[SessionDemand]],
+    strategy: str,
+    tick_s: float,
+) -> None:
+    """Whatever the strategy wants, a limit set less than HOLD_S ago is never raised (a
+    raise is always safe to postpone); lowerings may come at once."""
+    site, stations, cars = garage
+    alloc = allocate(strategy, site, stations, cars, NOW, tick_s=tick_s)
+    assert not alloc.diagnostics.repaired
+    for c in cars:
+        if c.last_limit_a is None or c.last_change_at is None:
+            continue
+        if (NOW - c.last_change_at).total_seconds() < HOLD_S:
+            assert alloc.limits_a[c.connector] <= c.last_limit_a + 1e-9, c

@@ -22,6 +22,13 @@ Strategies (:data:`STRATEGIES`): ``thesis`` (the seed's duration-tiered rule, th
 ``llf`` when out of time). All but ``thesis`` pause the cars with the most slack first when
 not everybody can get 6 A, give cars that need nothing 0, and give what a tapering car does
 not take to others. :func:`offline_optimum` is the hindsight upper bound for benchmarks.
+``thesis`` ignores the fuse by design: it is a baseline for ``csms simulate`` and ``csms
+bench`` only, and ``allocate(..., live=True)`` refuses it (:data:`LIVE_STRATEGIES`).
+
+Calm limits (:mod:`csms.scheduler.calm`): given each session's limit in force and when it
+was set, a car keeps its place in line by a margin, a change smaller than 1 A is not made,
+a limit set less than a minute ago is raised only after that minute, and a lowering is made
+only where the fuse needs the room.
 
 No I/O, no asyncio, no clock: everything comes in as frozen dataclasses.
 """
@@ -39,10 +46,11 @@ from csms.scheduler.model import (
     rate_for_charger,
 )
 from csms.scheduler.offline import OfflineResult, OfflineSession, offline_optimum
-from csms.scheduler.registry import STRATEGIES, allocate
+from csms.scheduler.registry import LIVE_STRATEGIES, STRATEGIES, allocate
 from csms.scheduler.strategies.thesis import thesis_fraction
 
 __all__ = [
+    "LIVE_STRATEGIES",
     "MIN_CURRENT_A",
     "STRATEGIES",
     "Allocation",

@@ -149,6 +149,12 @@ class SessionDemand:
     ``energy_delivered_wh`` is what the session has received so far, when known: with it
     ``optimal`` shares a shortage in proportion to what each car asked for in all (served
     fractions), not to what each still needs.
+
+    ``last_limit_a`` (the limit in force now, 0 when paused) and ``last_change_at`` (when
+    that limit was set, i.e. last differed from the one before) keep limits calm (see
+    :mod:`csms.scheduler.calm`): a car keeps its place in line by a margin, small changes
+    are not made, and a limit set less than a minute ago is raised only after that minute.
+    Without them (a car's first tick) the car gets what the strategy gives it.
     """
 
     connector: ConnectorKey
@@ -160,6 +166,7 @@ class SessionDemand:
     ev_max_current_a: float | None = None
     ev_phases: int | None = None
     energy_delivered_wh: float | None = None
+    last_change_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.departure_at < self.arrival_at:

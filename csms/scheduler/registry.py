@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from csms.errors import ConfigError
+from csms.scheduler.calm import calm
 from csms.scheduler.model import (
     Allocation,
     ConnectorSpec,
@@ -15,13 +16,24 @@ from csms.scheduler.model import (
     SiteLimits,
 )
 from csms.scheduler.phases import sum_per_phase, supply_phases
-from csms.scheduler.rules import compile_problem, enforce, to_allocation
+from csms.scheduler.rules import (
+    compile_problem,
+    edf_key,
+    enforce,
+    llf_key,
+    order_by,
+    to_allocation,
+)
 from csms.scheduler.strategies.fair import allocate_equal
 from csms.scheduler.strategies.optimal import DEFAULT_BUDGET_S, allocate_optimal
 from csms.scheduler.strategies.priority import allocate_edf, allocate_llf
 from csms.scheduler.strategies.thesis import allocate_thesis
 
 STRATEGIES: tuple[str, ...] = ("thesis", "equal", "edf", "llf", "optimal")
+#: The strategies that may control real chargers. ``thesis`` is the benchmark baseline: it
+#: ignores the fuse, the 6 A minimum and the chargers' steps by design (it reproduces the
+#: seed thesis), so it may run in ``csms simulate`` / ``csms bench`` only.
+LIVE_STRATEGIES: tuple[str, ...] = ("equal", "edf", "llf", "optimal")
 
 _GREEDY = {"equal": allocate_equal, "edf": allocate_edf, "llf": allocate_llf}
 
@@ -35,12 +47,18 @@ def allocate(
     *,
     tick_s: float = 5.0,
     budget_s: float = DEFAULT_BUDGET_S,
+    live: bool = False,
 ) -> Allocation:
     """One limit in A per connector for the coming tick of ``tick_s`` seconds.
 
     ``budget_s`` bounds the time ``optimal`` may spend; past it, that tick uses ``llf``.
-    Raises ConfigError for an unknown strategy or inconsistent input.
+    ``live=True`` (a controller driving real chargers) accepts only
+    :data:`LIVE_STRATEGIES`. Limits are calmed (:mod:`csms.scheduler.calm`) with each
+    session's ``last_limit_a`` and ``last_change_at``. Raises ConfigError for an unknown
+    strategy, ``thesis`` when live, or inconsistent input.
     """
+    if live and strategy not in LIVE_STRATEGIES:
+        raise ConfigError(_not_live(strategy))
     if strategy == "thesis":
         return _thesis(site, stations, sessions, now)
     if strategy not in STRATEGIES:
@@ -56,7 +74,8 @@ def allocate(
             y = allocate_llf(problem)
     else:
         y = _GREEDY[strategy](problem)
-    y, repaired = enforce(problem, y)
+    order = order_by(problem.cars, edf_key if strategy == "edf" else llf_key)
+    y, repaired = enforce(problem, calm(problem, y, order))
     solve_ms = (time.perf_counter() - t0) * 1000.0
     return to_allocation(
         strategy,
@@ -67,6 +86,16 @@ def allocate(
         solve_ms=solve_ms,
         repaired=repaired,
     )
+
+
+def _not_live(strategy: str) -> str:
+    choose = f"choose one of {', '.join(LIVE_STRATEGIES)}"
+    if strategy == "thesis":
+        return (
+            "thesis is a benchmark baseline that ignores the fuse, the 6 A minimum and the "
+            f"chargers' steps; it never controls real chargers: {choose}"
+        )
+    return f"unknown strategy {strategy!r}; {choose}"
 
 
 def _thesis(

@@ -6,7 +6,9 @@ Every strategy except ``thesis`` must return limits where
 - the sum on each supply phase stays within fuse - margin - building load.
 Strategies compute continuous currents; :func:`finalize` rounds them down onto what the
 charger accepts and hands the crumbs freed by rounding to others, and :func:`enforce`
-re-checks the result as a last safety net.
+re-checks the result as a last safety net. :func:`llf_key` and :func:`edf_key` hold a car
+that already charges in its place with a margin (hysteresis), so that two nearly equal cars
+do not swap limits every tick.
 """
 
 from __future__ import annotations
@@ -38,6 +40,24 @@ TAPER_THRESHOLD_A = 1.0
 #: ...and is then capped at its draw plus this headroom. Headroom > threshold keeps the
 #: cap stable while the car keeps drawing the same, and lets it grow back when it draws more.
 TAPER_HEADROOM_A = 2.0
+#: Limits closer than this count as the same level: a car within it of its minimum holds
+#: the minimum, and (in :mod:`csms.scheduler.calm`) a change smaller than it is not made.
+#: 1 A is what the controller has always re-sent at most (README, Load management).
+DEADBAND_A = 1.0
+#: Hysteresis of the priority orders: a car that holds a higher standing (paused < at its
+#: minimum < more than its minimum < its full rate) keeps its place before a car of lower
+#: standing until that car's laxity (or time left, for ``edf``) is smaller by
+#: HYSTERESIS_S + HYSTERESIS_SHARE x the holder's, per standing between them. Absolute
+#: times, so the margin does not depend on the tick. The share makes the margin large
+#: while nobody is in a hurry (whose turn it is then decides no deadline, only who gets
+#: the next contactor click) and small near the deadline, where order is energy...
+HYSTERESIS_S = 900.0
+HYSTERESIS_SHARE = 0.1
+#: ...but never more than this share of the holder's own laxity per standing, so a holder
+#: about to run out of slack still yields to a car with far less: hysteresis may cost a
+#: car some slack, never its deadline. With the three standings above, a holder always
+#: keeps at least half its laxity as its priority (see :func:`held_place`).
+HYSTERESIS_MAX_SHARE = 1.0 / 6.0
 
 
 @dataclass(slots=True)
@@ -56,6 +76,9 @@ class Car:
     time_left_s: float
     power_per_a_w: float
     laxity_s: float
+    last_a: float | None = None  # the limit in force now (None: the car has none yet)
+    since_change_s: float = math.inf  # since that limit was set (inf: not known)
+    standing: int = 0  # 0 paused or new, 1 at its minimum, 2 above it, 3 at its full rate
 
     @property
     def overdue(self) -> bool:
@@ -156,6 +179,9 @@ def compile_problem(
         # No more than the car still needs within this tick (but never below the minimum).
         hi = min(hi, max(lo, need * 3600.0 / (power_per_a * tick_s)))
         time_left = (s.departure_at - now).total_seconds()
+        since_change = (
+            math.inf if s.last_change_at is None else (now - s.last_change_at).total_seconds()
+        )
         car = Car(
             index=len(cars),
             key=s.connector,
@@ -169,9 +195,13 @@ def compile_problem(
             time_left_s=time_left,
             power_per_a_w=power_per_a,
             laxity_s=time_left - need * 3600.0 / (top * power_per_a),
+            last_a=s.last_limit_a,
+            # A clock step backwards (or a change stamped in the future) is no recent change.
+            since_change_s=since_change if since_change >= 0.0 else math.inf,
         )
         if hi < top:
             car.hi_a = max(lo, floor_allowed(car, hi))
+        car.standing = standing(car)
         cars.append(car)
     return Problem(
         capacity_a=site.capacity_a(),
@@ -182,16 +212,52 @@ def compile_problem(
     )
 
 
+def standing(car: Car) -> int:
+    """How much of its place in line the car holds now, from the limit in force.
+
+    0: paused or no limit yet; 1: its minimum (within :data:`DEADBAND_A`); 2: more than
+    its minimum; 3: its full rate for this tick (within :data:`DEADBAND_A` of ``hi_a``).
+    """
+    last = car.last_a
+    if last is None or last <= EPS_A:
+        return 0
+    if last >= car.hi_a - DEADBAND_A:
+        return 3
+    if last <= car.lo_a + DEADBAND_A:
+        return 1
+    return 2
+
+
+def held_place(value_s: float, standing: int) -> float:
+    """A laxity (or time left) as the priority order sees it: lowered by the hysteresis
+    margin once per standing the car holds.
+
+    Per standing the margin is HYSTERESIS_S + HYSTERESIS_SHARE x value, at most
+    HYSTERESIS_MAX_SHARE x value: a car that holds its full rate (standing 3) with 12 h of
+    laxity keeps its place before a car at its minimum (standing 1) until that car has
+    about 4 h less, and with 1 h about 20 min less. Increasing in ``value_s`` for every
+    standing (3 x HYSTERESIS_SHARE < 1), so cars of equal standing keep the plain order;
+    a negative value (the car cannot finish any more) gets no margin.
+    """
+    if standing <= 0 or value_s <= 0.0:
+        return value_s
+    margin = min(HYSTERESIS_S + HYSTERESIS_SHARE * value_s, HYSTERESIS_MAX_SHARE * value_s)
+    return value_s - standing * margin
+
+
 # Priority orders. Overdue cars (departure passed) come last: no deadline of theirs can be
-# met any more, while the others' still can. The connector key makes ties deterministic.
+# met any more, while the others' still can. A car keeps its place against cars of lower
+# standing by a margin (held_place), so two nearly equal cars do not swap every tick: the
+# one that just got more would otherwise have more slack on the next tick. The connector
+# key, a fixed key, breaks exact ties (equal defaults on the same tick).
 def llf_key(car: Car) -> tuple[bool, float, float, ConnectorKey]:
     """Least laxity first; the car with the most slack (or the fullest) is paused first."""
-    return (car.overdue, car.laxity_s, car.time_left_s, car.key)
+    return (car.overdue, held_place(car.laxity_s, car.standing), car.time_left_s, car.key)
 
 
 def edf_key(car: Car) -> tuple[bool, float, float, ConnectorKey]:
     """Earliest departure first."""
-    return (car.overdue, car.time_left_s, car.laxity_s, car.key)
+    return (car.overdue, held_place(car.time_left_s, car.standing), car.laxity_s, car.key)
 
 
 PriorityKey = Callable[[Car], tuple[bool, float, float, ConnectorKey]]

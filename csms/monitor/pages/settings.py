@@ -15,11 +15,13 @@ import streamlit as st
 from csms.domain import SiteConfig
 from csms.errors import ConfigError
 from csms.monitor import ui
-from csms.settings import STRATEGY_NAMES, validate_site_update
+from csms.scheduler import LIVE_STRATEGIES
+from csms.settings import validate_site_update
 from csms.store import queries
 
+# Only the strategies that may control real chargers: ``thesis`` ignores the fuse and is a
+# benchmark baseline of `csms simulate` / `csms bench` only (validate_site_update refuses it).
 STRATEGY_HELP = {
-    "thesis": "the thesis's rule: 20/60/100 % of the station maximum by time left",
     "equal": "an equal share for every car",
     "edf": "earliest departure first",
     "llf": "least laxity first: the car with the least slack first",
@@ -57,11 +59,14 @@ def _render() -> None:
             key="set_margin",
             help="Kept free under the fuse on every phase.",
         )
-        strategies = list(STRATEGY_NAMES)
+        strategies = list(LIVE_STRATEGIES)
+        # A site still set to a strategy that may no longer run live (thesis, chosen before
+        # it was refused) shows llf, the default, until the form is saved; the warning
+        # below says so.
         strategy = c3.selectbox(
             "Strategy",
             strategies,
-            index=strategies.index(site.strategy) if site.strategy in strategies else 0,
+            index=strategies.index(site.strategy if site.strategy in strategies else "llf"),
             format_func=lambda s: f"{s} — {STRATEGY_HELP.get(s, '')}",
             key="set_strategy",
         )
@@ -95,6 +100,12 @@ def _render() -> None:
         currency = c8.text_input("Currency", value=site.currency, key="set_currency")
         timezone = c9.text_input("Time zone", value=site.timezone, key="set_timezone")
         submitted = st.form_submit_button("Save settings", type="primary", key="settings_save")
+    if site.strategy not in strategies:
+        st.warning(
+            f"The site's strategy {site.strategy!r} may not control real chargers; "
+            f"choose one of {', '.join(strategies)} and save.",
+            icon=":material/warning:",
+        )
     if submitted:
         changes = {
             "fuse_limit_a": fuse,

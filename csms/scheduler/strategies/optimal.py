@@ -41,7 +41,7 @@ from csms.scheduler.lp import (
     slot_variables,
     solve_max,
 )
-from csms.scheduler.rules import Problem, finalize, llf_key, order_by
+from csms.scheduler.rules import Problem, finalize, held_place, llf_key, order_by
 from csms.scheduler.strategies.fair import fair_shares
 
 DEFAULT_BUDGET_S = 0.5
@@ -101,7 +101,9 @@ def allocate_optimal(
     gain_r = v.energy_wh_per_a * (1.0 - EARLY_BONUS * mid / boundaries[-1])
     k = np.flatnonzero(first_var >= 0)  # cars present in the first slot
     e0 = v.energy_wh_per_a[first_var[k]]
-    laxity = np.array([max(car.laxity_s, 0.0) for car in planned])[k]
+    # The laxity as the priority orders see it: a car that charges keeps its urgency by
+    # the hysteresis margin, so that two nearly equal cars do not swap the current.
+    laxity = np.array([max(held_place(car.laxity_s, car.standing), 0.0) for car in planned])[k]
     gain_r[first_var[k]] += URGENCY_BONUS * e0 / (1.0 + laxity / URGENCY_SCALE_S)
 
     phase_mask = np.zeros((n, 3), dtype=np.bool_)
