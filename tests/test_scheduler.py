@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from csms.errors import ConfigError
 from csms.scheduler import (
+    LIVE_STRATEGIES,
     STRATEGIES,
     ConnectorSpec,
     RateUnit,
@@ -49,7 +51,7 @@ def limits(
     site: SiteLimits,
     stations: list[ConnectorSpec],
     cars: list[SessionDemand],
-    **kw: float,
+    **kw: Any,
 ) -> dict[str, float]:
     alloc = allocate(strategy, site, stations, cars, NOW, **kw)
     assert not alloc.diagnostics.repaired
@@ -61,6 +63,39 @@ def limits(
 
 def test_registry_names_every_strategy() -> None:
     assert STRATEGIES == ("thesis", "equal", "edf", "llf", "optimal")
+
+
+def test_live_strategies_are_every_strategy_that_obeys_the_hard_rules() -> None:
+    assert LIVE_STRATEGIES == ("equal", "edf", "llf", "optimal")
+    assert set(LIVE_STRATEGIES) == set(STRATEGIES) - {"thesis"}
+
+
+def test_thesis_never_controls_real_chargers() -> None:
+    # Four 32 A stations behind 63 A: thesis would give all four 32 A (128 A per phase).
+    stations = [station(f"s{i}", max_current_a=32) for i in range(4)]
+    cars = [car(f"s{i}", arrived_h_ago=0.1, leaves_in_h=2) for i in range(4)]
+    with pytest.raises(ConfigError) as refused:
+        allocate("thesis", SiteLimits(63), stations, cars, NOW, live=True)
+    message = str(refused.value)
+    assert message.startswith("thesis is a benchmark baseline")
+    assert message.endswith("choose one of equal, edf, llf, optimal")
+    # The same allocation is still the baseline of simulate and bench.
+    baseline = allocate("thesis", SiteLimits(63), stations, cars, NOW)
+    assert baseline.diagnostics.phase_load_a == (128.0, 128.0, 128.0)
+
+
+@pytest.mark.parametrize("strategy", LIVE_STRATEGIES)
+def test_live_strategies_run_live_within_the_fuse(strategy: str) -> None:
+    stations = [station(f"s{i}", max_current_a=32) for i in range(4)]
+    cars = [car(f"s{i}", arrived_h_ago=0.1, leaves_in_h=2) for i in range(4)]
+    alloc = allocate(strategy, SiteLimits(63), stations, cars, NOW, live=True)
+    assert max(alloc.diagnostics.phase_load_a) <= 63.0
+    assert not alloc.diagnostics.repaired
+
+
+def test_unknown_strategy_live_is_a_config_error_listing_the_live_ones() -> None:
+    with pytest.raises(ConfigError, match="unknown strategy 'greedy'; choose one of equal, edf"):
+        allocate("greedy", SiteLimits(32), [station("a")], [], NOW, live=True)
 
 
 def test_unknown_strategy_is_a_config_error() -> None:

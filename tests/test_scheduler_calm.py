@@ -142,7 +142,9 @@ def test_without_fed_back_limits_the_two_cars_would_swap_every_tick() -> None:
         seen.append(alloc.limits_a[("CP1", 1)])
         for key, car in cars.items():
             energy_wh = alloc.limits_a[key] * VOLTAGE_V * 3 * 2.0 / 3600.0
-            car.demand = replace(car.demand, energy_needed_wh=car.demand.energy_needed_wh - energy_wh)
+            car.demand = replace(
+                car.demand, energy_needed_wh=car.demand.energy_needed_wh - energy_wh
+            )
         now += timedelta(seconds=2)
     assert seen == [22.0, 6.0, 22.0, 6.0]
 
@@ -292,14 +294,19 @@ def _busy_garage() -> tuple[list[ConnectorSpec], list[tuple[float, float, float,
         else:
             steps = (6.0, 8.0, 10.0, 13.0, 16.0) if i == 4 else None
             stations.append(
-                ConnectorSpec(f"CP{i}", 1, 16.0 + 16.0 * (i % 2), wiring=wirings[i % 3],
-                              current_steps_a=steps)
+                ConnectorSpec(
+                    f"CP{i}", 1, 16.0 + 16.0 * (i % 2), wiring=wirings[i % 3], current_steps_a=steps
+                )
             )
     rng = random.Random(9)
     # (arrival s, departure s, need Wh, car phases) per station
     plan = [
-        (rng.uniform(0, 1800), rng.uniform(3600, 4 * 3600), rng.uniform(5_000, 40_000),
-         rng.choice((1, 3)))
+        (
+            rng.uniform(0, 1800),
+            rng.uniform(3600, 4 * 3600),
+            rng.uniform(5_000, 40_000),
+            rng.choice((1, 3)),
+        )
         for _ in stations
     ]
     return stations, plan

@@ -54,9 +54,7 @@ def connectors(draw: st.DrawFn, name: str) -> ConnectorSpec:
 
 
 @st.composite
-def sessions(
-    draw: st.DrawFn, key: tuple[str, int], *, with_changes: bool = False
-) -> SessionDemand:
+def sessions(draw: st.DrawFn, key: tuple[str, int], *, with_changes: bool = False) -> SessionDemand:
     arrived = draw(st.floats(min_value=0, max_value=24 * 3600))
     stays = draw(st.floats(min_value=0, max_value=30 * 3600))
     drawn = draw(st.none() | st.lists(currents, min_size=1, max_size=3).map(tuple))
@@ -96,9 +94,7 @@ def garages(
         # a charger may no longer take (its steps or maximum changed).
         grid = st.sampled_from((0.0, *STEP_CHOICES)) | st.integers(0, 400).map(lambda a: a / 10)
         cars = [
-            replace(c, last_limit_a=draw(st.none() | grid | currents))
-            if draw(st.booleans())
-            else c
+            replace(c, last_limit_a=draw(st.none() | grid | currents)) if draw(st.booleans()) else c
             for c in cars
         ]
     return draw(sites()), stations, cars

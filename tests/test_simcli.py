@@ -27,6 +27,7 @@ REQUIRED_KEYS = {
     "peak_kw",
     "compute_ms_p50",
     "compute_ms_max",
+    "limit_changes_per_car_hour",
 }
 
 
@@ -159,3 +160,10 @@ def test_simulate_runs_a_real_data_scenario_by_name(capsys: pytest.CaptureFixtur
     assert main(argv) == 0
     data = json.loads(capsys.readouterr().out)
     assert (data["scenario"], data["sessions"]) == ("risvollan-2019-01-07-7d", 23)
+
+
+def test_simulate_prints_limit_changes_per_car_hour(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["simulate", "--scenario", "garage-20", "--strategy", "llf"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if x.strip().startswith("limit changes")]
+    assert "per car-hour" in line and "h plugged in" in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 
@@ -230,3 +231,77 @@ def test_the_scheduler_sees_what_each_session_has_received(
     for delivered, needed in seen:
         assert delivered is not None
         assert delivered + needed == pytest.approx(20_000.0)
+
+
+# --- limit changes, fed back as a live controller feeds them --------------------------------
+
+
+def test_limit_changes_are_counted_per_car_hour_and_fed_back_to_the_scheduler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change is a limit that differs from the car's previous step's: its first limit is
+    none, a pause and a resume are one each. The scheduler sees the limit in force and
+    when it was set, as from a live controller."""
+    import csms.simulate as sim
+    from csms.scheduler import Allocation, Diagnostics, SessionDemand
+
+    script = [16.0, 16.0, 16.0, 10.0, 10.0, 0.0, 16.0]  # then 16 A to the end
+    seen: list[tuple[float | None, object]] = []
+    origin = sim.DEFAULT_ORIGIN
+
+    def scripted(
+        strategy: str,
+        site: object,
+        stations: object,
+        demands: list[SessionDemand],
+        *a: object,
+        **kw: object,
+    ) -> Allocation:
+        (demand,) = demands
+        step = len(seen)
+        seen.append((demand.last_limit_a, demand.last_change_at))
+        limit = script[min(step, len(script) - 1)]
+        return Allocation(
+            "llf",
+            {demand.connector: limit},
+            Diagnostics(capacity_a=(32.0, 32.0, 32.0), phase_load_a=(limit,) * 3),
+        )
+
+    monkeypatch.setattr(sim, "allocate", scripted)
+    result = simulate(crowded(fuse_a=63, cars=1), "llf", step_s=60)
+    assert result.limit_changes == 3  # 16 -> 10, 10 -> 0 (pause), 0 -> 16 (resume)
+    assert result.plugged_in_hours == pytest.approx(6.0)
+    assert result.limit_changes_per_car_hour == pytest.approx(0.5)
+    minute = timedelta(minutes=1)
+    assert seen[0] == (None, None)
+    assert seen[1] == (16.0, origin)  # the first limit starts the hold time
+    assert seen[4] == (10.0, origin + 3 * minute)
+    assert seen[6] == (0.0, origin + 5 * minute)
+    assert seen[9] == (16.0, origin + 6 * minute)
+    data = json.loads(result.to_json())
+    assert data["limit_changes_per_car_hour"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("strategy", ["llf", "optimal"])
+def test_a_real_week_of_residential_charging_changes_limits_rarely(strategy: str) -> None:
+    """Risvollan, January 2019: 30 s steps (about a live tick), and still well under one
+    limit change per car-hour plugged in, with no energy given up for it."""
+    from csms.scenario import load_scenario
+
+    scenario = load_scenario("risvollan-2019-01")
+    step_s = 30.0 if strategy == "llf" else 300.0  # the LP every 30 s for a week is slow
+    result = simulate(scenario, strategy, step_s=step_s)
+    assert result.limit_changes > 0
+    assert result.limit_changes_per_car_hour < 0.5  # 0.09 measured; 6 is the issue's bound
+    assert result.fuse_violations == 0
+    assert result.delivered_share > 0.985  # 98.7 % (what the offline optimum gets)
+
+
+def test_a_congested_garage_at_live_like_steps_stays_calm() -> None:
+    """40 cars on 3x63 A every 30 s: llf changed limits 18.7 times per car-hour when every
+    tick was planned from scratch; calm limits keep it under 2 without losing energy."""
+    scenario = make_garage_scenario(40, seed=40, fuse_limit_a=63.0, name="congested-40")
+    result = simulate(scenario, "llf", step_s=30)
+    assert result.limit_changes_per_car_hour < 2.0
+    assert result.fuse_violations == 0
+    assert result.delivered_share > 0.975  # 97.54 % before and after
