@@ -2,7 +2,8 @@
 
 For each scenario it runs every strategy through :func:`csms.simulate.simulate`, adds the
 offline optimum (the same LP solved once with hindsight: an upper bound on the energy any
-strategy can deliver) and prints one table; then it times one allocation for 10, 100 and
+strategy can deliver) and prints one table (with the limit changes per car-hour plugged in:
+calm limits must not cost energy); then it times one allocation for 10, 100 and
 1,000 connectors per strategy, and ``optimal`` for 200 sessions over a 24 h horizon.
 Scenarios run in parallel processes (one per core by default).
 """

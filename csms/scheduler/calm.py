@@ -46,8 +46,10 @@ from csms.scheduler.rules import (
 
 #: A limit set less than this ago is not raised (a raise waits until the hold is over) and
 #: is lowered only when the fuse needs the room. One minute, as the enable/disable delays
-#: of load managers in the field (evcc); it also bounds pause/resume cycles of one car to
-#: one per two minutes. Longer than a live tick (2-5 s), no longer than a bench step.
+#: of load managers in the field (evcc): a paused car resumes a minute after its pause at
+#: the earliest, and a resumed car is paused within its first minute only for the fuse.
+#: Many live ticks (2-5 s) long, and no longer than a bench step (60-300 s), so the bench
+#: measures what the deadband and the hysteresis cost, not a delay of every raise.
 HOLD_S = 60.0
 
 __all__ = ["DEADBAND_A", "HOLD_S", "calm", "in_force"]

@@ -42,21 +42,21 @@ TAPER_THRESHOLD_A = 1.0
 TAPER_HEADROOM_A = 2.0
 #: Limits closer than this count as the same level: a car within it of its minimum holds
 #: the minimum, and (in :mod:`csms.scheduler.calm`) a change smaller than it is not made.
-#: 1 A is what the controller has always re-sent at most (README, Load management).
+#: The controller never sent a change below 1 A either (README, Load management).
 DEADBAND_A = 1.0
 #: Hysteresis of the priority orders: a car that holds a higher standing (paused < at its
 #: minimum < more than its minimum < its full rate) keeps its place before a car of lower
 #: standing until that car's laxity (or time left, for ``edf``) is smaller by
-#: HYSTERESIS_S + HYSTERESIS_SHARE x the holder's, per standing between them. Absolute
-#: times, so the margin does not depend on the tick. The share makes the margin large
-#: while nobody is in a hurry (whose turn it is then decides no deadline, only who gets
-#: the next contactor click) and small near the deadline, where order is energy...
+#: HYSTERESIS_S + HYSTERESIS_SHARE x the holder's, per standing between them. Times, not
+#: ticks, so the margin is the same at any tick. The share makes the margin large while
+#: nobody is in a hurry (whose turn it is then decides no deadline, only who gets the next
+#: contactor click)...
 HYSTERESIS_S = 900.0
 HYSTERESIS_SHARE = 0.1
-#: ...but never more than this share of the holder's own laxity per standing, so a holder
-#: about to run out of slack still yields to a car with far less: hysteresis may cost a
-#: car some slack, never its deadline. With the three standings above, a holder always
-#: keeps at least half its laxity as its priority (see :func:`held_place`).
+#: ...and this cap makes it small near the deadline, where the order decides energy: never
+#: more than this share of the holder's own laxity per standing (so 15 min or more once
+#: the holder has 1.5 h of laxity). With three standings a holder keeps at least half its
+#: laxity as its priority, so a car with far less slack always comes first.
 HYSTERESIS_MAX_SHARE = 1.0 / 6.0
 
 
@@ -235,9 +235,9 @@ def held_place(value_s: float, standing: int) -> float:
     Per standing the margin is HYSTERESIS_S + HYSTERESIS_SHARE x value, at most
     HYSTERESIS_MAX_SHARE x value: a car that holds its full rate (standing 3) with 12 h of
     laxity keeps its place before a car at its minimum (standing 1) until that car has
-    about 4 h less, and with 1 h about 20 min less. Increasing in ``value_s`` for every
-    standing (3 x HYSTERESIS_SHARE < 1), so cars of equal standing keep the plain order;
-    a negative value (the car cannot finish any more) gets no margin.
+    about 3 h less, with 1 h of laxity until it has 24 min less. Increasing in
+    ``value_s`` for every standing (3 x HYSTERESIS_SHARE < 1), so cars of equal standing
+    keep the plain order; a negative value (the car cannot finish any more) gets no margin.
     """
     if standing <= 0 or value_s <= 0.0:
         return value_s
