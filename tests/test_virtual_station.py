@@ -490,7 +490,10 @@ async def test_quirky_chargers_answer_like_the_real_ones(
         answers = []
         for connector, stack, unit in profiles:
             limit = 16.0 if unit == "A" else 11040.0
-            profile = tx_default(central.clock.now(), [(0, limit)], unit=unit, stack=stack)
+            # Started a simulated minute ago: at 400x the station's clock, synced at boot,
+            # may trail the central system's by a few simulated seconds under load.
+            start = central.clock.now() - timedelta(minutes=1)
+            profile = tx_default(start, [(0, limit)], unit=unit, stack=stack)
             answer = await central.call(
                 "SetChargingProfile", {"connectorId": connector, "csChargingProfiles": profile}
             )
