@@ -173,7 +173,12 @@ class Controller:
                     if self._wake.is_set():
                         snapshot = None
                     self._wake.clear()
-                    await self.plan_once(snapshot)
+                    try:
+                        await self.plan_once(snapshot)
+                    except Exception:
+                        # One bad plan must not stop load management: the chargers keep
+                        # what they accepted, and the next tick plans again.
+                        log.exception("plan failed; the next tick plans again")
                     next_tick = time.monotonic() + real_tick_s
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(

@@ -156,6 +156,11 @@ class CentralSystem:
         try:
             answer = await session.send_call(action, payload)
             return answer
+        except ConnectionClosed as exc:
+            # The link went down with the call on it: no answer will come.
+            raise NotConnectedError(
+                f"charge point {cp_id!r} disconnected during {action}: {exc}"
+            ) from exc
         finally:
             # Whoever sent it (controller, outbox, monitor override), every observer learns
             # what the charger was asked and what it answered (None: no answer came back).
