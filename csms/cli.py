@@ -1,4 +1,4 @@
-"""The `csms` command: serve, database, stations, id tags, site, commands, export.
+"""The `csms` command: serve, database, stations, id tags, site, commands, export, users.
 
 Every subcommand takes ``--database-url`` (else ``GARAGEGRID_DATABASE_URL``, else the
 SQLite default) and brings the schema up to date before it touches the database.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,6 +17,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 
 from csms import simcli
+from csms.auth import (
+    Role,
+    check_new_password,
+    check_user_name,
+    generate_password,
+    hash_user_password,
+)
 from csms.errors import ConfigError, GarageGridError, NotFoundError
 from csms.logs import configure_logging
 from csms.settings import validate_building_load, validate_site_update, validate_station
@@ -399,6 +407,111 @@ async def _provision(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
+# ------------------------------------------------------------- monitor accounts
+def _cli_actor() -> str:
+    """Who ran ``csms user ...``, for the audit log."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return "cli"
+
+
+def _new_password(args: argparse.Namespace) -> tuple[str, bool]:
+    """--password, else asked twice on a terminal (empty: generate), else generated.
+    Returns the password and whether it was generated (then it is printed once)."""
+    if args.password is not None:
+        return check_new_password(args.password), False
+    if sys.stdin.isatty():
+        first = getpass.getpass("password (empty: generate one): ")
+        if first:
+            if getpass.getpass("again: ") != first:
+                raise ConfigError("password: the two entries differ")
+            return check_new_password(first), False
+    return generate_password(), True
+
+
+def _print_generated(name: str, password: str) -> None:
+    print(f"password for {name} (shown once, not stored in clear): {password}")
+
+
+async def _user_add(args: argparse.Namespace, repo: Repository) -> int:
+    name = check_user_name(args.name)
+    role = Role(args.role)
+    password, generated = _new_password(args)
+    account = await repo.add_user(
+        name, role, hash_user_password(password), stations=args.station, tags=args.tag
+    )
+    scope = sorted(account.stations | account.tags)
+    await repo.record_audit(
+        at=repo.now(),
+        actor=_cli_actor(),
+        role=None,
+        action="add user",
+        target=name,
+        detail={
+            "role": role.value,
+            "stations": sorted(account.stations),
+            "tags": sorted(account.tags),
+        },
+    )
+    print(f"added {role} {name}" + (f" ({', '.join(scope)})" if scope else ""))
+    if generated:
+        _print_generated(name, password)
+    return 0
+
+
+async def _user_set_password(args: argparse.Namespace, repo: Repository) -> int:
+    if await repo.get_user(args.name) is None:
+        raise NotFoundError(f"no user {args.name!r}")
+    password, generated = _new_password(args)
+    await repo.set_user_password(args.name, hash_user_password(password))
+    await repo.record_audit(
+        at=repo.now(), actor=_cli_actor(), role=None, action="set password", target=args.name
+    )
+    print(f"new password set for {args.name}; their monitor sessions have ended")
+    if generated:
+        _print_generated(args.name, password)
+    return 0
+
+
+async def _user_list(args: argparse.Namespace, repo: Repository) -> int:
+    accounts = await repo.list_users()
+    if args.json:
+        rows: list[dict[str, Any]] = [
+            {
+                "name": a.name,
+                "role": a.role.value,
+                "stations": sorted(a.stations),
+                "tags": sorted(a.tags),
+                "last_login": _iso(a.last_login_at),
+            }
+            for a in accounts
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [
+        {
+            "name": a.name,
+            "role": a.role.value,
+            "stations": ",".join(sorted(a.stations)),
+            "tags": ",".join(sorted(a.tags)),
+            "last_login": _iso(a.last_login_at) or "never",
+        }
+        for a in accounts
+    ]
+    _print_table(table, ["name", "role", "stations", "tags", "last_login"], sys.stdout)
+    return 0
+
+
+async def _user_remove(args: argparse.Namespace, repo: Repository) -> int:
+    await repo.remove_user(args.name)
+    await repo.record_audit(
+        at=repo.now(), actor=_cli_actor(), role=None, action="remove user", target=args.name
+    )
+    print(f"removed user {args.name}; their monitor sessions have ended")
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 def _db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -569,6 +682,38 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--password", help="AuthorizationKey for every station")
     provision.add_argument("--site", action="store_true", help="also take the scenario's fuse")
     provision.set_defaults(handler=_provision)
+
+    user = sub.add_parser("user", help="monitor accounts: managers, residents, viewers")
+    us_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    us_add = us_sub.add_parser(
+        "add",
+        help="create a monitor account",
+        description="Without --password: asked on a terminal, else generated and printed once.",
+    )
+    _db_option(us_add)
+    us_add.add_argument("name")
+    us_add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    us_add.add_argument(
+        "--station", action="append", default=[], metavar="CP_ID", help="a resident's station"
+    )
+    us_add.add_argument("--tag", action="append", default=[], help="a resident's id tag")
+    us_add.add_argument(
+        "--password", help="the password (else asked, or generated); stays in shell history"
+    )
+    us_add.set_defaults(handler=_user_add)
+    us_pw = us_sub.add_parser("set-password", help="a new password (ends the account's sessions)")
+    _db_option(us_pw)
+    us_pw.add_argument("name")
+    us_pw.add_argument("--password", help="the password (else asked, or generated)")
+    us_pw.set_defaults(handler=_user_set_password)
+    us_list = us_sub.add_parser("list", help="list monitor accounts (never their passwords)")
+    _db_option(us_list)
+    us_list.add_argument("--json", action="store_true")
+    us_list.set_defaults(handler=_user_list)
+    us_remove = us_sub.add_parser("remove", help="delete a monitor account")
+    _db_option(us_remove)
+    us_remove.add_argument("name")
+    us_remove.set_defaults(handler=_user_remove)
 
     simcli.add_commands(sub)
     return parser

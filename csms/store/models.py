@@ -365,3 +365,72 @@ class ConnectionEvent(Base):
     event: Mapped[str] = mapped_column(String(24))
     remote: Mapped[str | None] = mapped_column(String(64), default=None)
     detail: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+# ------------------------------------------------------------- monitor accounts
+class User(Base):
+    """A person who logs in to the monitor (csms.auth.Role: manager, resident, viewer).
+
+    ``password_hash``: scrypt, csms.auth.hash_user_password. ``credentials_version``
+    grows when the password changes; a monitor session opened under an older one ends.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    credentials_version: Mapped[int] = mapped_column(Integer, default=1)
+    last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UserStation(Base):
+    """A resident's station (no foreign key: the binding outlives a charger swapped
+    under the same id)."""
+
+    __tablename__ = "user_stations"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    charge_point_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class UserTag(Base):
+    """A resident's id tag (their RFID card; the sessions charged with it are theirs)."""
+
+    __tablename__ = "user_tags"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    id_tag: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class LoginThrottle(Base):
+    """Failed logins per name tried, known or not (csms.auth.LoginThrottle)."""
+
+    __tablename__ = "login_throttle"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime | None] = mapped_column(default=None)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEntry(Base):
+    """Who did what, when: every write made in the monitor or with `csms user`, every
+    login, logout, lockout and refused request."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str | None] = mapped_column(String(16), default=None)
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(128), default=None)
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)

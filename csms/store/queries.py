@@ -40,6 +40,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from csms.auth import Account
 from csms.clock import ClockAnchor
 from csms.domain import SiteConfig
 from csms.store import models as m
@@ -643,11 +644,13 @@ async def sessions(
     owner: str | None = None,
     open_only: bool = False,
     limit: int | None = None,
+    visible_to: Account | None = None,
 ) -> pd.DataFrame:
     """Charging sessions started in [start, end), newest first, with their energy.
 
     A finished session's energy is meterStop - meterStart; a running one's is the newest
-    energy-register reading minus meterStart.
+    energy-register reading minus meterStart. ``visible_to``: only the sessions that
+    account may see (a resident's: at their stations or with their tags).
     """
     tx = m.Transaction
     stmt = (
@@ -668,6 +671,10 @@ async def sessions(
         stmt = stmt.where(m.IdTag.owner == owner)
     if open_only:
         stmt = stmt.where(tx.stopped_at.is_(None))
+    if visible_to is not None and not visible_to.sees_everything:
+        stmt = stmt.where(
+            or_(tx.charge_point_id.in_(visible_to.stations), tx.id_tag.in_(visible_to.tags))
+        )
     if limit is not None:
         stmt = stmt.limit(limit)
     async with sm() as s:
@@ -935,8 +942,10 @@ async def notifications(
     transaction_id: int | None = None,
     id_tag: str | None = None,
     limit: int = 50,
+    visible_to: Account | None = None,
 ) -> pd.DataFrame:
-    """Messages to a resident: of a transaction, or of a tag (either matches when both)."""
+    """Messages to a resident: of a transaction, or of a tag (either matches when both);
+    ``visible_to``: only those at the account's stations or for its tags."""
     n = m.Notification
     stmt = select(n.created_at, n.kind, n.message, n.charge_point_id, n.transaction_id).order_by(
         n.created_at.desc(), n.id.desc()
@@ -948,6 +957,10 @@ async def notifications(
         conditions.append(n.id_tag == id_tag)
     if conditions:
         stmt = stmt.where(or_(*conditions))
+    if visible_to is not None and not visible_to.sees_everything:
+        stmt = stmt.where(
+            or_(n.charge_point_id.in_(visible_to.stations), n.id_tag.in_(visible_to.tags))
+        )
     stmt = stmt.limit(limit)
     async with sm() as s:
         rows = (await s.execute(stmt)).all()
@@ -957,6 +970,46 @@ async def notifications(
     )
     frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
     return frame
+
+
+# ----------------------------------------------------------------------- audit log
+AUDIT_COLUMNS = ["id", "at", "actor", "role", "action", "target", "outcome", "detail"]
+
+
+async def audit_log(
+    sm: SessionMaker,
+    *,
+    actor: str | None = None,
+    since: datetime | None = None,
+    limit: int = 500,
+) -> pd.DataFrame:
+    """The newest audit rows (of one actor, since a time), newest first."""
+    a = m.AuditEntry
+    stmt = select(a).order_by(a.at.desc(), a.id.desc()).limit(limit)
+    if actor is not None:
+        stmt = stmt.where(a.actor == actor)
+    if since is not None:
+        stmt = stmt.where(a.at >= since)
+    async with sm() as s:
+        rows = (await s.execute(stmt)).scalars().all()
+    frame = pd.DataFrame(
+        [{k: getattr(r, k) for k in AUDIT_COLUMNS} for r in rows], columns=AUDIT_COLUMNS
+    )
+    frame["at"] = pd.to_datetime(frame["at"], utc=True)
+    return frame
+
+
+async def user_count(sm: SessionMaker) -> int:
+    """How many monitor accounts exist (the login page says how to make the first)."""
+    async with sm() as s:
+        return int((await s.execute(select(func.count()).select_from(m.User))).scalar_one())
+
+
+async def audit_actors(sm: SessionMaker) -> list[str]:
+    """Everyone who appears in the audit log, for its filter."""
+    async with sm() as s:
+        rows = await s.execute(select(m.AuditEntry.actor).distinct().order_by(m.AuditEntry.actor))
+    return [str(r) for r in rows.scalars()]
 
 
 def choose_bucket_s(span: timedelta, *, max_points: int = 400, minimum_s: int = 15) -> int:

@@ -19,7 +19,7 @@ from sqlalchemy import Update, and_, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from csms.auth import hash_password
+from csms.auth import Account, LoginThrottle, Role, hash_password
 from csms.clock import Clock, ClockAnchor, WallClock
 from csms.controller.capabilities import (
     Capabilities,
@@ -990,6 +990,169 @@ class Repository:
                     charge_point_id=charge_point_id,
                     transaction_id=transaction_id,
                     id_tag=id_tag,
+                )
+            )
+
+    # ------------------------------------------------------------ monitor accounts
+    async def _account(self, s: AsyncSession, row: m.User) -> Account:
+        stations = (
+            await s.execute(
+                select(m.UserStation.charge_point_id).where(m.UserStation.user_id == row.id)
+            )
+        ).scalars()
+        tags = (
+            await s.execute(select(m.UserTag.id_tag).where(m.UserTag.user_id == row.id))
+        ).scalars()
+        return Account(
+            id=row.id,
+            name=row.name,
+            role=Role(row.role),
+            stations=frozenset(stations),
+            tags=frozenset(tags),
+            credentials_version=row.credentials_version,
+            last_login_at=row.last_login_at,
+        )
+
+    async def add_user(
+        self,
+        name: str,
+        role: Role,
+        password_hash: str,
+        *,
+        stations: Iterable[str] = (),
+        tags: Iterable[str] = (),
+    ) -> Account:
+        """A monitor account; the caller hashes the password (csms.auth.hash_user_password).
+
+        A resident needs at least one station or tag, and every one must be registered;
+        the other roles see the whole garage and take none.
+        """
+        role = Role(role)
+        stations, tags = sorted(set(stations)), sorted(set(tags))
+        if role is Role.resident and not (stations or tags):
+            raise ConfigError("a resident needs at least one --station or --tag")
+        if role is not Role.resident and (stations or tags):
+            raise ConfigError(f"a {role} sees every station; --station and --tag are for residents")
+        async with self._unit() as s:
+            known = set(
+                (
+                    await s.execute(select(m.ChargePoint.id).where(m.ChargePoint.id.in_(stations)))
+                ).scalars()
+            )
+            if missing := [cp for cp in stations if cp not in known]:
+                raise ConfigError(
+                    f"no charge point {', '.join(missing)} (`csms station add` it first)"
+                )
+            known = set(
+                (await s.execute(select(m.IdTag.id_tag).where(m.IdTag.id_tag.in_(tags)))).scalars()
+            )
+            if missing := [t for t in tags if t not in known]:
+                raise ConfigError(f"no id tag {', '.join(missing)} (`csms idtag add` it first)")
+            if await s.scalar(select(m.User.id).where(m.User.name == name)) is not None:
+                raise ConfigError(f"user {name!r} already exists")
+            row = m.User(
+                name=name, role=role.value, password_hash=password_hash, created_at=self.now()
+            )
+            s.add(row)
+            await s.flush()
+            s.add_all(m.UserStation(user_id=row.id, charge_point_id=cp) for cp in stations)
+            s.add_all(m.UserTag(user_id=row.id, id_tag=t) for t in tags)
+            await s.flush()
+            return await self._account(s, row)
+
+    async def get_user(self, name: str) -> Account | None:
+        async with self._unit() as s:
+            row = await s.scalar(select(m.User).where(m.User.name == name))
+            return None if row is None else await self._account(s, row)
+
+    async def user_by_id(self, user_id: int) -> Account | None:
+        async with self._unit() as s:
+            row = await s.get(m.User, user_id)
+            return None if row is None else await self._account(s, row)
+
+    async def user_credentials(self, name: str) -> tuple[Account, str] | None:
+        """The account and its password hash, for a login check only."""
+        async with self._unit() as s:
+            row = await s.scalar(select(m.User).where(m.User.name == name))
+            return None if row is None else (await self._account(s, row), row.password_hash)
+
+    async def list_users(self) -> list[Account]:
+        async with self._unit() as s:
+            rows = (await s.execute(select(m.User).order_by(m.User.name))).scalars().all()
+            return [await self._account(s, row) for row in rows]
+
+    async def set_user_password(self, name: str, password_hash: str) -> Account:
+        """A new password; the account's open monitor sessions end (credentials_version)."""
+        async with self._unit() as s:
+            row = await s.scalar(select(m.User).where(m.User.name == name))
+            if row is None:
+                raise NotFoundError(f"no user {name!r}")
+            row.password_hash = password_hash
+            row.credentials_version += 1
+            await s.flush()
+            return await self._account(s, row)
+
+    async def remove_user(self, name: str) -> None:
+        async with self._unit() as s:
+            row = await s.scalar(select(m.User).where(m.User.name == name))
+            if row is None:
+                raise NotFoundError(f"no user {name!r}")
+            await s.delete(row)
+
+    async def login_throttle(self, name: str) -> LoginThrottle:
+        async with self._unit() as s:
+            row = await s.get(m.LoginThrottle, name[: m.LoginThrottle.name.type.length])
+            if row is None:
+                return LoginThrottle()
+            return LoginThrottle(row.failures, row.first_failure_at, row.locked_until)
+
+    async def record_login_failure(self, name: str, now: datetime) -> LoginThrottle:
+        """Count a wrong password for ``name`` (known or not); returns the new state."""
+        key = name[: m.LoginThrottle.name.type.length]
+        async with self._unit() as s:
+            row = await s.get(m.LoginThrottle, key)
+            if row is None:
+                row = m.LoginThrottle(name=key, failures=0)
+                s.add(row)
+            state = LoginThrottle(row.failures, row.first_failure_at, row.locked_until)
+            state = state.after_failure(now)
+            row.failures = state.failures
+            row.first_failure_at = state.first_failure_at
+            row.locked_until = state.locked_until
+            return state
+
+    async def record_login_success(self, user_id: int, now: datetime) -> None:
+        async with self._unit() as s:
+            row = await s.get(m.User, user_id)
+            if row is None:
+                raise NotFoundError(f"no user {user_id}")
+            row.last_login_at = now
+            throttle = await s.get(m.LoginThrottle, row.name)
+            if throttle is not None:
+                await s.delete(throttle)
+
+    async def record_audit(
+        self,
+        *,
+        at: datetime,
+        actor: str,
+        role: str | None,
+        action: str,
+        target: str | None = None,
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """One audit row: who (``actor``, ``role``) did ``action`` to ``target``, when."""
+        async with self._unit() as s:
+            s.add(
+                m.AuditEntry(
+                    at=at,
+                    actor=actor[:64],
+                    role=role,
+                    action=action[:64],
+                    target=None if target is None else target[:128],
+                    outcome=outcome,
+                    detail=detail,
                 )
             )
 
