@@ -1,13 +1,18 @@
 """The Streamlit monitor, page by page, with streamlit.testing's AppTest.
 
-Every page runs on a seeded garage and on an empty database; the writes a manager or a
-resident can make land in the store (or are refused with nothing written). The read
+Every page runs on a seeded garage and on an empty database, logged in as a manager
+(role enforcement, lockout and sessions: tests/test_accounts.py); the writes a manager or
+a resident can make land in the store (or are refused with nothing written). The read
 queries behind the pages are checked against the seed's own bookkeeping.
+
+Helpers here (garages with accounts, `open_page`, `log_in`, the fake wall clock) are
+shared with tests/test_accounts.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,9 +26,11 @@ import streamlit as st
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from csms.auth import Account, Role, hash_user_password
 from csms.clock import ClockAnchor
 from csms.errors import ConfigError
-from csms.monitor import actions, frames
+from csms.monitor import actions, frames, ui
+from csms.monitor.pages import PAGES as PAGE_SPECS
 from csms.monitor.pages.resident import NEED_ENERGY, NEED_MODEL
 from csms.monitor.pages.settings import apply_site_changes
 from csms.store import migrate, queries
@@ -46,31 +53,91 @@ CLOCKS = (
     datetime(2026, 3, 29, 1, 30, tzinfo=UTC),
     datetime(2026, 10, 25, 0, 45, tzinfo=UTC),
 )
-PAGES = ("live", "history", "stations", "sessions", "resident", "settings")
+PAGES = tuple(page.name for page in PAGE_SPECS)
 # A page run reads SQLite, pandas and Altair on a shared 2-core machine.
 TIMEOUT_S = 60
+
+
+# The monitor's accounts in every test database. A resident is bound to a station and
+# a tag of a car that is plugged in (when there is one), see `_create`.
+MANAGER, VIEWER, RITA, ROLF = "mia", "vera", "rita", "rolf"
+RESIDENTS = (RITA, ROLF)
+ROLES = {MANAGER: Role.manager, VIEWER: Role.viewer, RITA: Role.resident, ROLF: Role.resident}
+PASSWORDS = {name: f"{name}-secret-pw" for name in ROLES}
+
+
+@functools.cache
+def password_hash(name: str) -> str:
+    """Hashed once per test run: each scrypt hash costs ~0.4 s."""
+    return hash_user_password(PASSWORDS[name])
+
+
+@dataclass
+class FakeWall:
+    """The monitor's real-time clock in tests (sessions, lockouts, audit): moved by hand."""
+
+    at: datetime
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, **span: float) -> None:
+        self.at += timedelta(**span)
+
+
+@dataclass(frozen=True)
+class FixedClock:
+    """A repository clock that never moves (created_at of test rows)."""
+
+    at: datetime
+    speed: float = 1.0
+
+    def now(self) -> datetime:
+        return self.at
+
+    async def sleep(self, simulated_s: float) -> None:
+        await asyncio.sleep(0)
 
 
 @dataclass(frozen=True)
 class Garage:
     url: str
     end: datetime
+    # resident name -> (station, tag) they are bound to
+    residents: dict[str, tuple[str, str]]
 
 
 def _url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path}"
 
 
-async def _create(url: str, *, seed: bool, end: datetime) -> None:
+async def _create(url: str, *, seed: bool, end: datetime) -> dict[str, tuple[str, str]]:
+    """A migrated database (seeded or empty) on the garage clock ``end``, with a manager,
+    and on a seeded one also a viewer and two residents (plugged-in cars first)."""
     engine = create_engine(url)
     try:
         await migrate.upgrade(engine)
+        sm = create_sessionmaker(engine)
+        repo = Repository(sm, clock=FixedClock(end))
+        residents: dict[str, tuple[str, str]] = {}
         if seed:
-            await seed_demo_data(
-                create_sessionmaker(engine), stations=6, days=2, start=end - timedelta(days=2)
+            await seed_demo_data(sm, stations=6, days=2, start=end - timedelta(days=2))
+            running = await queries.sessions(sm, open_only=True)
+            cars = [(str(r["charge_point_id"]), str(r["id_tag"])) for _, r in running.iterrows()]
+            spare = [(f"CP{i:03d}", f"TAG{i:04d}") for i in range(1, 7)]
+            bound = [*cars, *(p for p in spare if p[0] not in {c[0] for c in cars})]
+            residents = dict(zip(RESIDENTS, bound, strict=False))
+        for name in (MANAGER, VIEWER, *residents) if seed else (MANAGER,):
+            station, tag = residents.get(name, (None, None))
+            await repo.add_user(
+                name,
+                ROLES[name],
+                password_hash(name),
+                stations=[station] if station else [],
+                tags=[tag] if tag else [],
             )
-        repo = Repository(create_sessionmaker(engine))
         await repo.publish_clock(ClockAnchor.frozen(end), "test")
+        return residents
     finally:
         await engine.dispose()
 
@@ -88,19 +155,35 @@ def query(url: str, fn: Any) -> Any:
     return asyncio.run(_query(url, fn))
 
 
-@pytest.fixture(autouse=True)
-def _release_stores() -> Iterator[None]:
-    """Each test has its own database; close the cached stores (and their loops) after."""
-    yield
+def install_wall(monkeypatch: pytest.MonkeyPatch) -> FakeWall:
+    """Real time as the monitor reads it, fixed (never the hour the test runs at)."""
+    clock = FakeWall(END)
+    monkeypatch.setattr(ui, "wall_clock", clock)
+    return clock
+
+
+def release_stores() -> None:
+    """Each test has its own database; close the cached stores (and their loops)."""
     st.cache_resource.clear()
     st.cache_data.clear()
 
 
+@pytest.fixture(autouse=True)
+def wall(monkeypatch: pytest.MonkeyPatch) -> FakeWall:
+    return install_wall(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _release_stores() -> Iterator[None]:
+    yield
+    release_stores()
+
+
 def _seeded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: datetime) -> Garage:
     url = _url(tmp_path / "seeded.db")
-    asyncio.run(_create(url, seed=True, end=end))
+    residents = asyncio.run(_create(url, seed=True, end=end))
     monkeypatch.setenv(DATABASE_URL_ENV, url)
-    return Garage(url, end)
+    return Garage(url, end, residents)
 
 
 @pytest.fixture
@@ -113,17 +196,35 @@ def empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Garage:
     url = _url(tmp_path / "empty.db")
     asyncio.run(_create(url, seed=False, end=END))
     monkeypatch.setenv(DATABASE_URL_ENV, url)
-    return Garage(url, END)
+    return Garage(url, END, {})
 
 
-def open_page(page: str) -> AppTest:
+def log_in(at: AppTest, name: str, password: str | None = None) -> AppTest:
+    """Fill in the login form and submit it (the app must show the login page)."""
+    at.text_input(key="login_name").set_value(name)
+    at.text_input(key="login_password").set_value(PASSWORDS[name] if password is None else password)
+    return at.button(key="login_submit").click().run()
+
+
+def page_path(page: str) -> str:
+    return f"csms/monitor/pages/{page}.py"
+
+
+def open_page(page: str, who: str = MANAGER) -> AppTest:
+    """The app, logged in as ``who``, on ``page``."""
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
     at.run()
-    if page != "live":
-        at.switch_page(f"csms/monitor/pages/{page}.py")
-        at.run()
+    log_in(at, who)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any(getattr(t, "key", None) == "login_name" for t in at.text_input), texts(at.error)
+    at.switch_page(page_path(page))
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def manager_account() -> Account:
+    return Account(id=0, name=MANAGER, role=Role.manager)
 
 
 def charts(at: AppTest) -> list[Any]:
@@ -156,6 +257,47 @@ def test_every_page_renders_on_a_seeded_garage(seeded: Garage, page: str) -> Non
         assert len(at.get("download_button")) >= 2
     if page == "resident":
         assert {mt.label for mt in at.metric} >= {"Your limit", "Drawing", "Charged so far"}
+    if page == "audit":
+        assert "log in" in set(at.dataframe[0].value["What"])
+    if page == "account":
+        assert MANAGER in texts(at.markdown)
+    for metric in at.metric:  # every KPI says in one line what it is
+        assert metric.proto.help, f"{page}: {metric.label} has no help"
+
+
+def _cells(at: AppTest) -> list[str]:
+    """What the tables, metrics and captions show, cell by cell."""
+    out = [str(mt.value) for mt in at.metric]
+    for frame in at.dataframe:
+        value = frame.value
+        assert not value.isna().any().any(), value[value.isna().any(axis=1)]
+        out.extend(str(v) for v in value.to_numpy().ravel())
+    return out
+
+
+def test_no_page_shows_none_or_nan(seeded: Garage) -> None:
+    """Empty values read '–' (an idle station's limit, a car without SoC, a running
+    session's stop reason...), never None, nan or NaT."""
+    at = open_page("live")
+    for page in PAGES:
+        at.switch_page(page_path(page)).run()
+        cells = (
+            _cells(at) + [str(c.value) for c in at.caption] + [str(m.value) for m in at.markdown]
+        )
+        bad = [c for c in cells if c.strip() in {"None", "nan", "NaN", "NaT", "<NA>"}]
+        assert not bad, (page, bad)
+        assert not [c for c in cells if "None" in c.split() or "nan" in c.split()], page
+
+
+def test_costs_say_no_price_set_when_the_price_is_zero(seeded: Garage) -> None:
+    at = open_page("settings")
+    at.number_input(key="set_price").set_value(0.0)
+    button(at, "settings_save").click().run()
+    at.switch_page(page_path("sessions")).run()
+    cost = next(mt for mt in at.metric if mt.label == "Cost")
+    assert cost.value == "no price set"
+    assert not [c for c in at.dataframe[0].value.columns if c.startswith("Cost")]
+    assert "cost" not in at.dataframe[1].value.columns
 
 
 def _open_transactions(url: str) -> int:
@@ -178,8 +320,10 @@ def test_every_page_reads_the_garage_clock_at_any_hour(
     page follows the garage's clock (no stale-data warning, its cars are the open ones) and
     no station was last seen "in the future"."""
     garage = _seeded(tmp_path, monkeypatch, end)
+    at = open_page("live")
     for page in PAGES:
-        at = open_page(page)
+        at.switch_page(page_path(page)).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
         assert not at.error, (page, texts(at.error))
         if page == "live":
             plugged = _open_transactions(garage.url)
@@ -200,6 +344,9 @@ def test_every_page_has_an_empty_state_on_an_empty_database(empty: Garage, page:
     assert not at.error, texts(at.error)
     if page == "settings":
         assert at.number_input(key="set_fuse").value == 63.0
+        return
+    if page in ("audit", "account"):  # the login itself is the first audit row
+        assert at.dataframe or MANAGER in texts(at.markdown)
         return
     message = texts(at.info)
     if page == "sessions":
@@ -227,15 +374,28 @@ def test_history_page_per_phase_and_range(seeded: Garage) -> None:
 
 
 # ------------------------------------------------------------------- failures
+def _app() -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    return at.run()
+
+
 def test_missing_database_is_an_error_box_not_a_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gone = tmp_path / "gone.db"
     monkeypatch.setenv(DATABASE_URL_ENV, _url(gone))
-    for page in ("live", "stations"):
-        at = open_page(page)
-        assert "does not exist" in texts(at.error)
+    at = _app()
+    assert not at.exception
+    assert "does not exist" in texts(at.error)
     assert not gone.exists(), "the monitor must not create an empty database"
+
+
+def test_database_gone_while_logged_in_is_an_error_box(seeded: Garage) -> None:
+    at = open_page("stations")
+    Path(seeded.url.removeprefix("sqlite+aiosqlite:///")).unlink()
+    at.run()
+    assert not at.exception
+    assert "does not exist" in texts(at.error)
 
 
 def test_database_without_schema_is_an_error_box(
@@ -244,7 +404,8 @@ def test_database_without_schema_is_an_error_box(
     bare = tmp_path / "bare.db"
     bare.write_bytes(b"")
     monkeypatch.setenv(DATABASE_URL_ENV, _url(bare))
-    at = open_page("history")
+    at = _app()
+    assert not at.exception
     assert "no GarageGrid tables" in texts(at.error)
 
 
@@ -346,7 +507,7 @@ def test_command_buttons_write_outbox_rows(seeded: Garage) -> None:
         "TriggerMessage",
     ]
     assert all(c.charge_point_id == cp_id and c.status == "pending" for c in new)
-    assert all(c.requested_by == "monitor" for c in new)
+    assert all(c.requested_by == f"monitor:{MANAGER}" for c in new)
     override, pause = new[0].payload, new[1].payload
     profile = override["csChargingProfiles"]
     assert profile["transactionId"] == tx_id
@@ -412,7 +573,7 @@ def test_bad_departure_and_time_zone_are_refused(seeded: Garage) -> None:
 def test_unknown_strategy_is_refused_before_any_write(seeded: Garage) -> None:
     before = _site(seeded.url)
     with pytest.raises(ConfigError, match="unknown strategy"):
-        apply_site_changes(before, {"strategy": "fastest-first"})
+        apply_site_changes(manager_account(), before, {"strategy": "fastest-first"})
     assert _site(seeded.url) == before
 
 

@@ -25,6 +25,14 @@ MARGIN_COLOUR = "#ff7f0e"
 BUILDING_COLOUR = "#6b6b6b"
 IDLE_COLOUR = "#2ca02c"
 LINE_SERIES = ("Fuse", "Fuse - margin", "Building load")
+# A 20-station legend runs off the chart (and off a phone): the stations that drew most in
+# the window get a colour each, the rest share one grey band.
+TOP_STATIONS = 8
+STATION_COLOURS = (
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2",
+    "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
+)  # fmt: skip
+OTHERS_COLOUR = "#9d9d9d"
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,31 @@ class LoadChartData:
     stack: pd.DataFrame  # time, at, station, value
     lines: pd.DataFrame  # time, at, series, value
     idle: pd.DataFrame  # time, at, used, budget
+    legend: tuple[str, ...] = ()  # station labels in legend order, "Others (n)" last
+
+
+def others_label(count: int) -> str:
+    return f"Others ({count} stations)"
+
+
+def legend_groups(
+    energy: pd.Series[Any], top_n: int = TOP_STATIONS
+) -> tuple[dict[str, str], tuple[str, ...]]:
+    """Which legend entry each station label falls under, and the legend's order.
+
+    ``energy``: what each station (by label) drew in the window. Stations that drew
+    nothing stay out of the legend (while any drew); the ``top_n`` that drew most are
+    listed by name, the rest share "Others (n stations)" (only when n >= 2).
+    """
+    drew = energy[energy > 0] if (energy > 0).any() else energy
+    ranked = drew.sort_values(ascending=False, kind="stable")
+    if len(ranked) <= top_n + 1:
+        top = sorted(str(s) for s in ranked.index)
+        return {s: s for s in top}, tuple(top)
+    top = sorted(str(s) for s in ranked.index[:top_n])
+    others = others_label(len(ranked) - top_n)
+    groups = {str(s): (str(s) if str(s) in top else others) for s in ranked.index}
+    return groups, (*top, others)
 
 
 def _time_axis(span_s: float) -> alt.X:
@@ -72,6 +105,7 @@ def load_chart_data(
     unit: Unit,
     per_phase: bool,
     names: Mapping[str, str],
+    top_stations: int = TOP_STATIONS,
 ) -> list[LoadChartData]:
     """The stacked station draw with the fuse, fuse - margin and building-load lines.
 
@@ -83,6 +117,15 @@ def load_chart_data(
     v = site.voltage_v
     frame = draw.copy()
     frame["station"] = frame["charge_point_id"].map(lambda cp: names.get(cp, cp))
+    groups, legend = legend_groups(frame.groupby("station")["power_w"].sum(), top_stations)
+    frame["station"] = frame["station"].map(groups)
+    frame = frame.dropna(subset=["station"])
+
+    def stacked(values: pd.Series[Any]) -> pd.DataFrame:
+        """One band per legend entry (the others summed)."""
+        out = frame[["time", "station"]].assign(value=values)
+        return out.groupby(["time", "station"], sort=False)["value"].sum().reset_index()
+
     totals = total_by_phase(draw).set_index("time")
     build = building.set_index("time")
     times = totals.index
@@ -109,32 +152,32 @@ def load_chart_data(
     if per_phase:
         for p in phases:
             factor = v / 1000.0 if unit == "kW" else 1.0
-            stack = frame[["time", "station"]].assign(value=frame[p] * factor)
             panels.append(
                 LoadChartData(
                     panel=p,
-                    stack=stack,
+                    stack=stacked(frame[p] * factor),
                     lines=lines(
                         site.fuse_limit_a * factor, site.margin_a * factor, build[p] * factor
                     ),
                     idle=idle(totals[p] * factor, capacity[p] * factor),
+                    legend=legend,
                 )
             )
         return panels
     if unit == "kW":
         n = len(phases)
-        stack = frame[["time", "station"]].assign(value=frame["power_w"] / 1000.0)
         building_kw = build[list(phases)].sum(axis=1, min_count=len(phases)) * v / 1000.0
         used = totals["power_w"] / 1000.0
         budget = sum((capacity[p] for p in phases), pd.Series(0.0, index=times)) * v / 1000.0
         panels.append(
             LoadChartData(
                 panel="all phases",
-                stack=stack,
+                stack=stacked(frame["power_w"] / 1000.0),
                 lines=lines(
                     site.fuse_limit_a * v * n / 1000.0, site.margin_a * v * n / 1000.0, building_kw
                 ),
                 idle=idle(used, budget),
+                legend=legend,
             )
         )
         return panels
@@ -147,7 +190,6 @@ def load_chart_data(
     values = pd.Series(0.0, index=frame.index)
     for p in phases:
         values = values.where(pick != p, frame[p])
-    stack = frame[["time", "station"]].assign(value=values)
     lookup = pd.Series(busiest.to_numpy(), index=times)
     building_busiest = pd.Series(
         [build.at[t, lookup[t]] if len(lookup) else None for t in times], index=times
@@ -156,12 +198,23 @@ def load_chart_data(
     panels.append(
         LoadChartData(
             panel="busiest phase",
-            stack=stack,
+            stack=stacked(values),
             lines=lines(site.fuse_limit_a, site.margin_a, building_busiest),
             idle=idle(used, site.fuse_limit_a - site.margin_a - building_busiest),
+            legend=legend,
         )
     )
     return panels
+
+
+def _station_scale(legend: tuple[str, ...]) -> alt.Scale:
+    if not legend:
+        return alt.Scale(range=list(STATION_COLOURS))
+    colours = [
+        OTHERS_COLOUR if label.startswith("Others (") else STATION_COLOURS[i % len(STATION_COLOURS)]
+        for i, label in enumerate(legend)
+    ]
+    return alt.Scale(domain=list(legend), range=colours)
 
 
 def load_chart(
@@ -190,8 +243,8 @@ def load_chart(
                 color=alt.Color(
                     "station:N",
                     title="Station",
-                    scale=alt.Scale(scheme="tableau20"),
-                    legend=alt.Legend(symbolLimit=60),
+                    scale=_station_scale(data.legend),
+                    legend=alt.Legend(symbolLimit=TOP_STATIONS + 1, labelLimit=160),
                 ),
                 order=alt.Order("station:N"),
                 tooltip=[

@@ -1,9 +1,14 @@
-"""Helpers every page shares: the cached store, error boxes, time zone and formatting."""
+"""Helpers every page shares: the cached store, error boxes, clocks, time zone and formatting.
+
+Two clocks: `now` is the garage's (the CSMS's, simulated in a sped-up demo) and dates
+everything about charging; `wall_now` is real time and dates what people do (sessions,
+lockouts, the audit log), so that a 60x demo does not end a login after 30 s.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -12,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import streamlit as st
 
+from csms.auth import AccessDeniedError
 from csms.clock import ClockAnchor, utcnow
 from csms.domain import SiteConfig
 from csms.errors import ConfigError, GarageGridError
@@ -21,6 +27,9 @@ from csms.store import queries
 from csms.store.engine import database_url
 
 T = TypeVar("T")
+
+# What an empty cell, metric or time shows (never "None" or "nan").
+EMPTY = "–"
 
 NO_STATIONS = (
     "No station has connected yet — point a charger at `ws://HOST:9000/ocpp/<id>` "
@@ -52,6 +61,8 @@ def error_box() -> Iterator[None]:
     """Show GarageGrid errors (database gone, locked, bad input) as a red box."""
     try:
         yield
+    except AccessDeniedError as exc:
+        st.error(f"Not allowed: {exc}.", icon=":material/block:")
     except ConfigError as exc:
         st.error(str(exc), icon=":material/error:")
     except GarageGridError as exc:
@@ -61,6 +72,24 @@ def error_box() -> Iterator[None]:
 @st.cache_data(ttl=5, show_spinner=False)
 def _clock_anchor(url: str) -> ClockAnchor | None:
     return _store_for(url).run(queries.clock_anchor(_store_for(url).sessionmaker))
+
+
+# Real time for sessions, lockouts and the audit log; tests replace it (never the hour).
+wall_clock: Callable[[], datetime] = utcnow
+
+
+def wall_now() -> datetime:
+    """Real time, for what people do (see the module docstring)."""
+    return wall_clock()
+
+
+def clock_speed() -> float:
+    """How fast the garage's clock runs against real time (1 without a published clock)."""
+    try:
+        anchor = _clock_anchor(database_url())
+    except GarageGridError:
+        return 1.0
+    return 1.0 if anchor is None else anchor.speed
 
 
 def now() -> datetime:
@@ -82,9 +111,9 @@ def zone(timezone: str) -> ZoneInfo:
 
 
 def fmt_time(value: Any, timezone: str, *, date: bool = True, seconds: bool = False) -> str:
-    """A UTC time as the site's wall clock; '—' for nothing."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-        return "—"
+    """A UTC time as the site's wall clock; '–' for nothing."""
+    if is_empty(value):
+        return EMPTY
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     if not isinstance(value, datetime):
@@ -96,9 +125,42 @@ def fmt_time(value: Any, timezone: str, *, date: bool = True, seconds: bool = Fa
     return str(local.strftime(fmt))
 
 
+def is_empty(value: Any) -> bool:
+    """None, NaN, NaT or pandas' NA."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def text(value: Any) -> str:
+    """A cell as text; '–' for nothing."""
+    return EMPTY if is_empty(value) or value == "" else str(value)
+
+
+def number(value: Any, fmt: str = "{:.1f}") -> str:
+    """A number for a table or metric; '–' for nothing."""
+    return EMPTY if is_empty(value) else fmt.format(float(value))
+
+
+def table(
+    frame: pd.DataFrame,
+    *,
+    right: tuple[str, ...] = (),
+    column_config: dict[str, Any] | None = None,
+) -> None:
+    """A read-only table whose numbers were formatted as text ('–' for nothing): the
+    ``right`` columns aligned like numbers."""
+    config: dict[str, Any] = {
+        c: st.column_config.TextColumn(c, alignment="right") for c in right if c in frame
+    }
+    st.dataframe(
+        frame, hide_index=True, width="stretch", column_config=config | (column_config or {})
+    )
+
+
 def fmt_ago(value: Any, at: datetime) -> str:
     """'42 s ago', '5 min ago', '3 h ago', '2 d ago'."""
-    if value is None or value is pd.NaT:
+    if is_empty(value):
         return "never"
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()

@@ -7,7 +7,7 @@ from datetime import date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from csms.monitor import charts, frames, ui
+from csms.monitor import access, charts, frames, ui
 from csms.store import queries
 
 # Daily figures need whole hours, so buckets never exceed one hour (720 for 30 days).
@@ -73,6 +73,7 @@ def _hourly(energy: pd.DataFrame) -> pd.DataFrame:
 
 
 def render() -> None:
+    access.page_account("history")
     st.title("History")
     with ui.error_box():
         _render()
@@ -126,11 +127,21 @@ def _render() -> None:
     total_kwh = float(energy["energy_wh"].sum()) / 1000.0 if len(energy) else 0.0
     peak_kw = float(frames.total_by_phase(draw)["power_w"].max() or 0.0) / 1000.0
     m1, m2, m3 = st.columns(3)
-    m1.metric("Energy", f"{total_kwh:,.1f} kWh")
-    m2.metric(
-        "Peak", f"{peak_kw:.1f} kW", help=f"Highest {bucket_s // 60}-minute average of all EVs"
+    m1.metric(
+        "Energy",
+        f"{total_kwh:,.1f} kWh",
+        help="Metered by the chosen stations over the chosen days (energy registers).",
     )
-    m3.metric("Resolution", f"{bucket_s // 60} min" if bucket_s >= 60 else f"{bucket_s} s")
+    m2.metric(
+        "Peak",
+        f"{peak_kw:.1f} kW",
+        help=f"The highest {bucket_s // 60}-minute average of all cars together.",
+    )
+    m3.metric(
+        "Resolution",
+        f"{bucket_s // 60} min" if bucket_s >= 60 else f"{bucket_s} s",
+        help="Each point of the chart averages this long; a shorter range shows more detail.",
+    )
     if total_kwh == 0:
         st.info(
             "No energy was metered in this range. Pick another range, or wait until cars "

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from csms.ev import CATALOGUE
-from csms.monitor import charts, frames, ui
+from csms.monitor import access, charts, frames, ui
 from csms.monitor.outlook import session_outlook
 from csms.store import queries
 
@@ -44,18 +44,31 @@ def _kpis(
     charging = sum(1 for o in outlooks if o.drawing)
     missing = [o for o in outlooks if o.will_miss]
     cols = st.columns(5)
-    cols[0].metric("Cars charging", f"{charging}", help=f"{open_count} plugged in")
-    cols[1].metric("Total", f"{power_kw:.1f} kW")
+    cols[0].metric(
+        "Cars charging",
+        f"{charging}",
+        help=f"Cars drawing power now; {open_count} plugged in (some full or paused).",
+    )
+    cols[1].metric(
+        "Total",
+        f"{power_kw:.1f} kW",
+        help="What all cars draw together now, from the chargers' latest readings.",
+    )
     cols[2].metric(
         "Idle power",
         f"{headroom.idle_kw:.1f} kW",
         help=(
-            "Fuse - margin - building load - EVs, summed over the phases (the thesis's "
-            f"idle power). Busiest phase {headroom.busiest_phase}: "
-            f"{headroom.free_on_busiest_a:.1f} A free."
+            "Power the cars could still draw without tripping the main fuse: fuse - "
+            "safety margin - the building's own load - what the cars draw, summed over "
+            "the phases (the green band in the chart). Busiest phase "
+            f"{headroom.busiest_phase}: {headroom.free_on_busiest_a:.1f} A free."
         ),
     )
-    cols[3].metric("Energy today", f"{energy_today_kwh:.1f} kWh")
+    cols[3].metric(
+        "Energy today",
+        f"{energy_today_kwh:.1f} kWh",
+        help="Charged by all stations since midnight, site time.",
+    )
     cols[4].metric(
         "Will miss departure",
         f"{len(missing)}",
@@ -70,6 +83,9 @@ def _kpis(
 
 @st.fragment(run_every=REFRESH_S)
 def live_panel(minutes: int, unit: charts.Unit, per_phase: bool) -> None:
+    # The panel refreshes itself; it stops (and the login page shows) when the session ends.
+    if not access.still_logged_in():
+        return
     with ui.error_box():
         _live_panel(minutes, unit, per_phase)
 
@@ -165,22 +181,23 @@ def _charging_table(
         rows.append(
             {
                 "Station": names.get(str(row["charge_point_id"]), row["charge_point_id"]),
-                "Resident": row["owner"] or row["id_tag"],
-                "kW": round(o.rate_w / 1000.0, 1) if o.drawing else 0.0,
-                "Limit A": None if pd.isna(row["limit_a"]) else round(float(row["limit_a"]), 1),
-                "SoC %": None if pd.isna(row["soc_pct"]) else round(float(row["soc_pct"])),
-                "Charged kWh": round(o.delivered_wh / 1000.0, 1),
-                "Needs kWh": round(o.remaining_wh / 1000.0, 1),
+                "Resident": ui.text(row["owner"] or row["id_tag"]),
+                "kW": ui.number(o.rate_w / 1000.0 if o.drawing else 0.0),
+                "Limit A": ui.number(row["limit_a"]),
+                "SoC %": ui.number(row["soc_pct"], "{:.0f}"),
+                "Charged kWh": ui.number(o.delivered_wh / 1000.0),
+                "Needs kWh": ui.number(o.remaining_wh / 1000.0),
                 "Leaves": ui.fmt_time(o.departure_at, tz)
                 + (" (default)" if o.departure_is_default else ""),
                 "Full at": ui.fmt_time(o.full_at, tz) if o.full_at else "not at this rate",
                 "On time": "no" if o.will_miss else "yes",
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    ui.table(pd.DataFrame(rows), right=("kW", "Limit A", "SoC %", "Charged kWh", "Needs kWh"))
 
 
 def render() -> None:
+    access.page_account("live")
     st.title("Live load")
     with ui.error_box():
         c1, c2, c3 = st.columns([2, 2, 2])

@@ -5,6 +5,11 @@ controller reads it on its next tick. What the resident needs can be given as en
 as an EV model (catalogue) or a battery size with a target charge: then the energy is
 worked out here from the charge the car has now, so that the controller has a number
 even when the charger does not report the car's state of charge (most AC ones don't).
+
+A resident finds only their own car: the station and tag lists hold their own, a value
+that is not theirs is refused before anything is read, the queries are limited to what
+their account may see, and `csms.monitor.writes.save_session_input` checks the car again
+before it writes. A manager may pick any car; a viewer sees any, without the form.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from csms.auth import AccessDeniedError, Account, Permission, Role
 from csms.domain import SiteConfig
 from csms.errors import ConfigError
 from csms.ev import CATALOGUE, MAX_BATTERY_KWH
-from csms.monitor import ui
+from csms.monitor import access, ui, writes
 from csms.monitor.frames import records
 from csms.monitor.outlook import Outlook, session_outlook
 from csms.store import queries
@@ -31,22 +37,50 @@ NEED_BATTERY = "Battery size and target charge"
 
 
 def render() -> None:
-    st.title("Resident")
+    account = access.page_account("resident")
+    st.title("My car" if account.role is Role.resident else "Resident")
     with ui.error_box():
-        _render()
+        _render(account)
 
 
-def _render() -> None:
+def _check_mine(account: Account, station: str | None, tag: str | None) -> None:
+    """However a value reached the page (widget, session state), it must be the account's."""
+    if station is not None and not account.sees_station(station):
+        raise AccessDeniedError(f"station {station} is not {account.name}'s")
+    if tag is not None and not (account.sees_everything or tag in account.tags):
+        raise AccessDeniedError(f"tag {tag} is not {account.name}'s")
+
+
+def _render(account: Account) -> None:
     store = ui.store()
     sm = store.sessionmaker
     site = ui.site()
+    everything = account.sees_everything
     stations = ui.run(queries.stations(sm))
     tags = ui.run(queries.id_tags(sm))
     if stations.empty:
         st.info(ui.NO_STATIONS, icon=":material/ev_station:")
         return
-    names = ui.station_names(stations)
-    how = st.radio("Find my car by", [BY_STATION, BY_TAG], horizontal=True, key="resident_by")
+    names = {
+        cp: label for cp, label in ui.station_names(stations).items() if account.sees_station(cp)
+    }
+    owners = {
+        str(r["id_tag"]): str(r["owner"] or "")
+        for r in records(tags)
+        if everything or str(r["id_tag"]) in account.tags
+    }
+    ways = [way for way, known in ((BY_STATION, names), (BY_TAG, owners)) if known or everything]
+    if not ways:
+        st.info(
+            "No station or tag is bound to your account yet. Ask the garage's manager.",
+            icon=":material/ev_station:",
+        )
+        return
+    how = (
+        st.radio("Find my car by", ways, horizontal=True, key="resident_by")
+        if len(ways) > 1
+        else ways[0]
+    )
     tag: str | None = None
     station: str | None = None
     if how == BY_STATION:
@@ -54,7 +88,6 @@ def _render() -> None:
             "Station", list(names), format_func=lambda cp: names[cp], key="resident_station"
         )
     else:
-        owners = {str(r["id_tag"]): str(r["owner"] or "") for r in records(tags)}
         if not owners:
             st.info("No id tag is registered yet.")
             return
@@ -64,11 +97,18 @@ def _render() -> None:
             format_func=lambda t: f"{t} · {owners[t]}" if owners[t] else t,
             key="resident_tag",
         )
-    running = ui.run(queries.sessions(sm, station_id=station, id_tag=tag, open_only=True, limit=1))
+    _check_mine(account, station, tag)
+    running = ui.run(
+        queries.sessions(
+            sm, station_id=station, id_tag=tag, open_only=True, limit=1, visible_to=account
+        )
+    )
     if running.empty:
         where = names.get(station or "", station) if station else f"tag {tag}"
         st.info(f"No car is charging at {where} right now.", icon=":material/ev_station:")
-        last = ui.run(queries.sessions(sm, station_id=station, id_tag=tag, limit=1))
+        last = ui.run(
+            queries.sessions(sm, station_id=station, id_tag=tag, limit=1, visible_to=account)
+        )
         if len(last):
             row = last.iloc[0]
             st.caption(
@@ -77,7 +117,7 @@ def _render() -> None:
                 f"{(row['energy_wh'] or 0) / 1000:.1f} kWh."
             )
             tag = tag or str(row["id_tag"])
-        _notifications(None, tag, site.timezone)
+        _notifications(account, None, tag, site.timezone)
         return
     session = records(running)[0]
     tx_id = int(session["transaction_id"])
@@ -87,14 +127,17 @@ def _render() -> None:
     outlook = session_outlook(records(mine)[0], site, now, CATALOGUE) if len(mine) else None
     st.markdown(
         f"**{names.get(session['charge_point_id'], session['charge_point_id'])}** · "
-        f"{session['owner'] or session['id_tag']} · plugged in "
+        f"{ui.text(session['owner'] or session['id_tag'])} · plugged in "
         f"{ui.fmt_time(session['started_at'], site.timezone)}"
     )
     details = ui.run(queries.session_readings(sm, tx_id))
     if outlook is not None:
         _status(outlook, details, site)
-    _input_form(session, details, outlook, site, now)
-    _notifications(tx_id, str(session["id_tag"]), site.timezone)
+    if account.may(Permission.write_session):
+        _input_form(account, session, details, outlook, site, now)
+    else:
+        st.caption("Read-only account: departure and need are set by the resident or a manager.")
+    _notifications(account, tx_id, str(session["id_tag"]), site.timezone)
 
 
 def _status(o: Outlook, details: queries.SessionReadings, site: SiteConfig) -> None:
@@ -103,18 +146,27 @@ def _status(o: Outlook, details: queries.SessionReadings, site: SiteConfig) -> N
     limit = details.limit_a
     c1.metric(
         "Your limit",
-        "—" if limit is None else ("paused" if limit == 0 else f"{limit:g} A"),
-        help="The latest limit the load manager gave your charger"
-        + (f" ({ui.fmt_time(details.limit_at, tz)})" if details.limit_at else ""),
+        ui.EMPTY if limit is None else ("paused" if limit == 0 else f"{limit:g} A"),
+        help="The latest current the load manager allows your charger, per phase"
+        + (f" (since {ui.fmt_time(details.limit_at, tz)})." if details.limit_at else "."),
     )
     amps = max(details.current_a.values()) if details.current_a else None
     c2.metric(
         "Drawing",
         f"{(details.power_w or 0) / 1000:.1f} kW" if o.drawing else "0 kW",
-        help=None if amps is None else f"{amps:.1f} A on the busiest phase",
+        help="What your car draws now"
+        + ("." if amps is None else f": {amps:.1f} A on its busiest phase."),
     )
-    c3.metric("Battery", "—" if details.soc_pct is None else f"{details.soc_pct:.0f} %")
-    c4.metric("Charged so far", f"{o.delivered_wh / 1000:.1f} kWh")
+    c3.metric(
+        "Battery",
+        ui.EMPTY if details.soc_pct is None else f"{details.soc_pct:.0f} %",
+        help="The car's charge, when the charger reports it (most AC chargers do not).",
+    )
+    c4.metric(
+        "Charged so far",
+        f"{o.delivered_wh / 1000:.1f} kWh",
+        help="Energy metered since you plugged in.",
+    )
     leaves = ui.fmt_time(o.departure_at, tz) + (
         " (the garage's default)" if o.departure_is_default else ""
     )
@@ -144,6 +196,7 @@ def _status(o: Outlook, details: queries.SessionReadings, site: SiteConfig) -> N
 
 
 def _input_form(
+    account: Account,
     session: dict[str, Any],
     details: queries.SessionReadings,
     outlook: Outlook | None,
@@ -235,7 +288,7 @@ def _input_form(
                     soc_now_pct=soc_now,
                     delivered_kwh=delivered_kwh,
                 )
-                ui.run(ui.store().repo.set_session_input(int(session["transaction_id"]), **values))
+                writes.save_session_input(account, int(session["transaction_id"]), values)
             except ConfigError as exc:
                 st.error(str(exc))
             else:
@@ -291,13 +344,19 @@ def _session_input(
     return values
 
 
-def _notifications(tx_id: int | None, tag: str | None, tz: str) -> None:
+def _notifications(account: Account, tx_id: int | None, tag: str | None, tz: str) -> None:
     st.subheader("Messages")
     if tx_id is None and tag is None:
         st.caption("No messages.")
         return
     notes = ui.run(
-        queries.notifications(ui.store().sessionmaker, transaction_id=tx_id, id_tag=tag, limit=20)
+        queries.notifications(
+            ui.store().sessionmaker,
+            transaction_id=tx_id,
+            id_tag=tag,
+            limit=20,
+            visible_to=account,
+        )
     )
     if notes.empty:
         st.caption("No messages yet: you hear from the load manager when your power changes.")

@@ -1,13 +1,19 @@
-"""Sessions & energy: every charging session, energy per resident and month, and its cost."""
+"""Sessions & energy: every charging session, energy per resident and month, and its cost.
+
+A resident sees only their own sessions (at their stations or with their tags, filtered in
+the query), with the same filters and downloads.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from csms.monitor import charts, frames, ui
+from csms.auth import Account, Role
+from csms.monitor import access, charts, frames, ui
 from csms.store import queries
 
 ALL = "All"
@@ -32,34 +38,58 @@ def _month_range(month: str, tz: str) -> tuple[datetime, datetime]:
 
 
 def render() -> None:
-    st.title("Sessions & energy")
+    account = access.page_account("sessions")
+    st.title("My sessions" if account.role is Role.resident else "Sessions & energy")
     with ui.error_box():
-        _render()
+        _render(account)
 
 
-def _render() -> None:
+def _stamp(value: Any) -> str:
+    """A naive site-local time from `ui.localize_columns` as text; '–' for nothing."""
+    return ui.EMPTY if ui.is_empty(value) else f"{value:%Y-%m-%d %H:%M}"
+
+
+def _render(account: Account) -> None:
     store = ui.store()
     sm = store.sessionmaker
     site = ui.site()
     tz = site.timezone
+    everything = account.sees_everything
     stations = ui.run(queries.stations(sm))
     tags = ui.run(queries.id_tags(sm))
-    months = _months(ui.run(queries.session_months(sm)), tz)
-    if not months:
-        st.info(
-            "No charging session yet. "
-            + (ui.NO_STATIONS if stations.empty else "They appear here when cars plug in."),
-            icon=":material/receipt_long:",
+    if everything:
+        months = _months(ui.run(queries.session_months(sm)), tz)
+    else:
+        mine = ui.run(queries.sessions(sm, visible_to=account))
+        span = (
+            (mine["started_at"].min().to_pydatetime(), mine["started_at"].max().to_pydatetime())
+            if len(mine)
+            else None
         )
+        months = _months(span, tz)
+    if not months:
+        if everything:
+            message = "No charging session yet. " + (
+                ui.NO_STATIONS if stations.empty else "They appear here when cars plug in."
+            )
+        else:
+            message = "You have no charging session yet. Your sessions appear here once you charge."
+        st.info(message, icon=":material/receipt_long:")
         return
     names = ui.station_names(stations)
-    residents = sorted({str(o) for o in tags["owner"].dropna()})
     c1, c2, c3 = st.columns(3)
-    resident = c1.selectbox("Resident", [ALL, *residents], key="sessions_resident")
+    if everything:
+        residents = sorted({str(o) for o in tags["owner"].dropna()})
+        resident = c1.selectbox("Resident", [ALL, *residents], key="sessions_resident")
+        choices = list(names)
+    else:
+        resident = ALL
+        c1.markdown(f"**{account.name}**")
+        choices = sorted(cp for cp in names if cp in account.stations)
     station = c2.selectbox(
         "Station",
-        [ALL, *names],
-        format_func=lambda cp: cp if cp == ALL else names[cp],
+        [ALL, *choices],
+        format_func=lambda cp: cp if cp == ALL else names.get(cp, cp),
         key="sessions_station",
     )
     month = c3.selectbox("Month", [ALL, *months], key="sessions_month")
@@ -71,17 +101,31 @@ def _render() -> None:
             end=end,
             station_id=None if station == ALL else station,
             owner=None if resident == ALL else resident,
+            visible_to=account,
         )
     )
     price = site.price_per_kwh
+    priced = price > 0
     energy_kwh = float(frame["energy_wh"].fillna(0).sum()) / 1000.0
     m1, m2, m3 = st.columns(3)
-    m1.metric("Sessions", f"{len(frame)}")
-    m2.metric("Energy", f"{energy_kwh:,.1f} kWh")
+    m1.metric(
+        "Sessions",
+        f"{len(frame)}",
+        help="Charging sessions started in the chosen month (all months: every one).",
+    )
+    m2.metric(
+        "Energy",
+        f"{energy_kwh:,.1f} kWh",
+        help="Metered energy of these sessions; a running one counts what it has drawn so far.",
+    )
     m3.metric(
         "Cost",
-        f"{energy_kwh * price:,.2f} {site.currency}",
-        help=f"At {price:g} {site.currency}/kWh (Settings page)",
+        f"{energy_kwh * price:,.2f} {site.currency}" if priced else "no price set",
+        help=(
+            f"Energy x {price:g} {site.currency}/kWh (the price on the Settings page)."
+            if priced
+            else "No price per kWh is set (Settings page), so no cost is worked out."
+        ),
     )
     table = ui.localize_columns(frame, ["started_at", "stopped_at", "departure_at"], tz)
     table = table.assign(
@@ -97,29 +141,34 @@ def _render() -> None:
         "started_at",
         "stopped_at",
         "energy_kwh",
-        "cost",
+        *(["cost"] if priced else []),
         "stop_reason",
         "departure_at",
         "ev_model",
     ]
-    st.dataframe(
-        table[columns],
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "transaction_id": st.column_config.NumberColumn("Tx", format="%d"),
-            "station": "Station",
-            "owner": "Resident",
-            "id_tag": "Tag",
-            "started_at": st.column_config.DatetimeColumn("Started", format="YYYY-MM-DD HH:mm"),
-            "stopped_at": st.column_config.DatetimeColumn("Stopped", format="YYYY-MM-DD HH:mm"),
-            "energy_kwh": st.column_config.NumberColumn("kWh", format="%.2f"),
-            "cost": st.column_config.NumberColumn(f"Cost {site.currency}", format="%.2f"),
-            "stop_reason": "Stop reason",
-            "departure_at": st.column_config.DatetimeColumn("Departure", format="YYYY-MM-DD HH:mm"),
-            "ev_model": "EV",
-        },
+    shown = pd.DataFrame(
+        {
+            "Tx": table["transaction_id"],
+            "Station": table["station"],
+            "Resident": table["owner"].map(ui.text),
+            "Tag": table["id_tag"].map(ui.text),
+            "Started": table["started_at"].map(_stamp),
+            "Stopped": [
+                "charging" if running else _stamp(at)
+                for running, at in zip(table["open"], table["stopped_at"], strict=True)
+            ],
+            "kWh": table["energy_kwh"].map(lambda v: ui.number(v, "{:.2f}")),
+            **(
+                {f"Cost {site.currency}": table["cost"].map(lambda v: ui.number(v, "{:.2f}"))}
+                if priced
+                else {}
+            ),
+            "Stop reason": table["stop_reason"].map(ui.text),
+            "Departure": table["departure_at"].map(_stamp),
+            "EV": table["ev_model"].map(ui.text),
+        }
     )
+    ui.table(shown, right=("kWh", f"Cost {site.currency}"))
     st.caption(f"Times in site time ({tz}); a running session counts what it has drawn so far.")
     st.download_button(
         "Sessions (CSV)",
@@ -131,11 +180,13 @@ def _render() -> None:
         key="sessions_csv",
     )
 
-    st.subheader("Energy per resident and month")
+    st.subheader("Energy per resident and month" if everything else "Energy per month")
     per_month = frames.energy_per_resident_month(frame, tz, price)
     if per_month.empty:
         st.caption("No session matches the filters.")
         return
+    if not priced:
+        per_month = per_month.drop(columns="cost")
     st.altair_chart(charts.monthly_energy_chart(per_month), width="stretch")
     st.dataframe(
         per_month,
@@ -149,9 +200,14 @@ def _render() -> None:
             "cost": st.column_config.NumberColumn(f"Cost {site.currency}", format="%.2f"),
         },
     )
+    if not priced:
+        st.caption("No price per kWh is set (Settings page): energy only, no cost.")
+    bookkeeping = (
+        per_month.assign(price_per_kwh=price, currency=site.currency) if priced else per_month
+    )
     st.download_button(
         "Energy per resident and month (CSV, for bookkeeping)",
-        per_month.assign(price_per_kwh=price, currency=site.currency).to_csv(index=False).encode(),
+        bookkeeping.to_csv(index=False).encode(),
         file_name="garagegrid-energy-per-resident.csv",
         mime="text/csv",
         key="resident_month_csv",

@@ -3,20 +3,23 @@
 Every value goes through `csms.settings.validate_site_update`, the same rules as
 ``csms site set``: one bad value refuses the whole form with a message naming it, and
 nothing is written. The controller picks the new values up on its next tick.
+
+Only a manager gets the form (and `csms.monitor.writes.update_site` checks again and
+records the change in the audit log); a viewer reads the same values as a table.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
+from csms.auth import Account, Permission
 from csms.domain import SiteConfig
 from csms.errors import ConfigError
-from csms.monitor import ui
+from csms.monitor import access, ui, writes
 from csms.scheduler import LIVE_STRATEGIES
-from csms.settings import validate_site_update
 from csms.store import queries
 
 # Only the strategies that may control real chargers: ``thesis`` ignores the fuse and is a
@@ -29,23 +32,45 @@ STRATEGY_HELP = {
 }
 
 
-def apply_site_changes(current: SiteConfig, changes: dict[str, Any]) -> SiteConfig:
-    """Validate, then write only what changed; ConfigError (and no write) on a bad value."""
-    clean = validate_site_update(current, changes)
-    changed = {k: v for k, v in clean.items() if asdict(current).get(k) != v}
-    if not changed:
-        return current
-    return ui.run(ui.store().repo.update_site(**changed))
+def apply_site_changes(
+    account: Account, current: SiteConfig, changes: dict[str, Any]
+) -> SiteConfig:
+    """Validate, then write only what changed; ConfigError (and no write) on a bad value,
+    AccessDeniedError for anyone but a manager."""
+    return writes.update_site(account, current, changes)
 
 
 def render() -> None:
+    account = access.page_account("settings")
     st.title("Settings")
     with ui.error_box():
-        _render()
+        _render(account)
 
 
-def _render() -> None:
+def _read_only(site: SiteConfig) -> None:
+    price = (
+        f"{site.price_per_kwh:g} {site.currency}/kWh" if site.price_per_kwh > 0 else "no price set"
+    )
+    rows = [
+        ("Fuse limit per phase", f"{site.fuse_limit_a:g} A"),
+        ("Safety margin", f"{site.margin_a:g} A"),
+        ("Strategy", f"{site.strategy} — {STRATEGY_HELP.get(site.strategy, '')}"),
+        ("Tick", f"{site.tick_s:g} s"),
+        ("Default departure", site.default_departure),
+        ("Default energy", f"{site.default_energy_kwh:g} kWh"),
+        ("Price", price),
+        ("Time zone", site.timezone),
+    ]
+    ui.table(pd.DataFrame(rows, columns=["Setting", "Value"]))
+    st.caption("Read-only account: settings are changed by a manager.")
+
+
+def _render(account: Account) -> None:
     site = ui.run(queries.site_settings(ui.store().sessionmaker))
+    if not account.may(Permission.write_garage):
+        _read_only(site)
+        _building_load(site)
+        return
     with st.form("site_settings"):
         st.markdown("**Main fuse**")
         c1, c2, c3 = st.columns(3)
@@ -95,7 +120,11 @@ def _render() -> None:
         st.markdown("**Billing and display**")
         c7, c8, c9 = st.columns(3)
         price = c7.number_input(
-            "Price per kWh", value=float(site.price_per_kwh), step=0.1, key="set_price"
+            "Price per kWh",
+            value=float(site.price_per_kwh),
+            step=0.1,
+            key="set_price",
+            help="0: no price set (the Sessions page then shows energy without a cost).",
         )
         currency = c8.text_input("Currency", value=site.currency, key="set_currency")
         timezone = c9.text_input("Time zone", value=site.timezone, key="set_timezone")
@@ -119,7 +148,7 @@ def _render() -> None:
             "timezone": timezone.strip(),
         }
         try:
-            saved = apply_site_changes(site, changes)
+            saved = apply_site_changes(account, site, changes)
         except ConfigError as exc:
             st.error(f"Not saved: {exc}", icon=":material/block:")
         else:
@@ -128,6 +157,10 @@ def _render() -> None:
                 "minus the building load; the controller applies it on its next tick.",
                 icon=":material/check:",
             )
+    _building_load(site)
+
+
+def _building_load(site: SiteConfig) -> None:
     latest = ui.run(queries.latest_building_load(ui.store().sessionmaker))
     if latest is None:
         st.caption("No building-load reading yet (`csms site load L1 L2 L3` records one).")

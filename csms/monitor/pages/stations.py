@@ -6,6 +6,9 @@ the CSMS sends within a second, and its answer shows up in the table below the b
 A station the controller counts at its maximum ("Unmanaged", with the reason) can be
 counted as managed again here, also a direct write; the capabilities the charger reported
 (GetConfiguration, `csms.controller.capabilities`) are shown with the station.
+
+A viewer sees the same tables without a single form or button; every write goes through
+`csms.monitor.writes`, which checks the account again and records it in the audit log.
 """
 
 from __future__ import annotations
@@ -17,16 +20,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from csms.auth import Account, Permission
 from csms.controller.capabilities import Capabilities, capabilities_from_json, describe
 from csms.errors import ConfigError
-from csms.monitor import actions, ui
+from csms.monitor import access, actions, ui, writes
 from csms.monitor.frames import records
 from csms.settings import validate_station
 from csms.store import queries
 
 # The CSMS's own limit on the identity in the URL (csms.ocpp16.server.MAX_ID_LENGTH).
 MAX_ID_LENGTH = 64
-REQUESTED_BY = "monitor"
 FLASH_KEY = "stations_flash"
 
 
@@ -63,9 +66,7 @@ def _state(row: Any) -> str:
 
 def _text(value: Any) -> str:
     """A cell as text; '' for None / NaN."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    return str(value)
+    return "" if ui.is_empty(value) else str(value)
 
 
 def _unmanaged(row: Any) -> str:
@@ -79,32 +80,35 @@ def _table(table: pd.DataFrame, tz: str) -> None:
     now = ui.now()
     rows = []
     for r in _rows(table):
-        power_w = None if pd.isna(r.power_w) else float(r.power_w)
         rows.append(
             {
                 "Station": r.id,
-                "Name / apartment": r.name or "",
+                "Name / apartment": ui.text(r.name),
                 "State": _state(r),
-                "Last seen": ui.fmt_ago(r.last_seen_at, now) if r.last_seen_at else "never",
-                "Vendor": r.vendor or "",
-                "Model": r.model or "",
-                "Firmware": r.firmware_version or "",
-                "Max A": r.max_current_a,
+                "Last seen": ui.fmt_ago(r.last_seen_at, now),
+                "Limit A": ui.number(r.limit_a, "{:g}"),
+                "Draw kW": ui.number(
+                    None if ui.is_empty(r.power_w) else r.power_w / 1000.0, "{:.2f}"
+                ),
+                "Resident": ui.text(r.owner or r.id_tag),
+                "Max A": ui.number(r.max_current_a, "{:g}"),
                 "Phases": r.phases,
                 "Wiring": r.wiring,
-                "Limit A": None if pd.isna(r.limit_a) else float(r.limit_a),
-                "Draw kW": None if power_w is None else round(power_w / 1000.0, 2),
-                "Resident": r.owner or r.id_tag or "",
+                "Vendor": ui.text(r.vendor),
+                "Model": ui.text(r.model),
+                "Firmware": ui.text(r.firmware_version),
                 "Last error": (
-                    f"{r.last_error} ({ui.fmt_time(r.last_error_at, tz)})" if r.last_error else ""
+                    f"{r.last_error} ({ui.fmt_time(r.last_error_at, tz)})"
+                    if r.last_error
+                    else ui.EMPTY
                 ),
                 "Unmanaged": _unmanaged(r),
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    ui.table(pd.DataFrame(rows), right=("Limit A", "Draw kW", "Max A"))
 
 
-def _add_form() -> None:
+def _add_form(account: Account) -> None:
     with (
         st.expander("Add a new station", icon=":material/add:"),
         st.form("add_station", clear_on_submit=False),
@@ -132,15 +136,14 @@ def _add_form() -> None:
                 current, n, wiring_ok = validate_station(
                     max_current_a=max_a, phases=phases, wiring=wiring or None
                 )
-                ui.run(
-                    ui.store().repo.add_charge_point(
-                        cp,
-                        max_current_a=current,
-                        phases=n,
-                        wiring=wiring_ok,
-                        name=name.strip() or None,
-                        password=password or None,
-                    )
+                writes.add_station(
+                    account,
+                    cp,
+                    max_current_a=current,
+                    phases=n,
+                    wiring=wiring_ok,
+                    name=name.strip() or None,
+                    password=password or None,
                 )
             except ConfigError as exc:
                 st.error(str(exc))
@@ -148,7 +151,7 @@ def _add_form() -> None:
                 _flash(f"Added {cp}. Point the charger at ws://HOST:9000/ocpp/{cp}.")
 
 
-def _edit(station: Any) -> None:
+def _edit(account: Account, station: Any) -> None:
     with st.form(f"edit_{station.id}"):
         c1, c2, c3, c4 = st.columns([3, 2, 1, 2])
         name = c1.text_input("Name or apartment", value=station.name or "", key="edit_name")
@@ -171,15 +174,14 @@ def _edit(station: Any) -> None:
                     # Typed here by a person: the charger's ConnectorPhaseRotation no longer
                     # replaces it (an unchanged wiring keeps whoever set it).
                     changes["wiring_set_by"] = "manager"
-                ui.run(
-                    ui.store().repo.update_charge_point(
-                        station.id,
-                        name=name.strip() or None,
-                        max_current_a=current,
-                        phases=n,
-                        wiring=wiring_ok,
-                        **changes,
-                    )
+                writes.edit_station(
+                    account,
+                    station.id,
+                    name=name.strip() or None,
+                    max_current_a=current,
+                    phases=n,
+                    wiring=wiring_ok,
+                    **changes,
                 )
             except ConfigError as exc:
                 st.error(str(exc))
@@ -192,7 +194,7 @@ def _edit(station: Any) -> None:
         )
         sure = st.checkbox("Yes, remove it", key=f"remove_sure_{station.id}")
         if st.button("Remove", disabled=not sure, key=f"remove_{station.id}", type="primary"):
-            ui.run(ui.store().repo.remove_charge_point(station.id))
+            writes.remove_station(account, station.id)
             _flash(f"Removed {station.id}.")
 
 
@@ -201,11 +203,9 @@ def n_matches(wiring: str, phases: int) -> bool:
     return bool(wiring) and len(wiring.strip()) == 2 * int(phases)
 
 
-def _enqueue(cp_id: str, command: actions.Command) -> None:
-    action, payload = command
-    command_id = ui.run(
-        ui.store().repo.enqueue_command(cp_id, action, payload, requested_by=REQUESTED_BY)
-    )
+def _enqueue(account: Account, cp_id: str, command: actions.Command) -> None:
+    action = command[0]
+    command_id = writes.send_command(account, cp_id, command)
     st.toast(f"{action} queued (command {command_id})", icon=":material/send:")
 
 
@@ -215,7 +215,7 @@ def _capabilities(station: Any) -> Capabilities | None:
     )
 
 
-def _managed(station: Any, tz: str) -> None:
+def _managed(account: Account, station: Any, tz: str) -> None:
     """Why a station is counted at its maximum, the way back, and what the charger reported."""
     if station.unmanaged:
         at = station.unmanaged_at
@@ -225,13 +225,13 @@ def _managed(station: Any, tz: str) -> None:
             f"{since}: {_unmanaged(station)}",
             icon=":material/report:",
         )
-        if st.button(
+        if account.may(Permission.write_garage) and st.button(
             "Count as managed again",
             key="reset_managed",
             help="Clears the mark: the controller plans this station again from its next "
             "tick. Do it once the cause is fixed (or was a one-off race).",
         ):
-            ui.run(ui.store().repo.clear_unmanaged(station.id))
+            writes.count_as_managed(account, station.id)
             _flash(f"{station.id} is managed again.")
     caps = _capabilities(station)
     if caps is None:
@@ -250,7 +250,7 @@ def _managed(station: Any, tz: str) -> None:
     )
 
 
-def _actions(station: Any, site_voltage_v: float) -> None:
+def _actions(account: Account, station: Any, site_voltage_v: float) -> None:
     connector = 1
     tx_id = None if pd.isna(station.transaction_id) else int(station.transaction_id)
     caps = _capabilities(station)
@@ -296,6 +296,7 @@ def _actions(station: Any, site_voltage_v: float) -> None:
             try:
                 assert tx_id is not None
                 _enqueue(
+                    account,
                     station.id,
                     actions.set_limit(
                         connector,
@@ -309,9 +310,9 @@ def _actions(station: Any, site_voltage_v: float) -> None:
                 st.error(str(exc))
         if b2.button("Pause", disabled=tx_id is None, key="act_pause"):
             assert tx_id is not None
-            _enqueue(station.id, actions.pause(connector, tx_id, **profile_kw))
+            _enqueue(account, station.id, actions.pause(connector, tx_id, **profile_kw))
         if b3.button("Resume", disabled=tx_id is None, key="act_resume"):
-            _enqueue(station.id, actions.resume(connector))
+            _enqueue(account, station.id, actions.resume(connector))
     st.caption(
         "An override above the controller's share can exceed the fuse: the controller "
         "does not plan around it."
@@ -319,17 +320,19 @@ def _actions(station: Any, site_voltage_v: float) -> None:
     d1, d2, d3, d4 = st.columns(4)
     if d1.button("Remote stop", disabled=tx_id is None, key="act_stop"):
         assert tx_id is not None
-        _enqueue(station.id, actions.remote_stop(tx_id))
+        _enqueue(account, station.id, actions.remote_stop(tx_id))
     if d2.button("Reset (soft)", key="act_reset"):
-        _enqueue(station.id, actions.soft_reset())
+        _enqueue(account, station.id, actions.soft_reset())
     if d3.button("Unlock connector", key="act_unlock"):
-        _enqueue(station.id, actions.unlock(connector))
+        _enqueue(account, station.id, actions.unlock(connector))
     if d4.button("Trigger meter values", key="act_trigger"):
-        _enqueue(station.id, actions.trigger_meter_values(connector))
+        _enqueue(account, station.id, actions.trigger_meter_values(connector))
 
 
 @st.fragment(run_every=3.0)
 def _results(cp_id: str, tz: str) -> None:
+    if not access.still_logged_in():
+        return
     with ui.error_box():
         results = ui.run(queries.command_results(ui.store().sessionmaker, cp_id, limit=20))
         if results.empty:
@@ -344,7 +347,11 @@ def _results(cp_id: str, tz: str) -> None:
                     "Sent": ui.fmt_time(r.created_at, tz, seconds=True),
                     "Action": r.action,
                     "Status": r.status,
-                    "Result": outcome if isinstance(outcome, str) else json.dumps(outcome),
+                    "Result": (
+                        ui.text(outcome)
+                        if isinstance(outcome, str) or outcome is None
+                        else json.dumps(outcome)
+                    ),
                     "By": r.requested_by,
                 }
             )
@@ -352,12 +359,14 @@ def _results(cp_id: str, tz: str) -> None:
 
 
 def render() -> None:
+    account = access.page_account("stations")
     st.title("Stations")
     with ui.error_box():
-        _render()
+        _render(account)
 
 
-def _render() -> None:
+def _render(account: Account) -> None:
+    writer = account.may(Permission.write_garage)
     store = ui.store()
     site = ui.site()
     table = ui.run(queries.station_table(store.sessionmaker))
@@ -368,10 +377,13 @@ def _render() -> None:
         st.info(ui.NO_STATIONS, icon=":material/ev_station:")
     else:
         _table(table, site.timezone)
-    _add_form()
+    if writer:
+        _add_form(account)
+    else:
+        st.caption("Read-only account: you see every station; changes are for managers.")
     if table.empty:
         return
-    st.subheader("Manage a station")
+    st.subheader("Manage a station" if writer else "A station in detail")
     names = ui.station_names(table)
     cp_id = st.selectbox(
         "Station", list(names), format_func=lambda cp: names[cp], key="manage_station"
@@ -379,12 +391,16 @@ def _render() -> None:
     if cp_id is None:
         return
     station = next(r for r in _rows(table) if r.id == cp_id)
-    _managed(station, site.timezone)
+    _managed(account, station, site.timezone)
+    if not writer:
+        st.markdown("**Command results**")
+        _results(cp_id, site.timezone)
+        return
     edit, act = st.tabs(["Edit", "Commands"])
     with edit:
-        _edit(station)
+        _edit(account, station)
     with act:
-        _actions(station, site.voltage_v)
+        _actions(account, station, site.voltage_v)
         st.markdown("**Command results**")
         _results(cp_id, site.timezone)
 

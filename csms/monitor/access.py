@@ -1,0 +1,220 @@
+"""Who is using the monitor: the login page, the session, and the check every page makes.
+
+Nothing renders without a session: `gate` (called by ``monitor_app.py`` before the
+navigation) shows the login page, and only that page, until a name and password match
+an account (`csms.monitor.writes.log_in`: scrypt, lockout after repeated failures).
+
+A session lives in Streamlit's server-side session state, never in the browser: a new
+tab or a reload logs in again. It ends
+
+- after `csms.auth.SESSION_IDLE_TIMEOUT` without a click (a page refreshing itself, like
+  Live, is not a click) and `csms.auth.SESSION_MAX_LIFETIME` after the login;
+- when the account's password changes or the account is removed (checked on every run,
+  since the account is read from the database each time, with its role and stations);
+- on "Log out".
+
+Then the whole session state is dropped (no widget keeps the last user's choices) and
+the login page says why. Time is real time (`ui.wall_now`), not the garage's clock.
+
+Every page script starts with `page_account`, which refuses to render a page the role
+may not open, whether it was reached through the menu, a URL or ``switch_page``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import streamlit as st
+
+from csms.auth import (
+    SESSION_IDLE_TIMEOUT,
+    SESSION_MAX_LIFETIME,
+    Account,
+    Role,
+    session_end,
+)
+from csms.errors import GarageGridError
+from csms.monitor import ui, writes
+from csms.monitor.pages import may_open
+from csms.store import queries
+
+SESSION_KEY = "garagegrid_session"
+NOTICE_KEY = "garagegrid_notice"
+# How often an open page checks whether its session has ended (then shows the login).
+WATCH_EVERY_S = 30.0
+
+
+@dataclass
+class MonitorSession:
+    """One browser session's login (server-side; the browser holds only Streamlit's id)."""
+
+    user_id: int
+    name: str
+    credentials_version: int
+    login_at: datetime
+    last_active_at: datetime
+
+    def ends_at(self) -> datetime:
+        return min(self.login_at + SESSION_MAX_LIFETIME, self.last_active_at + SESSION_IDLE_TIMEOUT)
+
+
+def _drop(notice: str | None) -> None:
+    """Forget everything of this browser session; the login page shows ``notice``."""
+    st.session_state.clear()
+    if notice:
+        st.session_state[NOTICE_KEY] = notice
+
+
+def start_session(account: Account) -> None:
+    _drop(None)
+    now = ui.wall_now()
+    st.session_state[SESSION_KEY] = MonitorSession(
+        account.id, account.name, account.credentials_version, now, now
+    )
+
+
+def renew_credentials(account: Account) -> None:
+    """Keep this session open after its own password change."""
+    session = st.session_state.get(SESSION_KEY)
+    if isinstance(session, MonitorSession) and session.user_id == account.id:
+        session.credentials_version = account.credentials_version
+
+
+def session() -> MonitorSession | None:
+    found = st.session_state.get(SESSION_KEY)
+    return found if isinstance(found, MonitorSession) else None
+
+
+def current_account(*, activity: bool) -> Account | None:
+    """The logged-in account, read afresh from the database; None when there is none.
+
+    A session that has ended is dropped (and the reason kept for the login page).
+    ``activity``: this run is a person's click, which keeps the session alive.
+    """
+    open_session = session()
+    if open_session is None:
+        return None
+    now = ui.wall_now()
+    reason = session_end(open_session.login_at, open_session.last_active_at, now)
+    account: Account | None = None
+    if reason is None:
+        account = ui.run(ui.store().repo.user_by_id(open_session.user_id))
+        if (
+            account is None
+            or account.name != open_session.name
+            or account.credentials_version != open_session.credentials_version
+        ):
+            reason = "Your password was changed or your account removed."
+            account = None
+    if reason is not None:
+        writes.audit(account, "session ended", actor=open_session.name, detail={"why": reason})
+        _drop(f"{reason} Log in again.")
+        return None
+    if activity:
+        open_session.last_active_at = now
+    return account
+
+
+def gate() -> Account:
+    """The logged-in account; otherwise the login page is the only page and the run stops."""
+    try:
+        account = current_account(activity=True)
+    except GarageGridError as exc:
+        st.error(f"**The monitor cannot read the database.** {exc}", icon=":material/database:")
+        st.stop()
+    if account is None:
+        login = st.Page(
+            login_page, title="Log in", icon=":material/login:", url_path="login", default=True
+        )
+        st.navigation([login], position="hidden").run()
+        st.stop()
+    return account
+
+
+def page_account(page: str) -> Account:
+    """The first call of every page: the account, or a refusal and the end of this run."""
+    try:
+        account = current_account(activity=False)
+    except GarageGridError as exc:
+        st.error(f"**The monitor cannot read the database.** {exc}", icon=":material/database:")
+        st.stop()
+    if account is None:
+        st.info("Log in first.", icon=":material/login:")
+        st.stop()
+    if not may_open(account.role, page):
+        writes.audit(account, "open page", page, outcome="denied")
+        st.error(
+            f"Not allowed: a {account.role} account cannot open this page.",
+            icon=":material/block:",
+        )
+        st.stop()
+    return account
+
+
+def still_logged_in() -> bool:
+    """For a fragment that reruns itself: False (and a full rerun to the login page) once
+    the session has ended."""
+    try:
+        account = current_account(activity=False)
+    except GarageGridError:
+        return True  # the fragment's own error box says what is wrong
+    if account is None:
+        st.rerun(scope="app")
+    return account is not None
+
+
+@st.fragment(run_every=WATCH_EVERY_S)
+def _watch() -> None:
+    still_logged_in()
+
+
+def sidebar(account: Account) -> None:
+    """Who is logged in, until when, and the way out."""
+    with st.sidebar:
+        st.markdown(f"**{account.name}** · {account.role}")
+        if account.role is Role.resident:
+            mine = ", ".join(sorted(account.stations | account.tags)) or ui.EMPTY
+            st.caption(f"Your stations and tags: {mine}")
+        if st.button("Log out", key="logout", icon=":material/logout:"):
+            writes.audit(account, "log out")
+            _drop("You have logged out.")
+            st.rerun()
+        _watch()
+
+
+def login_page() -> None:
+    st.title("GarageGrid")
+    st.caption("Charging garage monitor. Log in with the account your housing company gave you.")
+    notice = st.session_state.pop(NOTICE_KEY, None)
+    if notice:
+        st.info(notice, icon=":material/info:")
+    try:
+        accounts = ui.run(queries.user_count(ui.store().sessionmaker))
+    except GarageGridError as exc:
+        st.error(f"**The monitor cannot read the database.** {exc}", icon=":material/database:")
+        return
+    if accounts == 0:
+        st.warning(
+            "No account exists yet. On the CSMS's computer, create one with "
+            "`csms user add NAME --role manager`.",
+            icon=":material/person_add:",
+        )
+    with st.form("login", clear_on_submit=True):
+        name = st.text_input("Name", key="login_name", autocomplete="username")
+        password = st.text_input(
+            "Password", type="password", key="login_password", autocomplete="current-password"
+        )
+        submitted = st.form_submit_button("Log in", type="primary", key="login_submit")
+    if not submitted:
+        return
+    try:
+        result = writes.log_in(name, password)
+    except GarageGridError as exc:
+        st.error(f"**The monitor cannot read the database.** {exc}", icon=":material/database:")
+        return
+    if result.account is None:
+        st.error(result.message or "Wrong name or password.", icon=":material/lock:")
+        return
+    start_session(result.account)
+    st.rerun()

@@ -1,0 +1,80 @@
+"""Audit (managers only): who changed what and when, logins and refused requests included.
+
+Rows come from ``audit_log`` (written by `csms.monitor.writes` and ``csms user``). Times
+are real time in the site's zone, also while a demo runs the garage's clock faster.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from csms.monitor import access, ui
+from csms.monitor.frames import records
+from csms.store import queries
+
+ALL = "Everyone"
+LIMIT = 500
+NOT_OK = "Only failed and refused"
+
+
+def render() -> None:
+    access.page_account("audit")
+    st.title("Audit")
+    with ui.error_box():
+        _render()
+
+
+def _detail(value: Any) -> str:
+    if ui.is_empty(value) or value == {}:
+        return ui.EMPTY
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _render() -> None:
+    sm = ui.store().sessionmaker
+    tz = ui.site().timezone
+    c1, c2 = st.columns([2, 3])
+    actor = c1.selectbox("Who", [ALL, *ui.run(queries.audit_actors(sm))], key="audit_actor")
+    with c2:
+        st.write("")
+        not_ok = st.toggle(NOT_OK, key="audit_not_ok")
+    log = ui.run(queries.audit_log(sm, actor=None if actor == ALL else actor, limit=LIMIT))
+    if not_ok:
+        log = log[log["outcome"] != "ok"]
+    if log.empty:
+        st.info("Nothing recorded yet.", icon=":material/policy:")
+        return
+    rows = [
+        {
+            "When": ui.fmt_time(r["at"], tz, seconds=True),
+            "Who": r["actor"],
+            "Role": ui.text(r["role"]),
+            "What": r["action"],
+            "Target": ui.text(r["target"]),
+            "Outcome": r["outcome"],
+            "Detail": _detail(r["detail"]),
+        }
+        for r in records(log)
+    ]
+    ui.table(pd.DataFrame(rows))
+    speed = ui.clock_speed()
+    st.caption(
+        f"The newest {LIMIT} entries, real time in site time ({tz})"
+        + (f"; the garage's clock runs {speed:g}x, so its times differ." if speed != 1.0 else ".")
+        + " Outcomes: ok, denied (the role may not), failed (wrong password), locked."
+    )
+    st.download_button(
+        "Audit log (CSV)",
+        ui.localize_columns(log, ["at"], tz).to_csv(index=False).encode(),
+        file_name="garagegrid-audit.csv",
+        mime="text/csv",
+        key="audit_csv",
+    )
+
+
+if __name__ == "__main__":
+    render()
