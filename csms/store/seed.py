@@ -10,6 +10,9 @@ phase it is wired to). While a car is plugged in but not drawing, a sample is wr
 every 15 minutes only, which keeps a month of 50 stations around a million rows.
 
 Everything is written with bulk inserts into an already migrated database.
+
+`ensure_demo_accounts` adds the monitor's demo accounts (a manager, a viewer and
+residents bound to stations and tags) and gives them fresh passwords to print.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any
@@ -29,6 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from csms.auth import Role, generate_password, hash_user_password
 from csms.ev import CATALOGUE, EVSpec, charge, draw_current_a, effective_phases
 from csms.store import models as m
 from csms.store.repository import SITE_ROW_ID, Repository
@@ -656,6 +660,70 @@ def _command_rows(garage: Sequence[_Station], end: datetime) -> list[dict[str, A
     ]
 
 
+# ------------------------------------------------------------------ demo accounts
+DEMO_MANAGER = "manager"
+DEMO_VIEWER = "viewer"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    """An account `ensure_demo_accounts` made, with its password (for the demo's banner)."""
+
+    name: str
+    role: Role
+    password: str
+    stations: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+async def ensure_demo_accounts(
+    repo: Repository,
+    residents: Sequence[tuple[str, str]],
+    *,
+    new_password: Callable[[], str] = generate_password,
+) -> list[DemoAccount]:
+    """A manager, a viewer and a resident per (station, tag): ``resident1``, ...
+
+    Each run gives every demo account a new generated password (creating the account
+    when it is missing), so that the demo can print all of them; other accounts are
+    left alone.
+    """
+    wanted = [
+        DemoAccount(DEMO_MANAGER, Role.manager, ""),
+        DemoAccount(DEMO_VIEWER, Role.viewer, ""),
+        *(
+            DemoAccount(f"resident{i}", Role.resident, "", (station,), (tag,))
+            for i, (station, tag) in enumerate(residents, start=1)
+        ),
+    ]
+    made = []
+    for account in wanted:
+        password = new_password()
+        hashed = hash_user_password(password)
+        if await repo.get_user(account.name) is None:
+            await repo.add_user(
+                account.name, account.role, hashed, stations=account.stations, tags=account.tags
+            )
+        else:
+            await repo.set_user_password(account.name, hashed)
+        made.append(replace(account, password=password))
+    return made
+
+
+def print_demo_accounts(accounts: Sequence[DemoAccount]) -> None:
+    print("Monitor accounts (new passwords on every run):")
+    for a in accounts:
+        mine = ", ".join((*a.stations, *a.tags))
+        print(f"  {a.role.value:<9} {a.name:<10} {a.password}" + (f"   ({mine})" if mine else ""))
+
+
+def _resident(value: str) -> tuple[str, str]:
+    station, _, tag = value.partition(":")
+    if not station or not tag:
+        raise argparse.ArgumentTypeError(f"expected STATION:TAG, e.g. CP01:TAG01, got {value!r}")
+    return station, tag
+
+
 async def _main(args: argparse.Namespace) -> None:
     from csms.store import migrate
     from csms.store.engine import create_engine, create_sessionmaker
@@ -664,14 +732,20 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         await migrate.upgrade(engine)
         sm = create_sessionmaker(engine)
-        async with sm() as s:
-            if (await s.execute(select(m.ChargePoint.id).limit(1))).first() is not None:
-                raise SystemExit("the database already has charge points; seed an empty one")
-        start = args.start or (datetime.now(UTC) - timedelta(days=args.days))
-        summary = await seed_demo_data(
-            sm, stations=args.stations, days=args.days, start=start, seed=args.seed
-        )
-        print(summary)
+        residents = list(args.resident)
+        if not args.accounts_only:
+            async with sm() as s:
+                if (await s.execute(select(m.ChargePoint.id).limit(1))).first() is not None:
+                    raise SystemExit("the database already has charge points; seed an empty one")
+            start = args.start or (datetime.now(UTC) - timedelta(days=args.days))
+            summary = await seed_demo_data(
+                sm, stations=args.stations, days=args.days, start=start, seed=args.seed
+            )
+            print(summary)
+            if not residents:
+                garage = _stations(random.Random(args.seed), min(2, args.stations))
+                residents = [(st.id, st.id_tag) for st in garage]
+        print_demo_accounts(await ensure_demo_accounts(Repository(sm), residents))
     finally:
         await engine.dispose()
 
@@ -679,13 +753,27 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m csms.store.seed",
-        description="Fill an empty GarageGrid database with a demo garage (ends now by default).",
+        description="Fill an empty GarageGrid database with a demo garage (ends now by "
+        "default) and demo monitor accounts, whose passwords it prints.",
     )
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--stations", type=int, default=8)
     parser.add_argument("--days", type=float, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--start", type=datetime.fromisoformat, default=None)
+    parser.add_argument(
+        "--resident",
+        type=_resident,
+        action="append",
+        default=[],
+        metavar="STATION:TAG",
+        help="a demo resident's station and tag (default: the first two seeded stations)",
+    )
+    parser.add_argument(
+        "--accounts-only",
+        action="store_true",
+        help="only (re)create the demo accounts and print their passwords",
+    )
     asyncio.run(_main(parser.parse_args(argv)))
 
 
