@@ -73,6 +73,12 @@ class ChargePointInfo:
     capabilities_read_at: datetime | None = None
     # "manager" (typed, or the default) or "charger" (from ConnectorPhaseRotation).
     wiring_set_by: str = "manager"
+    # OCPP 1.6 security profile: 0 = no authentication (lab use, explicitly set), 1 = HTTP
+    # Basic (refused while no password is set), 2 = HTTP Basic over TLS only.
+    security_profile: int = 1
+    # A rotated key the charger may or may not have taken (no answer, RebootRequired):
+    # accepted besides the current one until the charger first logs in with it.
+    pending_password_hash: str | None = None
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,12 @@ class ChargePoint(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(128), default=None)
     password_hash: Mapped[str | None] = mapped_column(String(256), default=None)
+    # OCPP 1.6 security profile: 0 = no authentication (lab use, set explicitly), 1 = HTTP
+    # Basic with the password above (refused while there is none), 2 = the same over TLS
+    # only. A rotated key whose fate is unknown (the charger did not answer, or answered
+    # RebootRequired) is also accepted until the charger first logs in with it.
+    security_profile: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    pending_password_hash: Mapped[str | None] = mapped_column(String(256), default=None)
     max_current_a: Mapped[float] = mapped_column(Float, default=32.0)
     phases: Mapped[int] = mapped_column(Integer, default=3)
     wiring: Mapped[str] = mapped_column(String(8), default="L1L2L3")
@@ -285,6 +291,16 @@ class MeterSample(Base):
     __table_args__ = (
         Index("ix_meter_samples_cp_time", "charge_point_id", "timestamp"),
         Index("ix_meter_samples_tx", "transaction_id"),
+        # Exactly once: a sample a charger resends (OCPP 1.6 section 3.7, maybe on a new
+        # connection with a new message id) is the same row. Inserts ignore a conflict.
+        Index(
+            "uq_meter_samples_sample",
+            "charge_point_id",
+            "timestamp",
+            "connector_id",
+            "sample_key",
+            unique=True,
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -302,6 +318,13 @@ class MeterSample(Base):
     value: Mapped[float | None] = mapped_column(Float, default=None)
     norm_unit: Mapped[str | None] = mapped_column(String(8), default=None)
     received_at: Mapped[datetime]
+    # What identifies the sample besides station, time and connector, without NULLs (see
+    # csms.store.repository.sample_key): transaction, measurand, phase, location. NULL for
+    # rows a bulk tool wrote without it (the demo seeder): those are not deduplicated.
+    sample_key: Mapped[str | None] = mapped_column(String(100), default=None)
+    # Why an energy register reading is left out of energy totals (csms.meter:
+    # "backwards", "jump"); None for a plausible one.
+    flag: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class Command(Base):
@@ -434,3 +457,18 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(128), default=None)
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class SecurityEvent(Base):
+    """A SecurityEventNotification a charger sent (OCPP 1.6 security extension)."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (Index("ix_security_events_cp_time", "charge_point_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(ForeignKey("charge_points.id", ondelete="CASCADE"))
+    # SecurityEventNotification.req: type (CiString50), techInfo (CiString255), timestamp.
+    type: Mapped[str] = mapped_column(String(50))
+    tech_info: Mapped[str | None] = mapped_column(String(255), default=None)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)
