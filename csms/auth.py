@@ -14,9 +14,11 @@ import hashlib
 import hmac
 import secrets
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from csms.errors import ConfigError, GarageGridError
 
@@ -251,3 +253,87 @@ def session_end(login_at: datetime, last_active_at: datetime, now: datetime) -> 
         minutes = SESSION_IDLE_TIMEOUT.total_seconds() / 60
         return f"Your session ended after {minutes:g} min without activity."
     return None
+
+
+# ----------------------------------------------------------- AuthorizationKey
+# OCPP 1.6 security whitepaper: the AuthorizationKey is 16-20 bytes, often configured as
+# up to 40 hex digits. A rotated key is 20 random bytes written as 40 hex digits.
+AUTHORIZATION_KEY_BYTES = 20
+# Configuration keys whose value is a charger's password: the 1.6 name and the 2.0.1 one
+# some dual-stack firmwares also report. Compared without case, "_" or "-".
+SECRET_CONFIGURATION_KEYS = frozenset({"authorizationkey", "basicauthpassword"})
+REDACTED = "<redacted>"
+# Shorter values are not scrubbed from free text (they would match ordinary words).
+MIN_SCRUB_LENGTH = 8
+
+
+def new_authorization_key() -> str:
+    """A fresh AuthorizationKey: 20 random bytes as 40 lowercase hex digits."""
+    return secrets.token_hex(AUTHORIZATION_KEY_BYTES)
+
+
+def verify_charger_password(password: str, stored: str) -> bool:
+    """``verify_password``, also taking the raw bytes a hex-digit key stands for.
+
+    A key set as hex digits (as ``csms station rotate-password`` does) is sent back by
+    some chargers as those digits and by others as the 16-20 bytes they encode.
+    """
+    if verify_password(password, stored):
+        return True
+    raw = password_bytes(password)
+    return 16 <= len(raw) <= 20 and verify_password(raw.hex(), stored)
+
+
+def is_secret_key(name: object) -> bool:
+    """Whether a configuration key name (any case, camel or snake) holds a password."""
+    if not isinstance(name, str):
+        return False
+    return name.strip().replace("_", "").replace("-", "").lower() in SECRET_CONFIGURATION_KEYS
+
+
+def authorization_key_change(action: str, payload: Mapping[str, Any]) -> str | None:
+    """The new key a ChangeConfiguration(AuthorizationKey) sets, else None."""
+    if action != "ChangeConfiguration" or not is_secret_key(payload.get("key")):
+        return None
+    value = payload.get("value")
+    return value if isinstance(value, str) else None
+
+
+def redact_secrets(value: Any, found: list[str] | None = None) -> Any:
+    """A copy of an OCPP payload or answer without any password in it.
+
+    Replaced by ``REDACTED``: the ``value`` of an entry whose ``key`` names a secret
+    (ChangeConfiguration payloads, GetConfiguration ``configurationKey`` entries), and any
+    field named like one. Whatever the value's encoding (text, hex, base64), it goes. The
+    values removed are appended to ``found`` (to scrub them from free text too).
+    """
+    if isinstance(value, Mapping):
+        secret_entry = is_secret_key(value.get("key"))
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if is_secret_key(key) or (secret_entry and key == "value"):
+                if found is not None and isinstance(item, str) and item:
+                    found.append(item)
+                out[key] = REDACTED if item is not None else None
+            else:
+                out[key] = redact_secrets(item, found)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact_secrets(item, found) for item in value]
+    return value
+
+
+def secret_spellings(secret: str) -> set[str]:
+    """The forms a secret may take in free text: as given, hex, base64 (and, for a key
+    of hex digits, the base64 of the bytes it stands for). Short ones are left alone."""
+    if len(secret) < MIN_SCRUB_LENGTH:
+        return set()
+    raw = password_bytes(secret)
+    forms = {secret, raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode()}
+    try:
+        decoded = bytes.fromhex(secret)
+    except ValueError:
+        decoded = b""
+    if len(decoded) >= MIN_SCRUB_LENGTH // 2:
+        forms.add(base64.b64encode(decoded).decode())
+    return forms

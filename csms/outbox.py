@@ -4,6 +4,12 @@ Anything outside the CSMS process writes a ``commands`` row; this worker claims 
 rows every ``poll_s`` (0.5 s), sends each as an OCPP call from its own task (never from
 inside a handler: the ``ocpp`` library would deadlock until its timeout) and stores the
 answer or the error.
+
+A password never stays in the outbox: the answer arrives redacted (an AuthorizationKey a
+charger reports, ``csms.ocpp16.protocol``), and when a command completes its payload is
+redacted too (the key a ChangeConfiguration sent, ``Repository.complete_command``). A
+ChangeConfiguration(AuthorizationKey) changes the password the charger must log in with
+as its answer says (``csms.ocpp16.handlers.ChargePointSession.send_call``).
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from csms.auth import redact_secrets
 from csms.domain import CommandRequest
 from csms.errors import GarageGridError
+from csms.logs import scrub
 from csms.ocpp16.server import CentralSystem
 from csms.store.repository import Repository
 
@@ -85,5 +93,10 @@ class OutboxWorker:
             log.warning("command failed", extra=extra | {"error": str(exc)})
             await self._repo.complete_command(command.id, error=str(exc))
             return
-        log.info("command answered", extra=extra | {"answer": answer})
+        except Exception as exc:
+            # Never leave a row 'sending' for good (nor its payload unredacted).
+            log.exception("command failed unexpectedly", extra=extra)
+            await self._repo.complete_command(command.id, error=scrub(f"internal error: {exc!r}"))
+            return
+        log.info("command answered", extra=extra | {"answer": redact_secrets(answer)})
         await self._repo.complete_command(command.id, response=answer)

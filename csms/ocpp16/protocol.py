@@ -4,10 +4,17 @@ The library's own ``route_message`` stays silent on frames it cannot parse, answ
 errors in OCPP 2.0.1 terms and processes a resent message id twice (FIELD-NOTES). This
 subclass takes over framing, validation, the "accepted before anything else" rule and
 duplicate detection, then hands well-formed calls to the library's handler dispatch.
+
+Outgoing calls are its own too: one outstanding CALL per connection (OCPP-J 4.1.1), an
+answer matched to its call by message id, a call that gets no answer fails after the
+response timeout (the next one proceeds), a call in flight fails at once when the
+connection closes, and a late answer is dropped without logging its payload. An answer
+never carries a password beyond this layer (``csms.auth.redact_secrets``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,8 +27,11 @@ from ocpp.exceptions import OCPPError
 from ocpp.messages import Call, CallError, CallResult, MessageType
 from ocpp.v16 import ChargePoint as _LibChargePoint
 from ocpp.v16.enums import Action
+from websockets.exceptions import ConnectionClosed
 
-from csms.errors import CallFailedError
+from csms.auth import redact_secrets
+from csms.errors import CallFailedError, NotConnectedError
+from csms.logs import remember_secret
 from csms.ocpp16.errors import (
     FormationViolation,
     NotImplementedAction,
@@ -40,6 +50,12 @@ DUPLICATE_WINDOW = 256
 KNOWN_ACTIONS = frozenset(a.value for a in Action)
 
 
+class AnswerUnknownError(CallFailedError):
+    """A CALL went out but no valid answer came back (no answer within the timeout, the
+    connection closed, an answer that breaks the schema): the charger may or may not have
+    acted on it. ``code`` is "Timeout", "ConnectionClosed" or the schema error's code."""
+
+
 class OcppConnection(_LibChargePoint):
     """One charge point's connection, speaking OCPP-J 1.6 strictly."""
 
@@ -55,6 +71,9 @@ class OcppConnection(_LibChargePoint):
         self._is_accepted = is_accepted
         self._answered: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._current: dict[str, str] = {}
+        # Outgoing calls: one at a time, each waiting for the answer with its message id.
+        self._outgoing = asyncio.Lock()
+        self._awaiting: dict[str, asyncio.Future[CallResult | CallError]] = {}
 
     # ---------------------------------------------------------------- incoming
     async def start(self) -> None:
@@ -140,12 +159,13 @@ class OcppConnection(_LibChargePoint):
         if message_id is None:
             log.warning("response without a message id dropped", extra={"cp_id": self.id})
             return
+        response: CallResult | CallError
         if frame[0] == MessageType.CallResult and len(frame) == 3:
             log.info(
                 "received CALLRESULT",
                 extra={"cp_id": self.id, "direction": "in", "message_id": message_id},
             )
-            self._response_queue.put_nowait(CallResult(message_id, frame[2]))
+            response = CallResult(message_id, frame[2])
         elif frame[0] == MessageType.CallError and len(frame) >= 4:
             log.warning(
                 "received CALLERROR",
@@ -158,11 +178,22 @@ class OcppConnection(_LibChargePoint):
                 },
             )
             details = frame[4] if len(frame) > 4 and isinstance(frame[4], dict) else {}
-            self._response_queue.put_nowait(CallError(message_id, frame[2], frame[3], details))
+            response = CallError(message_id, frame[2], frame[3], details)
         else:
             log.warning(
                 "malformed response dropped", extra={"cp_id": self.id, "message_id": message_id}
             )
+            return
+        waiting = self._awaiting.get(message_id)
+        if waiting is None or waiting.done():
+            # Late (its call timed out) or never asked for; the payload is not logged: it
+            # may be a GetConfiguration answer with a password in it.
+            log.warning(
+                "answer to no outstanding call dropped",
+                extra={"cp_id": self.id, "message_id": message_id},
+            )
+            return
+        waiting.set_result(response)
 
     async def _send_error(self, message_id: str, error: OCPPError, *, action: str = "") -> None:
         log.warning(
@@ -232,24 +263,31 @@ class OcppConnection(_LibChargePoint):
             ) from exc
         message_id = str(uuid.uuid4())
         call = Call(message_id, action, payload)
-        started = time.monotonic()
-        log.info(
-            "sending CALL",
-            extra={
-                "cp_id": self.id,
-                "direction": "out",
-                "action": action,
-                "message_id": message_id,
-            },
-        )
-        async with self._call_lock:
-            await self._connection.send(call.to_json())
+        async with self._outgoing:
+            started = time.monotonic()
+            log.info(
+                "sending CALL",
+                extra={
+                    "cp_id": self.id,
+                    "direction": "out",
+                    "action": action,
+                    "message_id": message_id,
+                },
+            )
+            answer: asyncio.Future[CallResult | CallError] = (
+                asyncio.get_running_loop().create_future()
+            )
+            self._awaiting[message_id] = answer
             try:
-                response = await self._get_specific_response(message_id, self._response_timeout)
-            except TimeoutError as exc:
-                raise CallFailedError(
-                    f"{action}: no answer within {self._response_timeout:g} s", code="Timeout"
-                ) from exc
+                try:
+                    await self._connection.send(call.to_json())
+                except ConnectionClosed as exc:
+                    raise NotConnectedError(
+                        f"charge point {self.id!r} closed its connection; {action} not sent"
+                    ) from exc
+                response = await self._answer_or_close(action, answer)
+            finally:
+                self._awaiting.pop(message_id, None)
         elapsed_ms = (time.monotonic() - started) * 1000
         if isinstance(response, CallError):
             raise CallFailedError(
@@ -258,10 +296,16 @@ class OcppConnection(_LibChargePoint):
                 code=str(response.error_code),
             )
         result: dict[str, Any] = response.payload if isinstance(response.payload, dict) else {}
+        # AuthorizationKey is write-only (security whitepaper), yet some firmwares report
+        # it: it goes here, before any caller, observer, log or table sees the answer.
+        found: list[str] = []
+        result = redact_secrets(result, found)
+        for secret in found:
+            remember_secret(secret)
         try:
             validate_response(action, result)
         except OCPPError as exc:
-            raise CallFailedError(
+            raise AnswerUnknownError(
                 f"{action}: invalid answer: {exc.description}", code=exc.code
             ) from exc
         log.info(
@@ -274,3 +318,28 @@ class OcppConnection(_LibChargePoint):
             },
         )
         return result
+
+    async def _answer_or_close(
+        self, action: str, answer: asyncio.Future[CallResult | CallError]
+    ) -> CallResult | CallError:
+        """The answer; AnswerUnknownError after the timeout or as soon as the connection
+        closes (a silent charger never holds up another one: each has its own session)."""
+        closed = asyncio.ensure_future(self._connection.wait_closed())
+        try:
+            await asyncio.wait(
+                (answer, closed),
+                timeout=self._response_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            closed.cancel()
+        if answer.done():
+            return answer.result()
+        if closed.done():
+            raise AnswerUnknownError(
+                f"{action}: the connection closed before the charge point answered",
+                code="ConnectionClosed",
+            )
+        raise AnswerUnknownError(
+            f"{action}: no answer within {self._response_timeout:g} s", code="Timeout"
+        )

@@ -19,7 +19,7 @@ from sqlalchemy import Update, and_, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from csms.auth import Account, LoginThrottle, Role, hash_password
+from csms.auth import Account, LoginThrottle, Role, hash_password, redact_secrets
 from csms.clock import Clock, ClockAnchor, WallClock
 from csms.controller.capabilities import (
     Capabilities,
@@ -755,7 +755,10 @@ class Repository:
             if row is None:
                 raise NotFoundError(f"no command {command_id}")
             row.status = (CommandStatus.failed if error else CommandStatus.done).value
-            row.response = json.loads(json.dumps(response, default=str))
+            # Passwords leave the outbox with the call: neither the payload (a key sent with
+            # ChangeConfiguration) nor the answer (a key a charger reports) stays stored.
+            row.payload = redact_secrets(row.payload)
+            row.response = redact_secrets(json.loads(json.dumps(response, default=str)))
             row.error = error
             row.completed_at = self.now()
 
@@ -769,16 +772,21 @@ class Repository:
     async def requeue_interrupted_commands(self) -> int:
         """Commands left 'sending' by a crash are failed: resending a Reset twice is worse."""
         async with self._unit() as s:
-            result = await s.execute(
-                update(m.Command)
-                .where(m.Command.status == CommandStatus.sending.value)
-                .values(
-                    status=CommandStatus.failed.value,
-                    error="CSMS stopped before the answer arrived",
-                    completed_at=self.now(),
+            rows = (
+                (
+                    await s.execute(
+                        select(m.Command).where(m.Command.status == CommandStatus.sending.value)
+                    )
                 )
+                .scalars()
+                .all()
             )
-            return int(getattr(result, "rowcount", 0) or 0)
+            for row in rows:
+                row.status = CommandStatus.failed.value
+                row.error = "CSMS stopped before the answer arrived"
+                row.completed_at = self.now()
+                row.payload = redact_secrets(row.payload)
+            return len(rows)
 
     # ------------------------------------------------------------ controller
     async def connectors_by_charge_point(self) -> dict[str, tuple[int, ...]]:
