@@ -31,6 +31,8 @@ class ServeConfig:
     host: str = "0.0.0.0"  # noqa: S104 - chargers connect from the garage network
     port: int = 9000
     auto_register: bool = False
+    # Also register an unknown id that brings no password, as unsecured (lab use).
+    auto_register_unsecured: bool = False
     speed: float = 1.0
     clock_start: datetime | None = None
     certfile: str | None = None
@@ -56,6 +58,7 @@ class CsmsApp:
             self.events,
             self.clock,
             auto_register=config.auto_register,
+            auto_register_unsecured=config.auto_register_unsecured,
             response_timeout_s=config.response_timeout_s,
         )
         self.outbox = OutboxWorker(self.repository, self.central, poll_s=config.outbox_poll_s)

@@ -24,6 +24,7 @@ from csms.auth import (
     generate_password,
     hash_user_password,
 )
+from csms.domain import ChargePointInfo
 from csms.errors import ConfigError, GarageGridError, NotFoundError
 from csms.logs import configure_logging
 from csms.settings import validate_building_load, validate_site_update, validate_station
@@ -104,6 +105,8 @@ async def _station_add(args: argparse.Namespace, repo: Repository) -> int:
     current, phases, wiring = validate_station(
         max_current_a=args.max_current_a, phases=args.phases, wiring=args.wiring
     )
+    if args.unsecured and args.password:
+        raise ConfigError("--unsecured admits any client: give --password or --unsecured")
     await repo.add_charge_point(
         args.id,
         max_current_a=current,
@@ -114,10 +117,18 @@ async def _station_add(args: argparse.Namespace, repo: Repository) -> int:
         only_stack_level_0=args.only_stack_level_0,
         rate_unit=args.rate_unit,
         current_steps_a=args.current_steps,
+        security_profile=0 if args.unsecured else 1,
     )
-    if not args.password:
+    if args.unsecured:
         print(
-            f"warning: {args.id} has no password; any client using this id will be accepted",
+            f"warning: {args.id} is unsecured (security profile 0): any client using this "
+            "id is accepted; for lab use only",
+            file=sys.stderr,
+        )
+    elif not args.password:
+        print(
+            f"warning: {args.id} has no password: it is refused until it has one "
+            f"(csms station set {args.id} --password KEY) or is marked --unsecured",
             file=sys.stderr,
         )
     print(f"added charge point {args.id} ({phases} x {current:g} A, wiring {wiring})")
@@ -143,9 +154,107 @@ async def _station_set(args: argparse.Namespace, repo: Repository) -> int:
         changes["name"] = args.name
     if args.password is not None:
         changes["password"] = args.password
-    await repo.update_charge_point(args.id, **changes)
+    profile = _profile_option(args, station.security_profile)
+    if profile != station.security_profile:
+        changes["security_profile"] = profile
+    updated = await repo.update_charge_point(args.id, **changes)
     print(f"updated charge point {args.id}")
+    if updated.security_profile == 0:
+        print(
+            f"warning: {args.id} is unsecured: any client using this id is accepted",
+            file=sys.stderr,
+        )
+    elif updated.password_hash is None and updated.pending_password_hash is None:
+        print(
+            f"warning: {args.id} has no password: it is refused until it has one", file=sys.stderr
+        )
     return 0
+
+
+def _profile_option(args: argparse.Namespace, current: int) -> int:
+    """The security profile `station set` asks for (the current one if it asks none)."""
+    if args.unsecured:
+        return 0
+    if args.secured:
+        return max(1, current)
+    if args.security_profile is not None:
+        return int(args.security_profile)
+    return current
+
+
+def _security(station: ChargePointInfo) -> str:
+    """How `station list` shows a charge point's security profile."""
+    if station.security_profile == 0:
+        return "0 unsecured"
+    if station.password_hash is None and station.pending_password_hash is None:
+        return f"{station.security_profile} no password: refused"
+    if station.pending_password_hash is not None:
+        return f"{station.security_profile} key change pending"
+    return f"{station.security_profile} password" + (
+        " + TLS" if station.security_profile >= 2 else ""
+    )
+
+
+async def _station_rotate_password(args: argparse.Namespace, repo: Repository) -> int:
+    """ChangeConfiguration(AuthorizationKey) with a new random key, through the outbox.
+
+    The CSMS stores the new key's hash only when the charger accepts it (then the old key
+    stops working at once); see csms.ocpp16.handlers.ChargePointSession.send_call.
+    """
+    from csms.auth import new_authorization_key
+
+    station = await repo.get_charge_point(args.id)
+    if station is None:
+        raise NotFoundError(f"no charge point {args.id!r}")
+    command_id = await repo.enqueue_command(
+        args.id,
+        "ChangeConfiguration",
+        {"key": "AuthorizationKey", "value": new_authorization_key()},
+        requested_by="rotate-password",
+    )
+    print(f"command {command_id} queued: a new AuthorizationKey for {args.id}")
+    if args.wait <= 0:
+        return 0
+    row = await _wait_for_command(repo, command_id, args.wait)
+    if row is None:
+        print(
+            f"no answer within {args.wait:g} s; the command stays queued (id {command_id}) "
+            "and the old key works until the charger accepts the new one"
+        )
+        return 1
+    after = await repo.get_charge_point(args.id)
+    status = (row.get("response") or {}).get("status")
+    why = f"it answered {status}" if status else (row.get("error") or "it did not answer")
+    if status == "Accepted":
+        print(f"{args.id}: it accepted the new key; the old key no longer works")
+        if after is not None and after.security_profile == 0:
+            print(
+                f"note: {args.id} is unsecured; `csms station set {args.id} --secured` "
+                "makes it log in with the key"
+            )
+        return 0
+    if after is not None and after.pending_password_hash is not None:
+        print(
+            f"{args.id}: {why}; its old key stays, and the new key is accepted too until "
+            "it first logs in with it"
+        )
+        return 0 if status == "RebootRequired" else 1
+    print(f"{args.id}: {why}; nothing changed, the old key stays")
+    return 1
+
+
+async def _wait_for_command(
+    repo: Repository, command_id: int, wait_s: float
+) -> dict[str, Any] | None:
+    """The command row once it is done or failed; None if ``wait_s`` passes first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while loop.time() < deadline:
+        row = await repo.get_command(command_id)
+        if row is not None and row["status"] in ("done", "failed"):
+            return row
+        await asyncio.sleep(0.2)
+    return None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -172,6 +281,7 @@ async def _station_list(args: argparse.Namespace, repo: Repository) -> int:
             "model": s.model,
             "firmware": s.firmware_version,
             "password": "set" if s.password_hash else "none",
+            "security": _security(s),
         }
         reported = describe(caps)
         table.append(
@@ -187,6 +297,8 @@ async def _station_list(args: argparse.Namespace, repo: Repository) -> int:
         rows.append(
             row
             | {
+                "security_profile": s.security_profile,
+                "key_change_pending": s.pending_password_hash is not None,
                 "wiring_set_by": s.wiring_set_by,
                 "rate_unit": s.rate_unit,
                 "only_stack_level_0": s.only_stack_level_0,
@@ -536,7 +648,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--auto-register",
         action="store_true",
-        help="accept unknown charge point ids and record them",
+        help="accept an unknown charge point id that brings a password, and pin that "
+        "password (trust on first use); one without a password is refused",
+    )
+    serve.add_argument(
+        "--auto-register-unsecured",
+        action="store_true",
+        help="--auto-register, and record an unknown id without a password as unsecured "
+        "(security profile 0: any client using it is accepted; lab use only)",
     )
     serve.add_argument("--speed", type=_positive_float, default=1.0, help="simulated clock speed")
     serve.add_argument("--clock-start", type=_parse_datetime, help="simulated clock start (ISO)")
@@ -566,6 +685,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-unit", choices=("A", "W"), default="A", help="unit the charger accepts"
     )
     add.add_argument("--current-steps", type=_steps, help="allowed currents, e.g. 6,8,10,13,16")
+    add.add_argument(
+        "--unsecured",
+        action="store_true",
+        help="no authentication at all (security profile 0, lab use); without it and "
+        "without --password the station is refused until it gets a password",
+    )
     add.set_defaults(handler=_station_add)
     st_set = st_sub.add_parser("set", help="rename or change a charge point")
     _db_option(st_set)
@@ -574,8 +699,31 @@ def build_parser() -> argparse.ArgumentParser:
     st_set.add_argument("--phases", type=int, choices=(1, 3))
     st_set.add_argument("--wiring")
     st_set.add_argument("--name")
-    st_set.add_argument("--password")
+    st_set.add_argument("--password", help="a new AuthorizationKey ('' removes it)")
+    security = st_set.add_mutually_exclusive_group()
+    security.add_argument(
+        "--unsecured", action="store_true", help="no authentication (security profile 0)"
+    )
+    security.add_argument(
+        "--secured", action="store_true", help="require the password (profile 1, or keep 2)"
+    )
+    security.add_argument(
+        "--security-profile",
+        type=int,
+        choices=(0, 1, 2),
+        help="0 none, 1 HTTP Basic, 2 HTTP Basic over TLS only",
+    )
     st_set.set_defaults(handler=_station_set)
+    rotate = st_sub.add_parser(
+        "rotate-password",
+        help="send the charger a new random AuthorizationKey (the old one works until it accepts)",
+    )
+    _db_option(rotate)
+    rotate.add_argument("id")
+    rotate.add_argument(
+        "--wait", type=float, default=40.0, help="seconds to wait for the answer (0: do not wait)"
+    )
+    rotate.set_defaults(handler=_station_rotate_password)
     st_list = st_sub.add_parser("list", help="list charge points")
     _db_option(st_list)
     st_list.add_argument("--json", action="store_true")
@@ -741,7 +889,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 database_url=getattr(args, "database_url", None),
                 host=args.host,
                 port=args.port,
-                auto_register=args.auto_register,
+                auto_register=args.auto_register or args.auto_register_unsecured,
+                auto_register_unsecured=args.auto_register_unsecured,
                 speed=args.speed,
                 clock_start=args.clock_start,
                 certfile=args.certfile,

@@ -19,12 +19,15 @@ from ocpp.v16.datatypes import IdTagInfo as OcppIdTagInfo
 from ocpp.v16.enums import (
     Action,
     AuthorizationStatus,
+    ConfigurationStatus,
     DataTransferStatus,
     RegistrationStatus,
 )
 
+from csms.auth import authorization_key_change
 from csms.clock import Clock
 from csms.domain import IdTagInfo, SampledValue
+from csms.errors import CallFailedError
 from csms.events import (
     ChargePointBooted,
     ConnectorStatusChanged,
@@ -33,8 +36,9 @@ from csms.events import (
     TransactionStarted,
     TransactionStopped,
 )
+from csms.logs import remember_secret, scrub
 from csms.ocpp16.errors import PropertyConstraintViolation
-from csms.ocpp16.protocol import OcppConnection
+from csms.ocpp16.protocol import AnswerUnknownError, OcppConnection
 from csms.ocpp16.validation import parse_timestamp
 from csms.store.repository import Repository
 
@@ -150,6 +154,52 @@ class ChargePointSession(OcppConnection):
 
     def _now_iso(self) -> str:
         return self._clock.now().isoformat().replace("+00:00", "Z")
+
+    # ------------------------------------------------------- outgoing calls
+    async def send_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a CALL; a ChangeConfiguration(AuthorizationKey) also changes the password
+        this charger must log in with, whoever sent it (rotation, outbox, anything else).
+
+        Per the OCPP 1.6 security whitepaper: Accepted -> the new key replaces the old one
+        before this returns (the old one stops working at once); Rejected, NotSupported or a
+        CALLERROR -> the old key stays; RebootRequired, no answer or a closed connection
+        (the charger may have taken it) -> the old key stays and the new one is accepted
+        too, until the charger first logs in with it.
+        """
+        key = authorization_key_change(action, payload)
+        if key is None:
+            return await super().send_call(action, payload)
+        remember_secret(key)
+        extra = {"cp_id": self.id, "action": action}
+        try:
+            answer = await super().send_call(action, payload)
+        except AnswerUnknownError as exc:
+            await self._repo.set_authorization_key(self.id, key, confirmed=False)
+            log.warning(
+                "AuthorizationKey change unanswered: the old key stays, the new one is "
+                "accepted too until the charger uses it",
+                extra=extra | {"error": scrub(str(exc))},
+            )
+            raise AnswerUnknownError(scrub(str(exc)), code=exc.code) from None
+        except CallFailedError as exc:
+            # A validation message may quote the value: never let it out with the error.
+            raise CallFailedError(scrub(str(exc)), code=exc.code) from None
+        status = answer.get("status")
+        if status == ConfigurationStatus.accepted:
+            await self._repo.set_authorization_key(self.id, key, confirmed=True)
+            log.info("AuthorizationKey changed: the old key no longer works", extra=extra)
+        elif status == ConfigurationStatus.reboot_required:
+            await self._repo.set_authorization_key(self.id, key, confirmed=False)
+            log.info(
+                "AuthorizationKey taken after a reboot: both keys work until it uses the new one",
+                extra=extra,
+            )
+        else:
+            log.warning(
+                "AuthorizationKey change refused: the old key stays",
+                extra=extra | {"status": status},
+            )
+        return answer
 
     @on(Action.boot_notification, skip_schema_validation=True)
     async def on_boot_notification(

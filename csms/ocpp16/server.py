@@ -3,18 +3,23 @@
 ``ws://HOST:PORT/ocpp/<chargePointId>`` with subprotocol ``ocpp1.6``; HTTP Basic auth
 (OCPP 1.6 security profile 1, TLS = profile 2 when a certificate is given).
 Before any WebSocket opens: unknown identity -> 404 (OCPP-J 3.2), missing or wrong
-password -> 401, too many failures from one address -> 429. ``GET /healthz`` -> 200 JSON.
+password, or a station without one -> 401, a profile-2 station without TLS -> 403; each
+of them counts as a failure of the address, and too many of them -> 429 with
+Retry-After. Only a station a manager marked unsecured (profile 0) needs no password.
+``GET /healthz`` -> 200 JSON.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http
 import json
 import logging
+import math
 import ssl
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -26,9 +31,10 @@ from websockets.headers import parse_authorization_basic
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from csms.auth import verify_password
+from csms.auth import verify_charger_password
 from csms.clock import Clock
-from csms.errors import GarageGridError, NotConnectedError, StoreError
+from csms.domain import ChargePointInfo
+from csms.errors import ConfigError, GarageGridError, NotConnectedError, StoreError
 from csms.events import ChargePointConnected, ChargePointDisconnected, EventBus
 from csms.ocpp16.handlers import ChargePointSession
 from csms.store.repository import Repository
@@ -40,9 +46,13 @@ CallObserver = Callable[[str, str, dict[str, Any], dict[str, Any] | None], None]
 
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 OCPP_PATH_PREFIX = "/ocpp/"
-# Brute-force protection: this many failed logins from one address in the window...
+# Brute-force and enumeration protection: this many failed logins (401) or unknown ids
+# (404) from one address within the window, and the address is refused (429) until the
+# oldest of them is older than the window. Other addresses are not affected.
 MAX_AUTH_FAILURES = 10
 AUTH_FAILURE_WINDOW_S = 60.0
+# Addresses remembered at most (an attack from many addresses must not exhaust memory).
+MAX_TRACKED_ADDRESSES = 10_000
 # OCPP 1.6 CiString20 for the identity in practice; keep the URL sane.
 MAX_ID_LENGTH = 64
 
@@ -83,6 +93,56 @@ def charge_point_id_from_path(path: str) -> str | None:
     return cp_id
 
 
+class FailureLimiter:
+    """Failed logins per remote address in a sliding window (pure: the clock is injected)."""
+
+    def __init__(
+        self,
+        max_failures: int = MAX_AUTH_FAILURES,
+        window_s: float = AUTH_FAILURE_WINDOW_S,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_addresses: int = MAX_TRACKED_ADDRESSES,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._monotonic = monotonic
+        self._max_addresses = max_addresses
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def record(self, remote: str) -> bool:
+        """Count a failure; True when it is the one that reaches the limit."""
+        now = self._monotonic()
+        failures = self._recent(remote, now)
+        if failures is None:
+            failures = self._failures[remote] = deque()
+        failures.append(now)
+        self._failures.move_to_end(remote)
+        while len(self._failures) > self._max_addresses:
+            self._failures.popitem(last=False)
+        return len(failures) == self.max_failures
+
+    def retry_after(self, remote: str) -> float | None:
+        """Seconds until ``remote`` may try again, or None if it may now."""
+        now = self._monotonic()
+        failures = self._recent(remote, now)
+        if failures is None or len(failures) < self.max_failures:
+            return None
+        # Refused until enough failures have left the window to fall below the limit.
+        return failures[-self.max_failures] + self.window_s - now
+
+    def _recent(self, remote: str, now: float) -> deque[float] | None:
+        failures = self._failures.get(remote)
+        if failures is None:
+            return None
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        if not failures:
+            del self._failures[remote]
+            return None
+        return failures
+
+
 class CentralSystem:
     """Accepts charge points and offers the one internal API for outgoing OCPP calls."""
 
@@ -93,15 +153,20 @@ class CentralSystem:
         clock: Clock,
         *,
         auto_register: bool = False,
+        auto_register_unsecured: bool = False,
         response_timeout_s: float = 30.0,
+        limiter: FailureLimiter | None = None,
     ) -> None:
         self._repo = repository
         self._events = events
         self._clock = clock
-        self._auto_register = auto_register
+        # Trust on first use: an unknown id is registered with its first password; without
+        # a password only when unsecured registration was asked for as well.
+        self._auto_register = auto_register or auto_register_unsecured
+        self._auto_register_unsecured = auto_register_unsecured
         self._response_timeout_s = response_timeout_s
         self._sessions: dict[str, ChargePointSession] = {}
-        self._failures: defaultdict[str, deque[float]] = defaultdict(deque)
+        self.limiter = limiter or FailureLimiter()
         self._server: Server | None = None
         self._call_observers: list[CallObserver] = []
         self.started_at = time.monotonic()
@@ -122,7 +187,33 @@ class CentralSystem:
             ssl=ssl_context,
             server_header="GarageGrid",
         )
+        await self._warn_about_open_doors()
         return self._server
+
+    async def _warn_about_open_doors(self) -> None:
+        """Say at start which stations accept anyone and which can never log in."""
+        try:
+            stations = await self._repo.list_charge_points()
+        except StoreError:
+            return
+        unsecured = [s.id for s in stations if s.security_profile == 0]
+        locked = [
+            s.id
+            for s in stations
+            if s.security_profile > 0
+            and s.password_hash is None
+            and s.pending_password_hash is None
+        ]
+        if unsecured:
+            log.warning(
+                "unsecured charge points (profile 0) accept any client using their id",
+                extra={"count": len(unsecured), "cp_ids": unsecured[:20]},
+            )
+        if locked:
+            log.warning(
+                "charge points without a password are refused until they get one",
+                extra={"count": len(locked), "cp_ids": locked[:20]},
+            )
 
     @property
     def port(self) -> int:
@@ -194,10 +285,11 @@ class CentralSystem:
             return connection.respond(
                 http.HTTPStatus.NOT_FOUND, "Connect to /ocpp/<chargePointId>\n"
             )
-        if self._too_many_failures(remote):
-            log.warning("refused: too many failed logins", extra={"cp_id": cp_id, "remote": remote})
+        retry_after = self.limiter.retry_after(remote)
+        if retry_after is not None:
+            # Logged when the limit was reached (_failed), not for every refused attempt.
             response = connection.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "Too many failures\n")
-            response.headers["Retry-After"] = str(int(AUTH_FAILURE_WINDOW_S))
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
             return response
         try:
             station = await self._repo.get_charge_point(cp_id)
@@ -207,53 +299,117 @@ class CentralSystem:
         username, password = _basic_credentials(request.headers)
         if station is None:
             if not self._auto_register:
-                log.warning(
-                    "refused: unknown charge point", extra={"cp_id": cp_id, "remote": remote}
-                )
+                self._failed("refused: unknown charge point", cp_id, remote)
                 await self._audit(cp_id, "refused_unknown", remote)
                 return connection.respond(http.HTTPStatus.NOT_FOUND, "Unknown charge point\n")
-            if username is not None and username != cp_id:
-                return self._unauthorized(connection, cp_id, remote, "username is not the id")
-            # Trust on first use: the password of the first connection becomes its key.
-            await self._repo.add_charge_point(cp_id, password=password, auto_registered=True)
-            log.info(
-                "charge point auto-registered",
-                extra={"cp_id": cp_id, "remote": remote, "with_password": password is not None},
+            return await self._register_on_first_use(connection, cp_id, remote, username, password)
+        return await self._authenticate(connection, station, remote, username, password)
+
+    async def _authenticate(
+        self,
+        connection: ServerConnection,
+        station: ChargePointInfo,
+        remote: str,
+        username: str | None,
+        password: str | None,
+    ) -> Response | None:
+        cp_id = station.id
+        if station.security_profile >= 2 and not _is_tls(connection):
+            # Counted like a 401: a 403 tells a prober that the id exists.
+            self._failed("refused: security profile 2 needs TLS", cp_id, remote)
+            await self._audit(cp_id, "refused_no_tls", remote)
+            return connection.respond(
+                http.HTTPStatus.FORBIDDEN, "This charge point must connect over TLS (wss://)\n"
             )
-            await self._audit(cp_id, "auto_registered", remote)
-            return None
-        if station.password_hash is None:
+        if station.security_profile == 0:
+            # A manager marked it unsecured (lab use): any client naming the id gets in.
+            log.info("unsecured charge point admitted", extra={"cp_id": cp_id, "remote": remote})
             return None
         if username is None or password is None:
-            return self._unauthorized(connection, cp_id, remote, "no credentials")
+            return await self._unauthorized(connection, cp_id, remote, "no credentials")
         if username != cp_id:
-            return self._unauthorized(connection, cp_id, remote, "username is not the id")
-        if not verify_password(password, station.password_hash):
-            return self._unauthorized(connection, cp_id, remote, "wrong password")
+            return await self._unauthorized(connection, cp_id, remote, "username is not the id")
+        if station.password_hash is None and station.pending_password_hash is None:
+            return await self._unauthorized(connection, cp_id, remote, "no password is set")
+        # scrypt takes ~20 ms: off the event loop, so other chargers are answered meanwhile.
+        if station.password_hash is not None and await asyncio.to_thread(
+            verify_charger_password, password, station.password_hash
+        ):
+            return None
+        pending = station.pending_password_hash
+        if pending is not None and await asyncio.to_thread(
+            verify_charger_password, password, pending
+        ):
+            # A rotated key the charger had not confirmed: it uses it, so the old one goes.
+            await self._repo.confirm_pending_password(cp_id, pending)
+            log.info(
+                "charge point logged in with its new key; the old one no longer works",
+                extra={"cp_id": cp_id, "remote": remote},
+            )
+            await self._audit(cp_id, "key_confirmed", remote)
+            return None
+        return await self._unauthorized(connection, cp_id, remote, "wrong password")
+
+    async def _register_on_first_use(
+        self,
+        connection: ServerConnection,
+        cp_id: str,
+        remote: str,
+        username: str | None,
+        password: str | None,
+    ) -> Response | None:
+        if username is not None and username != cp_id:
+            return await self._unauthorized(connection, cp_id, remote, "username is not the id")
+        if password is None and not self._auto_register_unsecured:
+            return await self._unauthorized(
+                connection, cp_id, remote, "auto-registration needs a password"
+            )
+        # Trust on first use: the password of the first connection becomes its key.
+        try:
+            await self._repo.add_charge_point(
+                cp_id,
+                password=password,
+                auto_registered=True,
+                security_profile=1 if password is not None else 0,
+            )
+        except ConfigError:
+            # Another first connection with this id won the race: it is known now.
+            station = await self._repo.get_charge_point(cp_id)
+            if station is None:
+                raise
+            return await self._authenticate(connection, station, remote, username, password)
+        log.info(
+            "charge point auto-registered",
+            extra={"cp_id": cp_id, "remote": remote, "with_password": password is not None},
+        )
+        await self._audit(
+            cp_id, "auto_registered", remote, None if password is not None else "unsecured"
+        )
         return None
 
-    def _unauthorized(
+    async def _unauthorized(
         self, connection: ServerConnection, cp_id: str, remote: str, why: str
     ) -> Response:
-        self._failures[remote].append(time.monotonic())
-        log.warning(
-            "refused: authentication failed", extra={"cp_id": cp_id, "remote": remote, "why": why}
-        )
+        self._failed("refused: authentication failed", cp_id, remote, why)
+        await self._audit(cp_id, "refused_auth", remote, why)
         response = connection.respond(http.HTTPStatus.UNAUTHORIZED, "Unauthorized\n")
         response.headers["WWW-Authenticate"] = 'Basic realm="GarageGrid OCPP", charset="UTF-8"'
         return response
 
-    def _too_many_failures(self, remote: str) -> bool:
-        failures = self._failures.get(remote)
-        if not failures:
-            return False
-        horizon = time.monotonic() - AUTH_FAILURE_WINDOW_S
-        while failures and failures[0] < horizon:
-            failures.popleft()
-        if not failures:
-            del self._failures[remote]
-            return False
-        return len(failures) >= MAX_AUTH_FAILURES
+    def _failed(self, message: str, cp_id: str, remote: str, why: str | None = None) -> None:
+        """A refused login (401, 403) or an unknown id (404): each counts against the address."""
+        reached = self.limiter.record(remote)
+        extra = {"cp_id": cp_id, "remote": remote} | ({"why": why} if why else {})
+        log.warning(message, extra=extra)
+        if reached:
+            log.warning(
+                "too many failed logins: address refused for a while",
+                extra={
+                    "remote": remote,
+                    "failures": self.limiter.max_failures,
+                    "window_s": self.limiter.window_s,
+                },
+            )
 
     async def _health(self, connection: ServerConnection) -> Response:
         database = "ok"
@@ -325,6 +481,10 @@ class CentralSystem:
                     await self._repo.set_connected(cp_id, False)
                 await self._audit(cp_id, "disconnected", remote)
                 self._events.publish(ChargePointDisconnected(cp_id))
+
+
+def _is_tls(connection: ServerConnection) -> bool:
+    return connection.transport.get_extra_info("ssl_object") is not None
 
 
 def _basic_credentials(headers: Headers) -> tuple[str | None, str | None]:

@@ -47,6 +47,8 @@ from csms.meter import normalise
 from csms.store import models as m
 
 SITE_ROW_ID = 1
+# OCPP 1.6 security profiles a charge point may have (3, client certificates, is not yet).
+SECURITY_PROFILES = (0, 1, 2)
 # OCPP 1.6 integers are 32-bit in practice; anything beyond 64 bits breaks the database.
 MAX_METER_WH = 2**63 - 1
 
@@ -102,6 +104,8 @@ def _charge_point_info(row: m.ChargePoint) -> ChargePointInfo:
         max_periods=caps.max_periods if caps else None,
         capabilities_read_at=row.capabilities_read_at,
         wiring_set_by=row.wiring_set_by or "manager",
+        security_profile=row.security_profile,
+        pending_password_hash=row.pending_password_hash,
     )
 
 
@@ -279,11 +283,24 @@ class Repository:
         only_stack_level_0: bool = False,
         rate_unit: str = "A",
         current_steps_a: Sequence[float] | None = None,
+        security_profile: int | None = None,
     ) -> ChargePointInfo:
+        """Register a charge point.
+
+        ``security_profile`` None: 1 with a password, 0 without. That default serves this
+        in-process API (tests, tools); every path a person uses states it: ``csms station
+        add`` (profile 1 unless ``--unsecured``), ``--auto-register`` (1 with the first
+        password; 0 only under ``--auto-register-unsecured``).
+        """
+        if security_profile is None:
+            security_profile = 1 if password else 0
+        if security_profile not in SECURITY_PROFILES:
+            raise ConfigError(f"security profile must be one of {SECURITY_PROFILES}")
         row = m.ChargePoint(
             id=cp_id,
             name=name,
             password_hash=hash_password(password) if password else None,
+            security_profile=security_profile,
             max_current_a=max_current_a,
             phases=phases,
             wiring=wiring or ("L1L2L3" if phases == 3 else "L1"),
@@ -312,15 +329,56 @@ class Repository:
             if "password" in values:
                 password = values.pop("password")
                 row.password_hash = hash_password(password) if password else None
+                # A manager's password replaces any rotation still in doubt.
+                row.pending_password_hash = None
+            profile = values.get("security_profile", row.security_profile)
+            if profile not in SECURITY_PROFILES:
+                raise ConfigError(f"security profile must be one of {SECURITY_PROFILES}")
             if values.get("wiring") not in (None, row.wiring):
                 # This is the manager's edit: a wiring that changes here was typed by a person.
                 values.setdefault("wiring_set_by", "manager")
             for key, value in values.items():
-                if not hasattr(row, key) or key in {"id", "password_hash"}:
+                if not hasattr(row, key) or key in {
+                    "id",
+                    "password_hash",
+                    "pending_password_hash",
+                }:
                     raise ConfigError(f"unknown charge point field {key!r}")
                 setattr(row, key, value)
             await s.flush()
             return _charge_point_info(row)
+
+    async def set_authorization_key(self, cp_id: str, key: str, *, confirmed: bool) -> None:
+        """Store a key sent with ChangeConfiguration(AuthorizationKey).
+
+        ``confirmed`` (the charger answered Accepted): the key replaces the password at
+        once and the old one stops working (OCPP 1.6 security whitepaper). Otherwise (no
+        answer, RebootRequired) the old password stays and the new key is accepted besides
+        it until the charger first logs in with it (`confirm_pending_password`).
+        """
+        digest = await asyncio.to_thread(hash_password, key)
+        async with self._unit() as s:
+            row = await s.get(m.ChargePoint, cp_id)
+            if row is None:
+                raise NotFoundError(f"no charge point {cp_id!r}")
+            if confirmed:
+                row.password_hash = digest
+                row.pending_password_hash = None
+            else:
+                row.pending_password_hash = digest
+
+    async def confirm_pending_password(self, cp_id: str, pending_hash: str) -> bool:
+        """The charger logged in with its pending key: it becomes the only one."""
+        async with self._unit() as s:
+            result = await s.execute(
+                update(m.ChargePoint)
+                .where(
+                    m.ChargePoint.id == cp_id,
+                    m.ChargePoint.pending_password_hash == pending_hash,
+                )
+                .values(password_hash=pending_hash, pending_password_hash=None)
+            )
+            return bool(getattr(result, "rowcount", 0))
 
     async def remove_charge_point(self, cp_id: str) -> None:
         async with self._unit() as s:
