@@ -127,7 +127,7 @@ def _scenario_file(tmp_path: Path) -> Path:
 
 
 async def test_cli_stops_cleanly_on_sigterm(db_url: str, tmp_path: Path) -> None:
-    app = await start_app(db_url, auto_register=True, speed=100, clock_start=T0)
+    app = await start_app(db_url, auto_register_unsecured=True, speed=100, clock_start=T0)
     try:
         await add_tags(app, ["TAG1", "TAG2", "TAG3"])
         process = await asyncio.create_subprocess_exec(
