@@ -330,8 +330,20 @@ class ChargePointSession(OcppConnection):
     ) -> call_result.MeterValues:
         transaction_id = kwargs.get("transaction_id")
         samples = sampled_values(meter_value)
-        await self._repo.add_meter_values(self.id, connector_id, transaction_id, samples)
-        summary = summarise_samples(self.id, connector_id, transaction_id, samples)
+        flags = await self._repo.add_meter_values(self.id, connector_id, transaction_id, samples)
+        if any(flags):
+            log.warning(
+                "implausible energy register reading stored flagged",
+                extra={
+                    "cp_id": self.id,
+                    "connector_id": connector_id,
+                    "transaction_id": transaction_id,
+                    "flags": sorted({f for f in flags if f}),
+                },
+            )
+        # A flagged reading is acknowledged and stored, but nothing plans with it.
+        plausible = [s for s, flag in zip(samples, flags, strict=True) if flag is None]
+        summary = summarise_samples(self.id, connector_id, transaction_id, plausible)
         if summary is not None:
             self._events.publish(summary)
         return call_result.MeterValues()

@@ -502,8 +502,9 @@ async def energy_buckets(
 ) -> pd.DataFrame:
     """Energy delivered per bucket and station, from energy-register differences.
 
-    Every reading of a transaction overlapping the window, plus its StopTransaction
-    reading, minus the previous one (meterStart before the first) is the energy of the
+    Every plausible reading of a transaction overlapping the window (a flagged one,
+    ``meter_samples.flag``, is left out), plus its StopTransaction reading, minus the
+    previous one (meterStart before the first) is the energy of the
     interval ending at that reading; negative differences (a register reset) count as 0.
     Columns: time (UTC bucket start), charge_point_id, energy_wh.
     """
@@ -527,6 +528,7 @@ async def energy_buckets(
             ms.measurand == ENERGY,
             ms.phase.is_(None),
             ms.value.is_not(None),
+            ms.flag.is_(None),  # a register reading that cannot be true counts for nothing
             ms.timestamp < end,
         ),
         select(
@@ -729,6 +731,7 @@ async def _latest_register(s: AsyncSession, transaction_ids: Sequence[int]) -> d
             ms.transaction_id.in_(list(transaction_ids)),
             ms.measurand == ENERGY,
             ms.phase.is_(None),
+            ms.flag.is_(None),
         )
         .group_by(ms.transaction_id)
     )
@@ -785,7 +788,9 @@ async def session_readings(sm: SessionMaker, transaction_id: int) -> SessionRead
     def newest(measurand: str) -> Any:
         return (
             select(ms.value, ms.timestamp, ms.phase)
-            .where(ms.transaction_id == transaction_id, ms.measurand == measurand)
+            .where(
+                ms.transaction_id == transaction_id, ms.measurand == measurand, ms.flag.is_(None)
+            )
             .order_by(ms.timestamp.desc(), ms.id.desc())
         )
 
@@ -833,7 +838,12 @@ async def open_session_readings(sm: SessionMaker) -> pd.DataFrame:
     def newest(measurand: str, column: Any) -> Any:
         return (
             select(column)
-            .where(ms.transaction_id == tx.id, ms.measurand == measurand, ms.phase.is_(None))
+            .where(
+                ms.transaction_id == tx.id,
+                ms.measurand == measurand,
+                ms.phase.is_(None),
+                ms.flag.is_(None),
+            )
             .order_by(ms.timestamp.desc(), ms.id.desc())
             .limit(1)
             .scalar_subquery()

@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Update, and_, func, select, update
+from sqlalchemy import Insert, Update, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -43,7 +44,13 @@ from csms.domain import (
     TransactionId,
 )
 from csms.errors import ConfigError, NotFoundError, StoreError
-from csms.meter import normalise
+from csms.meter import (
+    DEFAULT_MEASURAND,
+    RegisterReading,
+    normalise,
+    register_flag,
+    station_max_power_w,
+)
 from csms.store import models as m
 
 SITE_ROW_ID = 1
@@ -125,34 +132,64 @@ def _open_session(row: m.Transaction) -> OpenSession:
     )
 
 
+def sample_key(
+    transaction_id: int | None, measurand: str, phase: str | None, location: str | None
+) -> str:
+    """What identifies a sample besides its station, time and connector.
+
+    Migration 0005 builds the same text in SQL for the rows it found.
+    """
+    tx = "" if transaction_id is None else str(transaction_id)
+    return f"{tx}|{measurand}|{phase or ''}|{location or ''}"
+
+
 def _sample_rows(
     charge_point_id: str,
     connector_id: int,
     transaction_id: int | None,
     samples: Iterable[SampledValue],
     received_at: datetime,
-) -> list[m.MeterSample]:
+) -> list[dict[str, Any]]:
     rows = []
     for s in samples:
         norm = normalise(s.value, s.measurand, s.unit)
+        measurand = s.measurand or DEFAULT_MEASURAND
         rows.append(
-            m.MeterSample(
-                charge_point_id=charge_point_id,
-                connector_id=connector_id,
-                transaction_id=transaction_id,
-                timestamp=s.timestamp,
-                measurand=s.measurand or "Energy.Active.Import.Register",
-                phase=s.phase,
-                unit=s.unit,
-                context=s.context,
-                location=s.location,
-                raw_value=s.value[:64],
-                value=norm.value,
-                norm_unit=norm.unit,
-                received_at=received_at,
-            )
+            {
+                "charge_point_id": charge_point_id,
+                "connector_id": connector_id,
+                "transaction_id": transaction_id,
+                "timestamp": s.timestamp,
+                "measurand": measurand,
+                "phase": s.phase,
+                "unit": s.unit,
+                "context": s.context,
+                "location": s.location,
+                "raw_value": s.value[:64],
+                "value": norm.value,
+                "norm_unit": norm.unit,
+                "received_at": received_at,
+                "sample_key": sample_key(transaction_id, measurand, s.phase, s.location),
+                "flag": None,
+            }
         )
     return rows
+
+
+def _insert_ignoring_duplicates(dialect: str) -> Insert:
+    """INSERT of meter samples that skips a row already stored (uq_meter_samples_sample)."""
+    if dialect == "postgresql":
+        return postgresql.insert(m.MeterSample).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(m.MeterSample).on_conflict_do_nothing()
+    raise StoreError(f"no duplicate-ignoring insert for the {dialect} dialect")
+
+
+def _is_register(row: dict[str, Any]) -> bool:
+    """The energy register totals are made of (csms.store.queries.energy_buckets)."""
+    return bool(
+        row["measurand"] == DEFAULT_MEASURAND and row["phase"] is None and row["value"] is not None
+    )
 
 
 class Repository:
@@ -638,35 +675,63 @@ class Repository:
         transaction_data: Sequence[SampledValue] = (),
         raw_transaction_data: Any = None,
     ) -> tuple[IdTagInfo | None, bool]:
-        """Record a StopTransaction. Returns (idTagInfo to answer, whether it was an orphan)."""
+        """Record a StopTransaction. Returns (idTagInfo to answer, whether it was an orphan).
+
+        Exactly once: a resend (same transaction, meterStop and timestamp; any message id,
+        any connection) is acknowledged with the same answer and stores nothing.
+        """
         now = self.now()
         async with self._unit() as s:
             info = await self._authorize(s, id_tag) if id_tag else None
             row = await s.get(m.Transaction, transaction_id) if transaction_id > 0 else None
             if row is None or row.charge_point_id != cp_id:
-                s.add(
-                    m.OrphanStop(
-                        charge_point_id=cp_id,
-                        reported_transaction_id=transaction_id,
-                        id_tag=id_tag,
-                        meter_stop_wh=meter_stop_wh,
-                        stopped_at=timestamp,
-                        reason=reason,
-                        transaction_data=raw_transaction_data,
-                        received_at=now,
+                known = (
+                    await s.execute(
+                        select(m.OrphanStop.id).where(
+                            m.OrphanStop.charge_point_id == cp_id,
+                            m.OrphanStop.reported_transaction_id == transaction_id,
+                            m.OrphanStop.meter_stop_wh == meter_stop_wh,
+                            m.OrphanStop.stopped_at == timestamp,
+                        )
                     )
-                )
-                s.add_all(_sample_rows(cp_id, 0, None, transaction_data, now))
+                ).first()
+                if known is None:
+                    s.add(
+                        m.OrphanStop(
+                            charge_point_id=cp_id,
+                            reported_transaction_id=transaction_id,
+                            id_tag=id_tag,
+                            meter_stop_wh=meter_stop_wh,
+                            stopped_at=timestamp,
+                            reason=reason,
+                            transaction_data=raw_transaction_data,
+                            received_at=now,
+                        )
+                    )
+                    await self._store_samples(s, cp_id, 0, None, transaction_data, now)
                 return info, True
-            if row.stopped_at is None or (row.flags or "").startswith("superseded_by:"):
+            flags = [f for f in (row.flags or "").split(",") if f]
+            superseded = any(f.startswith("superseded_by:") for f in flags)
+            if row.stopped_at is not None and (row.stopped_at, row.meter_stop_wh) == (
+                timestamp,
+                meter_stop_wh,
+            ):
+                # A resend of the stop already recorded: acknowledge it, store nothing twice.
+                return info, False
+            if row.stopped_at is None or (superseded and LATE_STOP not in flags):
                 row.stopped_at = timestamp
                 row.meter_stop_wh = meter_stop_wh
                 row.stop_reason = reason or "Local"
                 row.stop_id_tag = id_tag
+                if superseded:
+                    # Closed by the next start on its connector; this is its real stop.
+                    row.flags = _add_flag(row.flags, LATE_STOP)
                 if meter_stop_wh < row.meter_start_wh:
                     row.flags = _add_flag(row.flags, "meter_stop_below_start")
-                s.add_all(_sample_rows(cp_id, row.connector_id, row.id, transaction_data, now))
-            # else: a resend of a stop already recorded; acknowledge it, store nothing twice.
+                await self._store_samples(s, cp_id, row.connector_id, row, transaction_data, now)
+            else:
+                # Another stop for a transaction that has one: keep the first, say so.
+                row.flags = _add_flag(row.flags, CONFLICTING_STOP)
             return info, False
 
     async def add_meter_values(
@@ -675,16 +740,91 @@ class Repository:
         connector_id: int,
         transaction_id: int | None,
         samples: Sequence[SampledValue],
-    ) -> None:
+    ) -> list[str | None]:
+        """Store a MeterValues; returns each sample's flag (None: a plausible reading).
+
+        A sample already stored (a resend, on this connection or another) is skipped.
+        """
         now = self.now()
         async with self._unit() as s:
-            tx_id = None
+            tx = None
             if transaction_id is not None:
                 row = await s.get(m.Transaction, transaction_id)
                 if row is not None and row.charge_point_id == cp_id:
-                    tx_id = row.id
-            s.add_all(_sample_rows(cp_id, connector_id, tx_id, samples, now))
+                    tx = row
+            flags = await self._store_samples(s, cp_id, connector_id, tx, samples, now)
             await s.execute(_seen(cp_id, now))
+            return flags
+
+    async def _store_samples(
+        self,
+        s: AsyncSession,
+        cp_id: str,
+        connector_id: int,
+        tx: m.Transaction | None,
+        samples: Sequence[SampledValue],
+        now: datetime,
+    ) -> list[str | None]:
+        rows = _sample_rows(cp_id, connector_id, tx.id if tx else None, samples, now)
+        if not rows:
+            return []
+        if any(_is_register(r) for r in rows):
+            await self._flag_registers(s, cp_id, connector_id, tx, rows)
+        await s.execute(_insert_ignoring_duplicates(s.get_bind().dialect.name), rows)
+        return [r["flag"] for r in rows]
+
+    async def _flag_registers(
+        self,
+        s: AsyncSession,
+        cp_id: str,
+        connector_id: int,
+        tx: m.Transaction | None,
+        rows: list[dict[str, Any]],
+    ) -> None:
+        """Flag energy register readings that cannot be true (csms.meter.register_flag),
+        judged against the plausible readings of the same register nearest in time."""
+        station = await s.get(m.ChargePoint, cp_id)
+        if station is None:
+            return
+        max_power_w = station_max_power_w(station.max_current_a, station.phases)
+        ms = m.MeterSample
+        series = [
+            ms.charge_point_id == cp_id,
+            ms.measurand == DEFAULT_MEASURAND,
+            ms.phase.is_(None),
+            ms.value.is_not(None),
+            ms.flag.is_(None),
+        ]
+        if tx is not None:
+            series.append(ms.transaction_id == tx.id)
+        else:
+            series += [ms.connector_id == connector_id, ms.transaction_id.is_(None)]
+        start = RegisterReading(tx.started_at, float(tx.meter_start_wh)) if tx else None
+        stop = (
+            RegisterReading(tx.stopped_at, float(tx.meter_stop_wh))
+            if tx is not None and tx.stopped_at is not None and tx.meter_stop_wh is not None
+            else None
+        )
+        accepted: list[RegisterReading] = []
+        for row in sorted((r for r in rows if _is_register(r)), key=lambda r: r["timestamp"]):
+            reading = RegisterReading(row["timestamp"], float(row["value"]))
+            location = row["location"]
+            where = [
+                *series,
+                ms.location.is_(None) if location is None else ms.location == location,
+            ]
+            earlier = [r for r in (start, *accepted) if r is not None and r.at < reading.at]
+            earlier += await _readings(s, where, ms.timestamp < reading.at, ms.timestamp.desc())
+            later = [stop] if stop is not None and stop.at > reading.at else []
+            later += await _readings(s, where, ms.timestamp > reading.at, ms.timestamp)
+            row["flag"] = register_flag(
+                reading,
+                before=max(earlier, key=lambda r: r.at, default=None),
+                after=min(later, key=lambda r: r.at, default=None),
+                max_power_w=max_power_w,
+            )
+            if row["flag"] is None:
+                accepted.append(reading)
 
     async def get_transaction(self, transaction_id: int) -> dict[str, Any] | None:
         async with self._unit() as s:
@@ -881,6 +1021,7 @@ class Repository:
                     m.MeterSample.transaction_id.in_(transaction_ids),
                     m.MeterSample.measurand == "Energy.Active.Import.Register",
                     m.MeterSample.phase.is_(None),
+                    m.MeterSample.flag.is_(None),
                 )
                 .group_by(m.MeterSample.transaction_id, m.MeterSample.measurand)
             )
@@ -1227,9 +1368,28 @@ class Repository:
             return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
 
 
+async def _readings(
+    s: AsyncSession, where: Sequence[Any], side: Any, order: Any
+) -> list[RegisterReading]:
+    """The stored plausible register reading nearest in time on one side (0 or 1)."""
+    ms = m.MeterSample
+    row = (
+        await s.execute(select(ms.timestamp, ms.value).where(*where, side).order_by(order).limit(1))
+    ).first()
+    if row is None or row[1] is None:
+        return []
+    return [RegisterReading(row[0], float(row[1]))]
+
+
 def _seen(cp_id: str, now: datetime, **values: Any) -> Update:
     """UPDATE of a charge point that also records it was just heard from."""
     return update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(last_seen_at=now, **values)
+
+
+# Transaction flags of StopTransaction: the real stop of a transaction the next start on
+# its connector had closed; a second, different stop (the first one stays).
+LATE_STOP = "late_stop"
+CONFLICTING_STOP = "conflicting_stop"
 
 
 def _add_flag(flags: str | None, flag: str) -> str:
