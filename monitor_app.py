@@ -11,23 +11,11 @@ from __future__ import annotations
 import streamlit as st
 
 from csms.monitor import access
-from csms.monitor.pages import default_page, pages_for
 
 st.set_page_config(
     page_title="GarageGrid monitor", page_icon=":material/ev_station:", layout="wide"
 )
 account = access.gate()
-landing = default_page(account.role)
-navigation = st.navigation(
-    [
-        st.Page(
-            page.path,
-            title=page.title_for(account.role),
-            icon=page.icon,
-            default=page.name == landing,
-        )
-        for page in pages_for(account.role)
-    ]
-)
+navigation = st.navigation(access.navigation(account))
 access.sidebar(account)
 navigation.run()

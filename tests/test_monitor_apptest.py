@@ -30,6 +30,7 @@ from csms.auth import Account, Role, hash_user_password
 from csms.clock import ClockAnchor
 from csms.errors import ConfigError
 from csms.monitor import actions, frames, ui
+from csms.monitor import charts as charts_module
 from csms.monitor.pages import PAGES as PAGE_SPECS
 from csms.monitor.pages.resident import NEED_ENERGY, NEED_MODEL
 from csms.monitor.pages.settings import apply_site_changes
@@ -736,6 +737,34 @@ def test_seed_is_deterministic(tmp_path: Path) -> None:
             await engine.dispose()
 
     assert asyncio.run(seed(tmp_path / "a.db")) == asyncio.run(seed(tmp_path / "b.db"))
+
+
+@pytest.mark.parametrize(
+    ("energy", "legend"),
+    [
+        ({"A": 5.0, "B": 0.0, "C": 1.0}, ("A", "C")),  # a station that drew nothing: no entry
+        (
+            {f"S{i:02d}": float(i) for i in range(10)},
+            ("S01", "S02", "S03", "S04", "S05", "S06", "S07", "S08", "S09"),
+        ),
+        (
+            {f"S{i:02d}": float(i) for i in range(1, 21)},
+            ("S13", "S14", "S15", "S16", "S17", "S18", "S19", "S20", "Others (12 stations)"),
+        ),
+        ({"A": 0.0, "B": 0.0}, ("A", "B")),  # nobody drew: every station, no "others"
+    ],
+    ids=["idle-left-out", "nine-fit", "twenty", "all-idle"],
+)
+def test_the_legend_holds_the_top_stations_and_the_others(
+    energy: dict[str, float], legend: tuple[str, ...]
+) -> None:
+    groups, order = charts_module.legend_groups(pd.Series(energy), top_n=8)
+    assert order == legend
+    assert set(groups.values()) == set(legend)
+    if "Others (12 stations)" in legend:
+        assert [s for s, g in groups.items() if g.startswith("Others")] == [
+            f"S{i:02d}" for i in range(12, 0, -1)
+        ]
 
 
 def test_history_power_splits_over_phases_as_the_currents_show() -> None:

@@ -16,31 +16,32 @@ tab or a reload logs in again. It ends
 Then the whole session state is dropped (no widget keeps the last user's choices) and
 the login page says why. Time is real time (`ui.wall_now`), not the garage's clock.
 
-Every page script starts with `page_account`, which refuses to render a page the role
-may not open, whether it was reached through the menu, a URL or ``switch_page``.
+The navigation holds the role's pages; every other page's URL leads to a hidden page
+that says "Not allowed" (and is audited), so a bookmark or a typed URL never shows a
+"Page not found" box nor the page. Logged out, every page's URL shows the login, and the
+page asked for opens after it. Every page script also starts with `page_account`, which
+refuses to render a page the role may not open, however it was reached.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
-from csms.auth import (
-    SESSION_IDLE_TIMEOUT,
-    SESSION_MAX_LIFETIME,
-    Account,
-    Role,
-    session_end,
-)
+from csms.auth import Account, Role, session_end
 from csms.errors import GarageGridError
 from csms.monitor import ui, writes
-from csms.monitor.pages import may_open
+from csms.monitor.pages import PAGES, default_page, may_open, pages_for
 from csms.store import queries
 
 SESSION_KEY = "garagegrid_session"
 NOTICE_KEY = "garagegrid_notice"
+# The login page's own URL path (the root URL shows it too).
+LOGIN_PATH = "login"
 # How often an open page checks whether its session has ended (then shows the login).
 WATCH_EVERY_S = 30.0
 
@@ -54,9 +55,6 @@ class MonitorSession:
     credentials_version: int
     login_at: datetime
     last_active_at: datetime
-
-    def ends_at(self) -> datetime:
-        return min(self.login_at + SESSION_MAX_LIFETIME, self.last_active_at + SESSION_IDLE_TIMEOUT)
 
 
 def _drop(notice: str | None) -> None:
@@ -124,12 +122,66 @@ def gate() -> Account:
         st.error(f"**The monitor cannot read the database.** {exc}", icon=":material/database:")
         st.stop()
     if account is None:
-        login = st.Page(
-            login_page, title="Log in", icon=":material/login:", url_path="login", default=True
-        )
-        st.navigation([login], position="hidden").run()
+        # Every page's URL shows the login (no "Page not found" for a bookmark); the page
+        # asked for then opens, or says it is not allowed.
+        logins = [st.Page(login_page, title="Log in", icon=":material/login:", url_path=LOGIN_PATH)]
+        logins += [
+            st.Page(login_page, title="Log in", icon=":material/login:", url_path=page.name)
+            for page in PAGES
+        ]
+        st.navigation(logins, position="hidden").run()
         st.stop()
     return account
+
+
+def _refusal(page: str, home: StreamlitPage) -> Callable[[], None]:
+    """A page the role may not open, at that page's URL: says so, audits, links home."""
+
+    def refuse() -> None:
+        account = current_account(activity=False)
+        role = account.role.value if account else "logged-out"
+        if account is not None:
+            writes.audit(account, "open page", page, outcome="denied")
+        st.error(f"Not allowed: a {role} account cannot open this page.", icon=":material/block:")
+        st.page_link(home, label=f"Go to {home.title}", icon=":material/arrow_forward:")
+
+    refuse.__name__ = f"refuse_{page}"
+    return refuse
+
+
+def _go_to(target: StreamlitPage) -> Callable[[], None]:
+    def go() -> None:
+        st.switch_page(target)
+
+    return go
+
+
+def navigation(account: Account) -> list[StreamlitPage]:
+    """The role's pages (its landing page first, the default), then hidden pages at every
+    other URL: a refusal for each page the role may not open, and the landing page at the
+    login's URL (where a login that started at the root URL reruns)."""
+    landing = default_page(account.role)
+    allowed = sorted(pages_for(account.role), key=lambda page: page.name != landing)
+    visible = [
+        st.Page(
+            page.path,
+            title=page.title_for(account.role),
+            icon=page.icon,
+            url_path=page.name,
+            default=page.name == landing,
+        )
+        for page in allowed
+    ]
+    home = visible[0]
+    hidden = [
+        st.Page(
+            _refusal(page.name, home), title=page.title, url_path=page.name, visibility="hidden"
+        )
+        for page in PAGES
+        if not may_open(account.role, page.name)
+    ]
+    hidden.append(st.Page(_go_to(home), title="Log in", url_path=LOGIN_PATH, visibility="hidden"))
+    return visible + hidden
 
 
 def page_account(page: str) -> Account:

@@ -207,6 +207,26 @@ def load_chart_data(
     return panels
 
 
+# The station legend goes under the chart, in as many columns as the width holds: beside
+# it, it squeezes a phone's chart to a sliver. The three lines have no legend (a second one
+# would not fit a phone); LINES_CAPTION says what they are, and their tooltips too.
+LEGEND_COLUMN_PX = 190
+LINES_CAPTION = (
+    "Red line: the main fuse; orange dashes: fuse - safety margin; grey dots: the "
+    "building's own load; green band: the idle power."
+)
+
+
+def _legend(entries: int) -> alt.Legend:
+    return alt.Legend(
+        orient="bottom",
+        direction="vertical",
+        columns=alt.ExprRef(f"clamp(floor(width / {LEGEND_COLUMN_PX}), 1, {entries})"),
+        symbolLimit=entries,
+        labelLimit=LEGEND_COLUMN_PX - 30,
+    )
+
+
 def _station_scale(legend: tuple[str, ...]) -> alt.Scale:
     if not legend:
         return alt.Scale(range=list(STATION_COLOURS))
@@ -244,7 +264,7 @@ def load_chart(
                     "station:N",
                     title="Station",
                     scale=_station_scale(data.legend),
-                    legend=alt.Legend(symbolLimit=TOP_STATIONS + 1, labelLimit=160),
+                    legend=_legend(TOP_STATIONS + 1),
                 ),
                 order=alt.Order("station:N"),
                 tooltip=[
@@ -281,6 +301,7 @@ def load_chart(
                         domain=list(LINE_SERIES),
                         range=[FUSE_COLOUR, MARGIN_COLOUR, BUILDING_COLOUR],
                     ),
+                    legend=None,
                 ),
                 strokeDash=alt.StrokeDash(
                     "series:N",
@@ -297,7 +318,13 @@ def load_chart(
         layered: alt.LayerChart = (
             alt.layer(band, area, rule)
             .resolve_scale(color="independent")
-            .properties(height=height, title=data.panel if len(panels) > 1 else "")
+            .properties(
+                height=height,
+                title=data.panel if len(panels) > 1 else "",
+                # Only the width follows the page: the legend under the chart adds to the
+                # height instead of squeezing the plot (a phone's legend is one column).
+                autosize=alt.AutoSizeParams(type="fit-x", contains="padding"),
+            )
         )
         charts.append(layered)
     return charts
@@ -334,47 +361,81 @@ def allocation_chart(frame: pd.DataFrame, timezone: str, *, height: int = 260) -
 
 
 def daily_energy_chart(
-    daily: pd.DataFrame, names: Mapping[str, str], *, height: int = 260
+    daily: pd.DataFrame,
+    names: Mapping[str, str],
+    *,
+    height: int = 260,
+    top_stations: int = TOP_STATIONS,
 ) -> alt.Chart:
-    """Energy per day, stacked by station. ``daily``: day, charge_point_id, energy_kwh."""
+    """Energy per day, stacked by station. ``daily``: day, charge_point_id, energy_kwh.
+
+    The same legend as the load chart: the stations that charged most, then the others.
+    """
     data = daily.copy()
     data["station"] = data["charge_point_id"].map(lambda cp: names.get(cp, cp))
+    groups, legend = legend_groups(data.groupby("station")["energy_kwh"].sum(), top_stations)
+    data["station"] = data["station"].map(groups)
+    data = data.dropna(subset=["station"])
+    data = data.groupby(["day", "station"])["energy_kwh"].sum().reset_index()
     data["day"] = data["day"].astype("string")
     chart: alt.Chart = (
         alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("day:O", title=None),
+            x=alt.X("day:O", title=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("energy_kwh:Q", title="kWh", stack="zero"),
             color=alt.Color(
-                "station:N", title="Station", scale=alt.Scale(scheme="tableau20"), legend=None
+                "station:N",
+                title="Station",
+                scale=_station_scale(legend),
+                legend=_legend(len(legend)),
             ),
+            order=alt.Order("station:N"),
             tooltip=[
                 alt.Tooltip("day:O", title="Day"),
                 alt.Tooltip("station:N", title="Station"),
                 alt.Tooltip("energy_kwh:Q", title="kWh", format=".1f"),
             ],
         )
-        .properties(height=height)
+        .properties(height=height, autosize=alt.AutoSizeParams(type="fit-x", contains="padding"))
     )
     return chart
 
 
-def monthly_energy_chart(per_month: pd.DataFrame, *, height: int = 260) -> alt.Chart:
-    """Energy per resident, stacked by month. ``per_month``: month, resident, energy_kwh."""
+def monthly_energy_chart(per_month: pd.DataFrame, *, by_month: bool = False) -> alt.Chart:
+    """Energy per resident as horizontal bars (names stay readable, 20 residents or 200),
+    stacked by month; ``by_month``: one bar per month instead (a resident's own page).
+
+    ``per_month``: month, resident, energy_kwh.
+    """
+    bars = "month" if by_month else "resident"
+    count = int(per_month[bars].nunique())
+    tooltip = [
+        alt.Tooltip("month:O", title="Month"),
+        alt.Tooltip("resident:N", title="Resident"),
+        alt.Tooltip("energy_kwh:Q", title="kWh", format=".1f"),
+    ]
     chart: alt.Chart = (
         alt.Chart(per_month)
         .mark_bar()
         .encode(
-            x=alt.X("resident:N", title=None, sort="ascending", axis=alt.Axis(labelAngle=-30)),
-            y=alt.Y("energy_kwh:Q", title="kWh", stack="zero"),
-            color=alt.Color("month:O", title="Month", scale=alt.Scale(scheme="blues")),
-            tooltip=[
-                alt.Tooltip("month:O", title="Month"),
-                alt.Tooltip("resident:N", title="Resident"),
-                alt.Tooltip("energy_kwh:Q", title="kWh", format=".1f"),
-            ],
+            y=alt.Y(f"{bars}:N", title=None, sort="ascending", axis=alt.Axis(labelLimit=180)),
+            x=alt.X("energy_kwh:Q", title="kWh", stack="zero"),
+            color=(
+                alt.value(STATION_COLOURS[0])
+                if by_month
+                else alt.Color(
+                    "month:O",
+                    title="Month",
+                    scale=alt.Scale(scheme="blues"),
+                    legend=alt.Legend(orient="bottom"),
+                )
+            ),
+            tooltip=tooltip,
         )
-        .properties(height=height)
+        .properties(
+            height=max(60, 22 * count),
+            autosize=alt.AutoSizeParams(type="fit-x", contains="padding"),
+        )
     )
     return chart

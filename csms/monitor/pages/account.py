@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from csms.auth import MIN_PASSWORD_LENGTH, Account, Role
+from csms.auth import (
+    MIN_PASSWORD_LENGTH,
+    SESSION_IDLE_TIMEOUT,
+    SESSION_MAX_LIFETIME,
+    Account,
+    Role,
+)
 from csms.errors import ConfigError
 from csms.monitor import access, ui, writes
 
@@ -32,9 +38,12 @@ def _render(account: Account) -> None:
         )
     session = access.session()
     if session is not None:
+        idle = session.last_active_at + SESSION_IDLE_TIMEOUT
+        latest = session.login_at + SESSION_MAX_LIFETIME
         st.caption(
-            f"Logged in {ui.fmt_time(session.login_at, tz)}; this session ends "
-            f"{ui.fmt_time(session.ends_at(), tz)} unless you use it before (real time, {tz})."
+            f"Logged in {ui.fmt_time(session.login_at, tz)}. Without a click this session "
+            f"ends {ui.fmt_time(idle, tz)}, and {ui.fmt_time(latest, tz)} at the latest "
+            f"(real time, {tz})."
         )
     st.subheader("Change your password")
     with st.form("change_password", clear_on_submit=True):

@@ -62,10 +62,16 @@ def _render() -> None:
     ]
     ui.table(pd.DataFrame(rows))
     speed = ui.clock_speed()
+    garage = (
+        ""
+        if speed == 1.0
+        else " The garage's clock is paused, so its times differ."
+        if speed == 0
+        else f" The garage's clock runs {speed:g}x, so its times differ."
+    )
     st.caption(
-        f"The newest {LIMIT} entries, real time in site time ({tz})"
-        + (f"; the garage's clock runs {speed:g}x, so its times differ." if speed != 1.0 else ".")
-        + " Outcomes: ok, denied (the role may not), failed (wrong password), locked."
+        f"The newest {LIMIT} entries, in real time, site time zone ({tz}).{garage} "
+        "Outcomes: ok, denied (the role may not), failed (wrong password), locked."
     )
     st.download_button(
         "Audit log (CSV)",

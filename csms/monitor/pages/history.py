@@ -89,7 +89,7 @@ def _render() -> None:
         st.info(ui.NO_STATIONS, icon=":material/ev_station:")
         return
     names = ui.station_names(stations)
-    c1, c2, c3, c4 = st.columns([3, 4, 2, 2])
+    c1, c2, c3, c4 = st.columns([4, 3, 2, 2])
     with c1:
         picked = _range(tz)
     chosen = c2.multiselect(
@@ -163,10 +163,11 @@ def _render() -> None:
     st.caption(
         f"Average power per {bucket_s // 60} min from the energy registers, site time ({tz}). "
         + (
-            "A: each station's current on the busiest phase of that moment."
+            "A: each station's current on the busiest phase of that moment. "
             if unit == "A" and not per_phase
             else ""
         )
+        + charts.LINES_CAPTION
     )
     _daily(energy, names, tz)
     _allocations(sm, selected, names, draw, start, end, bucket_s, tz)

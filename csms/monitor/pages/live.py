@@ -66,7 +66,7 @@ def _kpis(
     )
     cols[3].metric(
         "Energy today",
-        f"{energy_today_kwh:.1f} kWh",
+        f"{energy_today_kwh:.0f} kWh" if energy_today_kwh >= 100 else f"{energy_today_kwh:.1f} kWh",
         help="Charged by all stations since midnight, site time.",
     )
     cols[4].metric(
@@ -165,7 +165,7 @@ def _live_panel(minutes: int, unit: charts.Unit, per_phase: bool) -> None:
         st.altair_chart(chart, width="stretch")
     st.caption(
         f"Updated {ui.fmt_time(now, site.timezone, date=False, seconds=True)} (site time, "
-        f"{site.timezone}); {bucket_s} s buckets. The green band is the idle power."
+        f"{site.timezone}); {bucket_s} s buckets. {charts.LINES_CAPTION}"
     )
     _charging_table(open_sessions, outlooks, names, site.timezone)
 

@@ -84,8 +84,17 @@ def _render(account: Account) -> None:
     tag: str | None = None
     station: str | None = None
     if how == BY_STATION:
+        # A manager looking a car up starts at the first station with one plugged in.
+        plugged = set(
+            ui.run(queries.sessions(sm, open_only=True, visible_to=account))["charge_point_id"]
+        )
+        first_car = next((i for i, cp in enumerate(names) if cp in plugged), 0)
         station = st.selectbox(
-            "Station", list(names), format_func=lambda cp: names[cp], key="resident_station"
+            "Station",
+            list(names),
+            index=first_car,
+            format_func=lambda cp: names[cp],
+            key="resident_station",
         )
     else:
         if not owners:
@@ -238,6 +247,7 @@ def _input_form(
                 "Energy for this session (kWh)",
                 value=round(default_kwh, 1),
                 step=1.0,
+                format="%.1f",
                 key="resident_kwh",
                 help=f"In total, including the {delivered_kwh:.1f} kWh charged so far.",
             )
@@ -258,13 +268,15 @@ def _input_form(
                     "Usable battery (kWh)",
                     value=float(known) if known is not None and not pd.isna(known) else 60.0,
                     step=1.0,
+                    format="%.1f",
                     key="resident_battery",
                 )
             t = session.get("target_soc")
             target_pct = st.number_input(
                 "Charge me to (%)",
-                value=float(t) * 100 if t is not None and not pd.isna(t) else 80.0,
+                value=float(round(float(t) * 100)) if t is not None and not pd.isna(t) else 80.0,
                 step=5.0,
+                format="%.0f",
                 key="resident_target",
             )
             if soc_now is None:
@@ -272,6 +284,7 @@ def _input_form(
                     "My battery is now at (%)",
                     value=40.0,
                     step=5.0,
+                    format="%.0f",
                     key="resident_soc_now",
                     help="Your charger does not report the car's charge; read it in the car.",
                 )

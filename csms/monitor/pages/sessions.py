@@ -77,14 +77,14 @@ def _render(account: Account) -> None:
         st.info(message, icon=":material/receipt_long:")
         return
     names = ui.station_names(stations)
-    c1, c2, c3 = st.columns(3)
     if everything:
+        c1, c2, c3 = st.columns(3)
         residents = sorted({str(o) for o in tags["owner"].dropna()})
         resident = c1.selectbox("Resident", [ALL, *residents], key="sessions_resident")
         choices = list(names)
     else:
+        c2, c3 = st.columns(2)
         resident = ALL
-        c1.markdown(f"**{account.name}**")
         choices = sorted(cp for cp in names if cp in account.stations)
     station = c2.selectbox(
         "Station",
@@ -187,7 +187,9 @@ def _render(account: Account) -> None:
         return
     if not priced:
         per_month = per_month.drop(columns="cost")
-    st.altair_chart(charts.monthly_energy_chart(per_month), width="stretch")
+    st.altair_chart(
+        charts.monthly_energy_chart(per_month, by_month=not everything), width="stretch"
+    )
     st.dataframe(
         per_month,
         hide_index=True,
@@ -206,7 +208,9 @@ def _render(account: Account) -> None:
         per_month.assign(price_per_kwh=price, currency=site.currency) if priced else per_month
     )
     st.download_button(
-        "Energy per resident and month (CSV, for bookkeeping)",
+        "Energy per resident and month (CSV, for bookkeeping)"
+        if everything
+        else "Energy per month (CSV)",
         bookkeeping.to_csv(index=False).encode(),
         file_name="garagegrid-energy-per-resident.csv",
         mime="text/csv",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from csms.auth import Account, Permission
@@ -61,7 +60,8 @@ def _read_only(site: SiteConfig) -> None:
         ("Price", price),
         ("Time zone", site.timezone),
     ]
-    ui.table(pd.DataFrame(rows, columns=["Setting", "Value"]))
+    # A list, not a table: it wraps on a phone.
+    st.markdown("\n".join(f"- **{name}**: {value}" for name, value in rows))
     st.caption("Read-only account: settings are changed by a manager.")
 
 
