@@ -23,10 +23,12 @@ trap cleanup INT TERM EXIT
 $BIN/csms db upgrade
 # The scenario's stations (real max current, phases and wiring) and residents' tags; a
 # charger that is not in it still gets in through --auto-register.
-$BIN/csms provision --scenario "$SCENARIO" --site
+# Every station has a key (a station without one is refused): the virtual chargers send it.
+STATION_KEY="${STATION_KEY:-garagegrid-demo-station-key}"
+$BIN/csms provision --scenario "$SCENARIO" --site --password "$STATION_KEY"
 # The monitor's demo accounts: a manager, a viewer and two residents bound to demo stations
-# and their tags (garage-20: CP01/TAG01 and CP03/TAG03); new passwords on every run.
-DEMO_RESIDENTS="${DEMO_RESIDENTS:---resident CP01:TAG01 --resident CP03:TAG03}"
+# and their tags (garage-20: CP03 and CP06, whose cars arrive first); new passwords on every run.
+DEMO_RESIDENTS="${DEMO_RESIDENTS:---resident CP03:TAG03 --resident CP06:TAG06}"
 # shellcheck disable=SC2086
 accounts="$($BIN/python -m csms.store.seed --accounts-only $DEMO_RESIDENTS)"
 $BIN/csms serve --auto-register --port "$PORT" --speed "$SPEED" --clock-start "$CLOCK_START" \
@@ -43,6 +45,7 @@ echo "CSMS:    ws://127.0.0.1:$PORT/ocpp/<id>   (log: csms.log)"
 echo "Monitor: http://localhost:$MONITOR_PORT    (log: monitor.log)"
 echo "$accounts"
 $BIN/virtual-chargers run --csms-url "ws://127.0.0.1:$PORT/ocpp" --scenario "$SCENARIO" \
-    --speed "$SPEED" --clock-start "$CLOCK_START" --log-level WARNING --residents &
+    --speed "$SPEED" --clock-start "$CLOCK_START" --password "$STATION_KEY" --log-level WARNING \
+    --residents &
 pids+=($!)
 wait -n "${pids[@]}"
