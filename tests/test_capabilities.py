@@ -40,6 +40,7 @@ from csms.store import migrate
 from csms.store import models as m
 from csms.store.engine import DATABASE_URL_ENV, create_engine, create_sessionmaker
 from csms.store.repository import Repository
+from tests.test_monitor_apptest import log_in_as_manager
 
 T0 = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
 SECRET = "s3cr3t-authorization-key"  # a test value that must never leak
@@ -566,8 +567,7 @@ def garage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def _stations_page() -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
-    at.switch_page("csms/monitor/pages/stations.py")
-    at.run()
+    log_in_as_manager(at, "stations")
     assert not at.exception, [e.value for e in at.exception]
     return at
 

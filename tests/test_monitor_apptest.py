@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -205,6 +206,28 @@ def log_in(at: AppTest, name: str, password: str | None = None) -> AppTest:
     at.text_input(key="login_name").set_value(name)
     at.text_input(key="login_password").set_value(PASSWORDS[name] if password is None else password)
     return at.button(key="login_submit").click().run()
+
+
+async def _ensure_manager(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        repo = Repository(create_sessionmaker(engine), clock=FixedClock(END))
+        if await repo.get_user(MANAGER) is None:
+            await repo.add_user(MANAGER, Role.manager, password_hash(MANAGER))
+    finally:
+        await engine.dispose()
+
+
+def log_in_as_manager(at: AppTest, page: str | None = None) -> AppTest:
+    """For tests of a page rather than of the login: make the manager account in the
+    database of ``GARAGEGRID_DATABASE_URL`` if it is missing, log ``at`` (the app, run once)
+    in with it, and open ``page`` (a name, e.g. "settings")."""
+    asyncio.run(_ensure_manager(os.environ[DATABASE_URL_ENV]))
+    log_in(at, MANAGER)
+    assert not at.exception, [e.value for e in at.exception]
+    if page is not None:
+        at.switch_page(page_path(page)).run()
+    return at
 
 
 def page_path(page: str) -> str:

@@ -18,6 +18,7 @@ from csms.settings import STRATEGY_NAMES, validate_site_update
 from csms.store import migrate
 from csms.store.engine import DATABASE_URL_ENV, create_engine, create_sessionmaker
 from csms.store.repository import Repository
+from tests.test_monitor_apptest import log_in_as_manager
 
 SITE = SiteConfig(
     fuse_limit_a=63.0,
@@ -35,7 +36,7 @@ SITE = SiteConfig(
     building_load_max_age_s=60.0,
     building_load_worst_case_a=0.0,
 )
-SETTINGS_PAGE = Path(__file__).resolve().parents[1] / "csms" / "monitor" / "pages" / "settings.py"
+APP = Path(__file__).resolve().parents[1] / "monitor_app.py"
 
 
 @pytest.mark.parametrize("strategy", LIVE_STRATEGIES)
@@ -92,8 +93,9 @@ def _settings_page(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str | None
 ) -> AppTest:
     monkeypatch.setenv(DATABASE_URL_ENV, _database(tmp_path, strategy))
-    at = AppTest.from_file(str(SETTINGS_PAGE), default_timeout=60)
+    at = AppTest.from_file(str(APP), default_timeout=60)
     at.run()
+    log_in_as_manager(at, "settings")
     assert not at.exception, [e.value for e in at.exception]
     return at
 
