@@ -66,7 +66,7 @@ from csms.profiles import (
     profile_to_ocpp,
     tx_profile,
 )
-from csms.scheduler import LIVE_STRATEGIES, Allocation, allocate
+from csms.scheduler import LIVE_STRATEGIES, MIN_CURRENT_A, Allocation, allocate
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.controller")
@@ -527,6 +527,7 @@ class Controller:
         for cp_id in sorted(c for c, raise_ in default_to.items() if not raise_):
             ok = await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
             defaults_lowered = defaults_lowered and ok
+        await self._tuck_under_overrides(snapshot, stations)
         lowering, raising = changes_to_send(
             limits,
             {k: v.limit_a for k, v in self._sent.items() if k not in self._uncertain},
@@ -546,6 +547,33 @@ class Controller:
             self._wake.set()
         await self._save_mirror()
         return limits
+
+    async def _tuck_under_overrides(
+        self, snapshot: Snapshot, stations: Mapping[str, ChargePointInfo]
+    ) -> None:
+        """Keep our own TxProfile under a manager's override no higher than the override.
+
+        The connector is reserved at the override's limit; when the manager resumes (the
+        override is cleared), the car falls back to our TxProfile at once, before the CSMS
+        can react: so ours must not be above what the plan counted.
+        """
+        sessions: dict[ConnectorKey, OpenSession] = {
+            (s.charge_point_id, s.connector_id): s for s in snapshot.sessions
+        }
+        for key, pinned in sorted(snapshot.pinned_a.items()):
+            session = sessions.get(key)
+            sent = self._sent.get(key)
+            info = stations.get(key[0])
+            if session is None or sent is None or info is None:
+                continue
+            if sent.transaction_id != session.transaction_id:
+                continue
+            # 0 or at least the minimum (IEC 61851-1): below it, pause.
+            target = pinned if pinned >= MIN_CURRENT_A else 0.0
+            if sent.limit_a <= target + 1e-9:
+                continue
+            change = Change(key, session.transaction_id, sent.limit_a, target, sent.limit_a)
+            await self._send_limit(change, info, snapshot)
 
     def _decide(
         self, plan: Plan, snapshot: Snapshot
