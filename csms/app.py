@@ -15,9 +15,11 @@ from typing import Self
 
 from csms.clock import Clock, ClockAnchor, make_clock
 from csms.controller.service import Controller
+from csms.errors import ConfigError
 from csms.events import EventBus
 from csms.ocpp16.server import CentralSystem, make_ssl_context
 from csms.outbox import OutboxWorker
+from csms.pki import SiteCA
 from csms.store import migrate
 from csms.store.engine import create_engine, create_sessionmaker, database_url
 from csms.store.repository import Repository
@@ -37,6 +39,11 @@ class ServeConfig:
     clock_start: datetime | None = None
     certfile: str | None = None
     keyfile: str | None = None
+    # Security profile 3: the CA that signs charge points' client certificates.
+    client_ca: str | None = None
+    # The site CA that signs the CSRs chargers send (SignCertificate); PEM files.
+    ca_cert: str | None = None
+    ca_key: str | None = None
     response_timeout_s: float = 30.0
     outbox_poll_s: float = 0.5
     controller: bool = True
@@ -60,6 +67,7 @@ class CsmsApp:
             auto_register=config.auto_register,
             auto_register_unsecured=config.auto_register_unsecured,
             response_timeout_s=config.response_timeout_s,
+            certificate_authority=_site_ca(config),
         )
         self.outbox = OutboxWorker(self.repository, self.central, poll_s=config.outbox_poll_s)
         self.controller = (
@@ -83,7 +91,9 @@ class CsmsApp:
             ClockAnchor.of(self.clock), f"csms serve pid {os.getpid()} on {socket.gethostname()}"
         )
         ssl_context = (
-            make_ssl_context(self.config.certfile, self.config.keyfile)
+            make_ssl_context(
+                self.config.certfile, self.config.keyfile, client_ca=self.config.client_ca
+            )
             if self.config.certfile
             else None
         )
@@ -97,6 +107,8 @@ class CsmsApp:
                 "host": self.config.host,
                 "port": self.port,
                 "tls": ssl_context is not None,
+                "client_certificates": self.config.client_ca is not None,
+                "site_ca": self.central.certificate_authority is not None,
                 "auto_register": self.config.auto_register,
                 "database": self.engine.url.render_as_string(hide_password=True),
                 "speed": self.clock.speed,
@@ -127,6 +139,16 @@ class CsmsApp:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _site_ca(config: ServeConfig) -> SiteCA | None:
+    if config.client_ca is not None and config.certfile is None:
+        raise ConfigError("--client-ca needs TLS: give --certfile and --keyfile too")
+    if (config.ca_cert is None) != (config.ca_key is None):
+        raise ConfigError("give both --ca-cert and --ca-key, or neither")
+    if config.ca_cert is None or config.ca_key is None:
+        return None
+    return SiteCA.load(config.ca_cert, config.ca_key)
 
 
 async def serve_forever(config: ServeConfig) -> None:

@@ -164,6 +164,11 @@ async def _station_set(args: argparse.Namespace, repo: Repository) -> int:
             f"warning: {args.id} is unsecured: any client using this id is accepted",
             file=sys.stderr,
         )
+    elif updated.security_profile == 3:
+        print(
+            f"note: {args.id} logs in with a TLS client certificate whose common name is "
+            f"{args.id} (csms serve --client-ca); no password is checked"
+        )
     elif updated.password_hash is None and updated.pending_password_hash is None:
         print(
             f"warning: {args.id} has no password: it is refused until it has one", file=sys.stderr
@@ -186,6 +191,8 @@ def _security(station: ChargePointInfo) -> str:
     """How `station list` shows a charge point's security profile."""
     if station.security_profile == 0:
         return "0 unsecured"
+    if station.security_profile == 3:
+        return "3 client certificate"
     if station.password_hash is None and station.pending_password_hash is None:
         return f"{station.security_profile} no password: refused"
     if station.pending_password_hash is not None:
@@ -661,6 +668,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--clock-start", type=_parse_datetime, help="simulated clock start (ISO)")
     serve.add_argument("--certfile", help="TLS certificate (security profile 2)")
     serve.add_argument("--keyfile", help="TLS private key")
+    serve.add_argument(
+        "--client-ca",
+        help="CA (PEM) whose client certificates TLS accepts; a profile 3 station must "
+        "present one whose common name is its id (needs --certfile)",
+    )
+    serve.add_argument(
+        "--ca-cert", help="site CA certificate (PEM) that signs chargers' CSRs (SignCertificate)"
+    )
+    serve.add_argument("--ca-key", help="the site CA's private key (PEM, unencrypted)")
     serve.add_argument("--no-controller", action="store_true", help="do not run load management")
     serve.set_defaults(handler=None)
 
@@ -710,8 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
     security.add_argument(
         "--security-profile",
         type=int,
-        choices=(0, 1, 2),
-        help="0 none, 1 HTTP Basic, 2 HTTP Basic over TLS only",
+        choices=(0, 1, 2, 3),
+        help="0 none, 1 HTTP Basic, 2 HTTP Basic over TLS only, 3 TLS client certificate "
+        "(common name = the id; csms serve --client-ca)",
     )
     st_set.set_defaults(handler=_station_set)
     rotate = st_sub.add_parser(
@@ -895,6 +912,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 clock_start=args.clock_start,
                 certfile=args.certfile,
                 keyfile=args.keyfile,
+                client_ca=args.client_ca,
+                ca_cert=args.ca_cert,
+                ca_key=args.ca_key,
                 controller=not args.no_controller,
             )
             asyncio.run(serve_forever(config))

@@ -7,27 +7,31 @@ confirms is committed before the handler returns.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ocpp.routing import on
+from cryptography import x509
+from ocpp.routing import after, on
 from ocpp.v16 import call_result
 from ocpp.v16.datatypes import IdTagInfo as OcppIdTagInfo
 from ocpp.v16.enums import (
     Action,
     AuthorizationStatus,
+    CertificateSignedStatus,
     ConfigurationStatus,
     DataTransferStatus,
+    GenericStatus,
     RegistrationStatus,
 )
 
 from csms.auth import authorization_key_change
 from csms.clock import Clock
 from csms.domain import IdTagInfo, SampledValue
-from csms.errors import CallFailedError
+from csms.errors import CallFailedError, ChargePointError
 from csms.events import (
     ChargePointBooted,
     ConnectorStatusChanged,
@@ -40,6 +44,7 @@ from csms.logs import remember_secret, scrub
 from csms.ocpp16.errors import PropertyConstraintViolation
 from csms.ocpp16.protocol import AnswerUnknownError, OcppConnection
 from csms.ocpp16.validation import parse_timestamp
+from csms.pki import CertificateRequestError, SiteCA, read_csr
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.ocpp")
@@ -140,6 +145,7 @@ class ChargePointSession(OcppConnection):
         accepted: bool,
         response_timeout: float = 30.0,
         boot_gate: Callable[[str], bool] | None = None,
+        certificate_authority: SiteCA | None = None,
     ) -> None:
         self.accepted = accepted
         super().__init__(
@@ -151,6 +157,10 @@ class ChargePointSession(OcppConnection):
         self._heartbeat_interval_s = heartbeat_interval_s
         self._boot_gate = boot_gate
         self._last_touch = -math.inf
+        self._ca = certificate_authority
+        # CSRs accepted by SignCertificate, signed once the CALLRESULT is out.
+        self._csrs_to_sign: dict[str, x509.CertificateSigningRequest] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     def _now_iso(self) -> str:
         return self._clock.now().isoformat().replace("+00:00", "Z")
@@ -375,3 +385,69 @@ class ChargePointSession(OcppConnection):
     ) -> call_result.FirmwareStatusNotification:
         await self._repo.set_charge_point_status_field(self.id, "firmware_status", status)
         return call_result.FirmwareStatusNotification()
+
+    # ------------------------------------------- 1.6 security extension (whitepaper)
+    @on(Action.security_event_notification, skip_schema_validation=True)
+    async def on_security_event_notification(
+        self, type: str, timestamp: str, **kwargs: Any
+    ) -> call_result.SecurityEventNotification:
+        # techInfo is free text from the charger: never let a known key out with it.
+        tech_info = kwargs.get("tech_info")
+        tech_info = scrub(tech_info) if tech_info is not None else None
+        await self._repo.add_security_event(
+            self.id, type, parse_timestamp(timestamp), tech_info=tech_info
+        )
+        log.warning(
+            "security event",
+            extra={"cp_id": self.id, "event_type": type, "tech_info": tech_info},
+        )
+        return call_result.SecurityEventNotification()
+
+    @on(Action.sign_certificate, skip_schema_validation=True)
+    async def on_sign_certificate(
+        self, csr: str, call_unique_id: str
+    ) -> call_result.SignCertificate:
+        if self._ca is None:
+            log.warning(
+                "SignCertificate rejected: no site CA (csms serve --ca-cert/--ca-key)",
+                extra={"cp_id": self.id},
+            )
+            return call_result.SignCertificate(status=GenericStatus.rejected)
+        try:
+            request = read_csr(csr, expected_cn=self.id)
+        except CertificateRequestError as exc:
+            log.warning("SignCertificate rejected", extra={"cp_id": self.id, "why": str(exc)})
+            return call_result.SignCertificate(status=GenericStatus.rejected)
+        self._csrs_to_sign[call_unique_id] = request
+        return call_result.SignCertificate(status=GenericStatus.accepted)
+
+    @after(Action.sign_certificate)
+    def after_sign_certificate(self, csr: str, call_unique_id: str) -> None:
+        # CertificateSigned is a CALL to this same charger: it goes out from its own task
+        # once the SignCertificate CALLRESULT is sent (FIELD-NOTES: a handler that calls
+        # its own charger would wait for itself).
+        request = self._csrs_to_sign.pop(call_unique_id, None)
+        if request is None:
+            return
+        task = asyncio.create_task(self._send_certificate(request))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _send_certificate(self, request: x509.CertificateSigningRequest) -> None:
+        assert self._ca is not None
+        chain = self._ca.sign(request, self._clock.now())
+        extra = {"cp_id": self.id, "action": Action.certificate_signed.value}
+        try:
+            answer = await self.send_call(
+                Action.certificate_signed.value, {"certificateChain": chain}
+            )
+        except ChargePointError as exc:
+            log.warning("CertificateSigned failed", extra=extra | {"error": str(exc)})
+            return
+        status = answer.get("status")
+        if status == CertificateSignedStatus.accepted:
+            log.info("charge point installed its new certificate", extra=extra)
+        else:
+            log.warning(
+                "charge point refused its new certificate", extra=extra | {"status": status}
+            )

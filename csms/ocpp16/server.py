@@ -1,11 +1,14 @@
 """The WebSocket server: HTTP checks before the upgrade, one session per charge point.
 
 ``ws://HOST:PORT/ocpp/<chargePointId>`` with subprotocol ``ocpp1.6``; HTTP Basic auth
-(OCPP 1.6 security profile 1, TLS = profile 2 when a certificate is given).
+(OCPP 1.6 security profile 1, TLS = profile 2 when a certificate is given); profile 3 =
+TLS with a client certificate, signed by the CA given to ``make_ssl_context`` (TLS itself
+refuses any other), whose subject common name is the station's id; no password.
 Before any WebSocket opens: unknown identity -> 404 (OCPP-J 3.2), missing or wrong
-password, or a station without one -> 401, a profile-2 station without TLS -> 403; each
-of them counts as a failure of the address, and too many of them -> 429 with
-Retry-After. Only a station a manager marked unsecured (profile 0) needs no password.
+password, or a station without one -> 401, a profile-2 or 3 station without TLS, or a
+profile-3 station without the right client certificate -> 403; each of them counts as a
+failure of the address, and too many of them -> 429 with Retry-After. Only a station a
+manager marked unsecured (profile 0) needs neither password nor certificate.
 ``GET /healthz`` -> 200 JSON.
 """
 
@@ -37,6 +40,7 @@ from csms.domain import ChargePointInfo
 from csms.errors import ConfigError, GarageGridError, NotConnectedError, StoreError
 from csms.events import ChargePointConnected, ChargePointDisconnected, EventBus
 from csms.ocpp16.handlers import ChargePointSession
+from csms.pki import SiteCA
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.server")
@@ -156,6 +160,7 @@ class CentralSystem:
         auto_register_unsecured: bool = False,
         response_timeout_s: float = 30.0,
         limiter: FailureLimiter | None = None,
+        certificate_authority: SiteCA | None = None,
     ) -> None:
         self._repo = repository
         self._events = events
@@ -167,6 +172,9 @@ class CentralSystem:
         self._response_timeout_s = response_timeout_s
         self._sessions: dict[str, ChargePointSession] = {}
         self.limiter = limiter or FailureLimiter()
+        # Signs the CSRs chargers send with SignCertificate (None: they are Rejected).
+        self.certificate_authority = certificate_authority
+        self._asks_client_certificates = False
         self._server: Server | None = None
         self._call_observers: list[CallObserver] = []
         self.started_at = time.monotonic()
@@ -177,6 +185,9 @@ class CentralSystem:
     async def start(
         self, host: str, port: int, *, ssl_context: ssl.SSLContext | None = None
     ) -> Server:
+        self._asks_client_certificates = (
+            ssl_context is not None and ssl_context.verify_mode != ssl.CERT_NONE
+        )
         self._server = await serve(
             self._handle,
             host,
@@ -200,7 +211,7 @@ class CentralSystem:
         locked = [
             s.id
             for s in stations
-            if s.security_profile > 0
+            if s.security_profile in (1, 2)
             and s.password_hash is None
             and s.pending_password_hash is None
         ]
@@ -213,6 +224,12 @@ class CentralSystem:
             log.warning(
                 "charge points without a password are refused until they get one",
                 extra={"count": len(locked), "cp_ids": locked[:20]},
+            )
+        certified = [s.id for s in stations if s.security_profile == 3]
+        if certified and not self._asks_client_certificates:
+            log.warning(
+                "profile 3 charge points are refused: no client CA (csms serve --client-ca)",
+                extra={"count": len(certified), "cp_ids": certified[:20]},
             )
 
     @property
@@ -316,7 +333,9 @@ class CentralSystem:
         cp_id = station.id
         if station.security_profile >= 2 and not _is_tls(connection):
             # Counted like a 401: a 403 tells a prober that the id exists.
-            self._failed("refused: security profile 2 needs TLS", cp_id, remote)
+            self._failed(
+                f"refused: security profile {station.security_profile} needs TLS", cp_id, remote
+            )
             await self._audit(cp_id, "refused_no_tls", remote)
             return connection.respond(
                 http.HTTPStatus.FORBIDDEN, "This charge point must connect over TLS (wss://)\n"
@@ -325,6 +344,8 @@ class CentralSystem:
             # A manager marked it unsecured (lab use): any client naming the id gets in.
             log.info("unsecured charge point admitted", extra={"cp_id": cp_id, "remote": remote})
             return None
+        if station.security_profile == 3:
+            return await self._check_client_certificate(connection, cp_id, remote)
         if username is None or password is None:
             return await self._unauthorized(connection, cp_id, remote, "no credentials")
         if username != cp_id:
@@ -349,6 +370,26 @@ class CentralSystem:
             await self._audit(cp_id, "key_confirmed", remote)
             return None
         return await self._unauthorized(connection, cp_id, remote, "wrong password")
+
+    async def _check_client_certificate(
+        self, connection: ServerConnection, cp_id: str, remote: str
+    ) -> Response | None:
+        """Security profile 3: TLS has verified the chain against the client CA already;
+        the certificate must name this station (whitepaper: no Basic auth with profile 3)."""
+        names = _client_common_names(connection)
+        if names is None:
+            why = "no client certificate"
+        elif names != [cp_id]:
+            why = f"client certificate names {names[:3]!r}, not the id"
+        else:
+            log.info("charge point admitted by its certificate", extra={"cp_id": cp_id})
+            return None
+        self._failed("refused: client certificate", cp_id, remote, why)
+        await self._audit(cp_id, "refused_certificate", remote, why)
+        return connection.respond(
+            http.HTTPStatus.FORBIDDEN,
+            "This charge point must present its client certificate (security profile 3)\n",
+        )
 
     async def _register_on_first_use(
         self,
@@ -453,6 +494,7 @@ class CentralSystem:
             accepted=station is not None and station.boot_status == "Accepted",
             response_timeout=self._response_timeout_s,
             boot_gate=self.boot_gate,
+            certificate_authority=self.certificate_authority,
         )
         previous = self._sessions.get(cp_id)
         self._sessions[cp_id] = session
@@ -487,6 +529,23 @@ def _is_tls(connection: ServerConnection) -> bool:
     return connection.transport.get_extra_info("ssl_object") is not None
 
 
+def _client_common_names(connection: ServerConnection) -> list[str] | None:
+    """The subject common names of the client's certificate (TLS verified its chain);
+    None without TLS or without a client certificate."""
+    ssl_object = connection.transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    certificate = ssl_object.getpeercert()
+    if not certificate:
+        return None
+    return [
+        str(value)
+        for rdn in certificate.get("subject", ())
+        for key, value in rdn
+        if key == "commonName"
+    ]
+
+
 def _basic_credentials(headers: Headers) -> tuple[str | None, str | None]:
     try:
         header = headers["Authorization"]
@@ -499,9 +558,22 @@ def _basic_credentials(headers: Headers) -> tuple[str | None, str | None]:
     return username, password
 
 
-def make_ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
-    """TLS for security profile 2: TLS 1.2 or newer only."""
+def make_ssl_context(
+    certfile: str, keyfile: str | None = None, *, client_ca: str | None = None
+) -> ssl.SSLContext:
+    """TLS for security profiles 2 and 3: TLS 1.2 or newer only.
+
+    With ``client_ca``, a client may present a certificate and TLS refuses one that this CA
+    did not sign; a client without one still gets through the handshake (profile 1 and 2
+    stations share the port), and the login refuses a profile 3 station without one.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certfile, keyfile)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+        if client_ca is not None:
+            context.load_verify_locations(cafile=client_ca)
+            context.verify_mode = ssl.CERT_OPTIONAL
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot set up TLS: {exc}") from exc
     return context

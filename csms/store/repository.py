@@ -55,7 +55,7 @@ from csms.store import models as m
 
 SITE_ROW_ID = 1
 # OCPP 1.6 security profiles a charge point may have (3, client certificates, is not yet).
-SECURITY_PROFILES = (0, 1, 2)
+SECURITY_PROFILES = (0, 1, 2, 3)
 # OCPP 1.6 integers are 32-bit in practice; anything beyond 64 bits breaks the database.
 MAX_METER_WH = 2**63 - 1
 
@@ -437,6 +437,42 @@ class Repository:
                     detail=(detail or "")[:255] or None,
                 )
             )
+
+    async def add_security_event(
+        self, cp_id: str, event_type: str, occurred_at: datetime, *, tech_info: str | None
+    ) -> None:
+        """A SecurityEventNotification (OCPP 1.6 security extension), committed before the
+        charger is answered."""
+        async with self._unit() as s:
+            s.add(
+                m.SecurityEvent(
+                    charge_point_id=cp_id,
+                    type=event_type[:50],
+                    tech_info=tech_info[:255] if tech_info is not None else None,
+                    occurred_at=occurred_at,
+                    received_at=self.now(),
+                )
+            )
+
+    async def security_events(self, cp_id: str | None = None) -> list[dict[str, Any]]:
+        """Security events, newest first (all stations, or one)."""
+        query = select(m.SecurityEvent).order_by(
+            m.SecurityEvent.received_at.desc(), m.SecurityEvent.id.desc()
+        )
+        if cp_id is not None:
+            query = query.where(m.SecurityEvent.charge_point_id == cp_id)
+        async with self._unit() as s:
+            rows = (await s.scalars(query)).all()
+        return [
+            {
+                "charge_point_id": r.charge_point_id,
+                "type": r.type,
+                "tech_info": r.tech_info,
+                "occurred_at": r.occurred_at,
+                "received_at": r.received_at,
+            }
+            for r in rows
+        ]
 
     async def set_connected(self, cp_id: str, connected: bool) -> None:
         async with self._unit() as s:
