@@ -42,6 +42,8 @@ SESSION_KEY = "garagegrid_session"
 NOTICE_KEY = "garagegrid_notice"
 # The login page's own URL path (the root URL shows it too).
 LOGIN_PATH = "login"
+# The login form's width on a desktop (a phone narrower than this gets its full width).
+LOGIN_WIDTH_PX = 440
 # How often an open page checks whether its session has ended (then shows the login).
 WATCH_EVERY_S = 30.0
 
@@ -252,7 +254,7 @@ def login_page() -> None:
             "`csms user add NAME --role manager`.",
             icon=":material/person_add:",
         )
-    with st.form("login", clear_on_submit=True):
+    with st.form("login", clear_on_submit=True, width=LOGIN_WIDTH_PX):
         name = st.text_input("Name", key="login_name", autocomplete="username")
         password = st.text_input(
             "Password", type="password", key="login_password", autocomplete="current-password"

@@ -46,7 +46,7 @@ def _render(account: Account) -> None:
             f"(real time, {tz})."
         )
     st.subheader("Change your password")
-    with st.form("change_password", clear_on_submit=True):
+    with st.form("change_password", clear_on_submit=True, width=access.LOGIN_WIDTH_PX):
         current = st.text_input(
             "Current password",
             type="password",

@@ -76,8 +76,15 @@ def _render(account: Account) -> None:
             icon=":material/ev_station:",
         )
         return
+    if everything:
+        st.caption("A resident's car as they see it on their phone.")
     how = (
-        st.radio("Find my car by", ways, horizontal=True, key="resident_by")
+        st.radio(
+            "Find the car by" if everything else "Find my car by",
+            ways,
+            horizontal=True,
+            key="resident_by",
+        )
         if len(ways) > 1
         else ways[0]
     )
