@@ -90,7 +90,7 @@ class Role(StrEnum):
 
     manager = "manager"  # everything: every page, every write
     resident = "resident"  # their own station(s) and tag(s): car, sessions, departure, messages
-    viewer = "viewer"  # read-only: everything a manager sees, no writes
+    viewer = "viewer"  # read-only: what a manager sees but the audit log; no writes
 
 
 class Permission(StrEnum):
