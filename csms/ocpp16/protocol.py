@@ -88,12 +88,17 @@ class OcppConnection(_LibChargePoint):
             return
         try:
             frame = json.loads(raw_msg)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
+            # ValueError: not JSON (JSONDecodeError), or an integer literal of more than
+            # 4300 digits (CPython's int conversion limit; found by tests/test_edge_fuzz.py:
+            # it used to end the session with 1011). RecursionError: nested too deep.
             log.warning(
                 "frame is not JSON",
                 extra={"cp_id": self.id, "direction": "in", "frame": raw_msg[:200]},
             )
-            await self._send_error("-1", FormationViolation("message is not valid JSON"))
+            await self._send_error(
+                "-1", FormationViolation("message is not valid JSON or cannot be read")
+            )
             return
         if not isinstance(frame, list) or not frame:
             await self._send_error("-1", ProtocolError("an OCPP-J message is a non-empty array"))
