@@ -327,6 +327,23 @@ async def _station_list(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
+async def _station_security_events(args: argparse.Namespace, repo: Repository) -> int:
+    """SecurityEventNotifications the chargers sent (OCPP 1.6 security extension)."""
+    if args.id is not None and await repo.get_charge_point(args.id) is None:
+        raise NotFoundError(f"no charge point {args.id!r}")
+    events = (await repo.security_events(args.id))[: args.limit]
+    rows = [
+        e | {"occurred_at": _iso(e["occurred_at"]), "received_at": _iso(e["received_at"])}
+        for e in events
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        columns = ["received_at", "charge_point_id", "type", "occurred_at", "tech_info"]
+        _print_table(rows, columns, sys.stdout)
+    return 0
+
+
 async def _station_reset_managed(args: argparse.Namespace, repo: Repository) -> int:
     before = await repo.clear_unmanaged(args.id)
     if not before.unmanaged:
@@ -741,6 +758,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=40.0, help="seconds to wait for the answer (0: do not wait)"
     )
     rotate.set_defaults(handler=_station_rotate_password)
+    events = st_sub.add_parser(
+        "security-events",
+        help="security events the chargers reported (SecurityEventNotification), newest first",
+    )
+    _db_option(events)
+    events.add_argument("id", nargs="?", help="one charge point (default: all)")
+    events.add_argument("--limit", type=int, default=50)
+    events.add_argument("--json", action="store_true")
+    events.set_defaults(handler=_station_security_events)
     st_list = st_sub.add_parser("list", help="list charge points")
     _db_option(st_list)
     st_list.add_argument("--json", action="store_true")

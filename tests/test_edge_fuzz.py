@@ -39,6 +39,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
@@ -51,6 +52,16 @@ from csms.ocpp16.validation import SCHEMA_DIR
 from tests.conftest import T0, start_app
 from tests.ocpp_client import RawChargePoint, basic_auth_header
 
+pytestmark = [
+    pytest.mark.slow,
+    # websockets' keepalive pings (every 20 s, on the server's and the normal charger's
+    # threads) draw their payload from the global `random`, which hypothesis takes for a
+    # strategy using it; no strategy here does.
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies"
+        ":hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+]
 FRAMES = int(os.environ.get("GARAGEGRID_FUZZ_FRAMES", "300"))
 # Every request a charge point sends to the central system in OCPP 1.6 (Core, Firmware,
 # Smart Charging, Local Auth, and the security whitepaper's).

@@ -274,7 +274,7 @@ async def test_profile3_station_over_plain_websocket_is_refused(db_url: str) -> 
 
 
 async def test_security_event_notification_is_stored_and_acknowledged(
-    db_url: str, pki: Pki
+    db_url: str, pki: Pki, capsys: pytest.CaptureFixture[str]
 ) -> None:
     app = await _tls_app(db_url, pki)
     try:
@@ -313,6 +313,15 @@ async def test_security_event_notification_is_stored_and_acknowledged(
         assert events[1]["occurred_at"] == datetime(2026, 1, 5, 15, 59, tzinfo=UTC)
     finally:
         await app.stop()
+    # A manager sees them with `csms station security-events`.
+    from csms.cli import _run, build_parser
+
+    args = build_parser().parse_args(
+        ["station", "security-events", "CP3", "--json", "--database-url", db_url]
+    )
+    assert await _run(args) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [e["type"] for e in listed] == ["SettingSystemTime", "InvalidCentralSystemCertificate"]
 
 
 def _csr(cn: str) -> tuple[str, ec.EllipticCurvePrivateKey]:
