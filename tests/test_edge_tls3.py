@@ -399,3 +399,16 @@ def test_station_set_security_profile_3(db_url: str, capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     listed = json.loads(out[out.index("[") :])
     assert [s["security_profile"] for s in listed if s["id"] == "CPZ"] == [3]
+
+
+def test_serve_options_that_cannot_work_are_refused(tmp_path: Path) -> None:
+    from csms.app import ServeConfig
+    from csms.errors import ConfigError
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    with pytest.raises(ConfigError, match="--client-ca needs TLS"):
+        CsmsApp(ServeConfig(database_url=db_url, client_ca="ca.pem"))
+    with pytest.raises(ConfigError, match="both --ca-cert and --ca-key"):
+        CsmsApp(ServeConfig(database_url=db_url, ca_cert="ca.pem"))
+    with pytest.raises(ConfigError, match="cannot load the site CA"):
+        CsmsApp(ServeConfig(database_url=db_url, ca_cert="nope.pem", ca_key="nope.pem"))
