@@ -19,7 +19,7 @@ and sends MeterValues every ~100 ms: every call must be answered with a CALLRESU
 under 2 s. At the end the server still answers /healthz and the database is consistent.
 
 Seeded (``derandomize``) and bounded for CI: ``GARAGEGRID_FUZZ_FRAMES`` frames (default
-300, about 5 s here); set it higher for a longer run.
+300, 10-20 s on two cores; 2,000 take about 70 s); set it higher for a longer run.
 """
 
 from __future__ import annotations
