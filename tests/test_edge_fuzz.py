@@ -52,8 +52,11 @@ from csms.ocpp16.validation import SCHEMA_DIR
 from tests.conftest import T0, start_app
 from tests.ocpp_client import RawChargePoint, basic_auth_header
 
+FRAMES = int(os.environ.get("GARAGEGRID_FUZZ_FRAMES", "300"))
 pytestmark = [
     pytest.mark.slow,
+    # About 35 ms a frame on two busy cores; a long run on demand gets the time it needs.
+    pytest.mark.timeout(max(120, FRAMES // 5)),
     # websockets' keepalive pings (every 20 s, on the server's and the normal charger's
     # threads) draw their payload from the global `random`, which hypothesis takes for a
     # strategy using it; no strategy here does.
@@ -62,7 +65,6 @@ pytestmark = [
         ":hypothesis.errors.HypothesisDeprecationWarning"
     ),
 ]
-FRAMES = int(os.environ.get("GARAGEGRID_FUZZ_FRAMES", "300"))
 # Every request a charge point sends to the central system in OCPP 1.6 (Core, Firmware,
 # Smart Charging, Local Auth, and the security whitepaper's).
 CP_TO_CS = (
