@@ -18,6 +18,7 @@ from csms.controller.planning import (
     draws_above_limit,
     effective_building_load,
     floor_paused,
+    idle_room_gain_a,
     notification_for,
     pinned_a,
     safe_default_a,
@@ -411,3 +412,11 @@ def test_a_foreign_default_above_ours_pins_an_idle_connector() -> None:
     )
     info = station("A", max_a=32.0).info
     assert pinned_a(info, (1,), store, {}, NOW, 230.0) == {("A", 1): 16.0}
+
+
+def test_a_full_car_held_at_the_default_does_not_weigh_against_lean_defaults() -> None:
+    """With idle defaults at 6 A a full car is held at 6 A; lean it gets 0 A. Only the cars
+    that still need energy count: the car that gains 12 A decides."""
+    normal = {("FULL", 1): 6.0, ("NEEDS", 1): 13.0}
+    lean = {("FULL", 1): 0.0, ("NEEDS", 1): 25.0}
+    assert idle_room_gain_a(normal, lean, [("NEEDS", 1)]) == 12.0

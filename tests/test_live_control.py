@@ -547,3 +547,34 @@ async def test_after_a_restart_the_limits_and_profiles_in_force_are_known(db_url
         assert tx_profiles_after == []  # 16 A is still in force: not sent again
     finally:
         await close(app, [a])
+
+
+async def test_a_limit_that_beats_the_chargers_own_transaction_id_is_sent_again_soon(
+    db_url: str,
+) -> None:
+    """The live benchmark's race: the TxProfile of a transaction that has just started
+    reaches the charger before the charger has taken in its own transaction id (even its
+    StatusNotification Charging came first), and is rejected. It is sent again within
+    seconds, not after the car's first MeterValues a meter interval later."""
+    a = SpecCharger("A", 32.0)
+    app = await garage(db_url, 40.0, [a])
+    try:
+        assert a.cp is not None
+        a.cars += 1
+        payload = {
+            "connectorId": 1,
+            "idTag": "TAG-A",
+            "meterStart": 0,
+            "timestamp": (T0 + timedelta(minutes=1)).isoformat().replace("+00:00", "Z"),
+        }
+        answer = await a.cp.ok("StartTransaction", payload)
+        await a.cp.ok(
+            "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
+        )
+        await wait_for(lambda: bool(a.tx_limits("Rejected")))
+        a.transaction = int(answer["transactionId"])  # the charger catches up; no MeterValues
+        await wait_for(lambda: bool(a.tx_limits()), within_s=3)
+        station = await app.repository.get_charge_point("A")
+        assert station is not None and not station.unmanaged
+    finally:
+        await close(app, [a])

@@ -408,10 +408,14 @@ def _idle_reservation_a(info: ChargePointInfo, default_a: float, snapshot: Snaps
 
 
 def idle_room_gain_a(
-    normal: Mapping[ConnectorKey, float], lean: Mapping[ConnectorKey, float]
+    normal: Mapping[ConnectorKey, float],
+    lean: Mapping[ConnectorKey, float],
+    wanting: Iterable[ConnectorKey],
 ) -> float:
-    """How much more current running cars get when idle connectors' defaults are 0 A."""
-    return sum(lean.values()) - sum(normal.values())
+    """How much more current the cars that still need energy (``wanting``) get when idle
+    connectors' defaults are 0 A. A full car held at the default in the normal plan and at
+    0 A in the lean one gains nothing from it and must not weigh against it."""
+    return sum(lean.get(k, 0.0) - normal.get(k, 0.0) for k in set(wanting))
 
 
 def floor_paused(plan: Plan, keys: Iterable[ConnectorKey]) -> Plan:

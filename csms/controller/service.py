@@ -85,6 +85,8 @@ SETTLE_S = 30.0
 # charger is marked unmanaged only after this many rejections of a transaction it was
 # seen charging (a status, a MeterValues or a resent StartTransaction with that id).
 REJECTIONS_TO_UNMANAGED = 3
+# A first rejection is tried again after this many simulated seconds even unconfirmed.
+RETRY_REJECTED_AFTER_S = 5.0
 # States in which a connector's StatusNotification shows its transaction is running.
 _RUNNING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 
@@ -96,6 +98,7 @@ class _Rejection:
     transaction_id: int
     count: int = 0
     confirmed: bool = False
+    retried: bool = False
 
 
 @dataclass
@@ -495,7 +498,8 @@ class Controller:
                 for s in snapshot.stations
             ):
                 lean = self._decide(build_plan(snapshot, self._ev_lookup, default_a=0.0), snapshot)
-                gain = idle_room_gain_a(limits, lean[2])
+                wanting = [d.connector for d in lean[0].demands if d.energy_needed_wh > 0]
+                gain = idle_room_gain_a(limits, lean[2], wanting)
                 lean_now = self.default_a == 0.0
                 if gain >= IDLE_ROOM_GAIN_A or (lean_now and gain > 0.0):
                     plan, allocation, limits = lean
@@ -767,6 +771,13 @@ class Controller:
         if rejection.confirmed:
             rejection.count += 1
         rejection.confirmed = False
+        if not rejection.retried:
+            # The limit of a transaction that has just started can reach the charger a few
+            # milliseconds before the charger has taken in its own transaction id (its
+            # StatusNotification may even arrive first): try once more shortly, without
+            # waiting for its first MeterValues (one meter interval of a car at 0 A).
+            rejection.retried = True
+            self._spawn(self._retry_soon(change.key, change.transaction_id))
         log.info(
             "TxProfile rejected; held until the charger confirms the transaction",
             extra={
@@ -784,6 +795,10 @@ class Controller:
                 f"transaction {change.transaction_id}, which it was seen charging; it is "
                 "counted at its maximum until a manager checks it.",
             )
+
+    async def _retry_soon(self, key: ConnectorKey, transaction_id: int) -> None:
+        await self._clock.sleep(RETRY_REJECTED_AFTER_S)
+        self._confirm(key, transaction_id)
 
     async def _still_running(self, transaction_id: int) -> bool:
         try:
