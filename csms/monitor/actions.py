@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from csms.controller.planning import TX_STACK_LEVEL
 from csms.errors import ConfigError
 from csms.profiles import ChargingRateUnit, profile_to_ocpp, tx_profile
 
 OVERRIDE_PROFILE_ID_BASE = 9000
 # Above the controller's levels, within the usual ChargeProfileMaxStackLevel of 8-10.
 OVERRIDE_STACK_LEVEL = 8
-# The controller's TxProfile stack level (csms.controller.service.TX_STACK_LEVEL).
-CONTROLLER_STACK_LEVEL = 1
+# The controller's TxProfile stack level: one constant for both, so an override always
+# sits above it.
+CONTROLLER_STACK_LEVEL = TX_STACK_LEVEL
 # IEC 61851-1: the control pilot cannot signal less than 6 A; 0 pauses.
 MIN_CURRENT_A = 6.0
 

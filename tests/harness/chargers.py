@@ -58,7 +58,7 @@ PHASES = ("L1", "L2", "L3")
 MIN_CHARGING_A = 6.0
 VOLTAGE_V = 230.0
 EPS = 1e-6
-# Profile ids the controller uses for TxProfiles (csms.controller.service.TX_PROFILE_ID_BASE).
+# Profile ids the controller uses for TxProfiles (csms.controller.planning.TX_PROFILE_ID_BASE).
 CONTROLLER_TX_PROFILE_IDS = range(100, 200)
 
 
