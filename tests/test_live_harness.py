@@ -85,53 +85,11 @@ ALL_FAMILIES = frozenset(
 # The machine's default: every family. The committed run leaves out what fails today.
 EVENT_FAMILIES: set[str] = set(ALL_FAMILIES)
 
-# Families under which the controller (86eeff7 to d720c7d) breaks the fuse; switch one on when
-# its fix lands (GARAGEGRID_HARNESS_FAMILIES=+arrivals tries it without editing). Minimal
-# reproductions, each runs as it is (wrap it in try/finally: state.teardown()):
-#
-# arrivals: changes_to_send (csms/controller/planning.py) skips a lowering smaller than
-#   DEADBAND_A although the plan gave the room it frees to another car. Four cars: the
-#   first three keep 16 A, the fourth gets 15.2 A: 63.2 A > 61 A (and > the 63 A fuse).
-#       state = GarageMachine()
-#       state.setup(site=(63.0, 2.0, 0.0, 'equal'), stations=[(3, 'L1L2L3', 16.0, 1),
-#        (3, 'L1L2L3', 16.0, 1), (3, 'L1L2L3', 16.0, 1), (3, 'L1L2L3', 16.0, 1)])
-#       state.arrive(index=0)
-#       state.arrive(index=0)
-#       state.arrive(index=0)
-#       state.arrive(index=0)
-#       state.teardown()
-#
-# overrides (with arrivals): a manager's 16 A override on CP1 is planned around, but CP2
-#   keeps 6 A instead of being paused: 22 A > 18 A, also after the replan.
-#       state = GarageMachine()
-#       state.setup(site=(25.0, 2.0, 5.0, 'llf'), stations=[(3, 'L1L2L3', 16.0, 1),
-#        (3, 'L1L2L3', 16.0, 1)])
-#       state.arrive(index=0)
-#       state.arrive(index=0)
-#       state.override(index=0, limit=16.0)
-#       state.teardown()
-#   and an override above what the site has left on its own (16 A where fuse 25 - margin 5
-#   - building worst case 5 leave 15 A) stays in force; only a lower ChargePointMaxProfile
-#   could cap it:
-#       state = GarageMachine()
-#       state.setup(stations=[(3, 'L1L2L3', 16.0, 1)], site=(25.0, 5.0, 5.0, 'equal'))
-#       state.arrive(index=0)
-#       state.override(index=0, limit=16.0)
-#       state.teardown()
-#
-# one_phase with meter (with arrivals; found with the deadband patched out): once a reading
-#   shows a one-phase car, its 16 A counts only on its own phase, and the one-phase
-#   station on L2 gets 6 A defaults on both connectors: under this harness's rule (a
-#   running car's own limit counts on every phase its station is wired to) L2 may draw
-#   28 A > 23 A. Counting the car only on its phase it is 18 A: a finding of the rule
-#   that a car's phases are inferred, not known.
-#       state = GarageMachine()
-#       state.setup(site=(25.0, 2.0, 0.0, 'llf'), stations=[(3, 'L1L2L3', 16.0, 1),
-#        (1, 'L2', 16.0, 2)])
-#       state.arrive_one_phase_car(car_max=32.0, index=0)
-#       state.meter(index=0)
-#       state.teardown()
-FAILING_TODAY = frozenset({"overrides", "one_phase"})
+# Families under which the controller breaks the fuse today, each with a minimal reproduction
+# that runs as it is (wrap it in try/finally: state.teardown()); switch one on when its fix
+# lands (GARAGEGRID_HARNESS_FAMILIES=+name tries it without editing). None since the
+# overrides fix: the replays of every earlier finding are the regression tests below.
+FAILING_TODAY: frozenset[str] = frozenset()
 # Families that act on running cars only (all on since the deadband fix let arrivals in).
 NEED_CARS: frozenset[str] = frozenset()
 EVENT_FAMILIES -= FAILING_TODAY | NEED_CARS
@@ -853,5 +811,109 @@ def test_a_lowering_below_the_deadband_is_still_sent(tmp_path: Path) -> None:
         state.arrive(index=0)
         state.arrive(index=0)
         state.arrive(index=0)
+    finally:
+        state.teardown()
+
+
+def _running_limit(state: GarageMachine, cp_id: str, connector_id: int = 1) -> float:
+    charger = state.g.chargers[cp_id]
+    return charger.running_limit_a(charger.connectors[connector_id], state.g.clock.now())
+
+
+def test_a_second_car_pauses_beside_an_override_that_takes_what_is_left(tmp_path: Path) -> None:
+    """Found at 72a4754 (family overrides): a manager's 16 A override on CP1 was planned
+    around, but the default was still 6 A "because every connector fits it", and CP2's
+    paused car was held at that default: 22 A > 18 A. The default now fits only beside
+    what the plan reserves (the override), so CP2 pauses and the default drops to 0 A."""
+    state = GarageMachine(tmp_path)
+    try:
+        state.setup(site=(25.0, 2.0, 5.0, "llf"), stations=[(3, "L1L2L3", 16.0, 1)] * 2)
+        state.arrive(index=0)
+        state.arrive(index=0)
+        state.override(index=0, limit=16.0)
+        assert _running_limit(state, "CP1") == 16.0
+        assert _running_limit(state, "CP2") == 0.0
+        state.resume(index=0)
+        assert _running_limit(state, "CP1") + _running_limit(state, "CP2") <= 18.0
+    finally:
+        state.teardown()
+
+
+def test_an_override_above_what_the_site_has_left_is_capped_and_the_cap_lifted(
+    tmp_path: Path,
+) -> None:
+    """Found at 72a4754 (family overrides): a 16 A override where fuse 25 - margin 5 -
+    building worst case 5 leave 15 A stayed in force (it sits above our TxProfile). The
+    station's ChargePointMaxProfile now caps it at 15 A, survives a restart of the CSMS,
+    and goes back to the station's maximum once the override is resumed."""
+    state = GarageMachine(tmp_path)
+    try:
+        state.setup(stations=[(3, "L1L2L3", 16.0, 1)], site=(25.0, 5.0, 5.0, "equal"))
+        state.arrive(index=0)
+        state.override(index=0, limit=16.0)
+        assert _running_limit(state, "CP1") == 15.0
+        state.restart()
+        assert _running_limit(state, "CP1") == 15.0
+        state.resume(index=0)
+        state.set_fuse(fuse=32.0, margin=0.0)
+        state.override(index=0, limit=16.0)
+        assert _running_limit(state, "CP1") == 16.0  # no cap left over
+    finally:
+        state.teardown()
+
+
+def test_a_lost_default_lowering_is_sent_again_before_the_next_car_comes(tmp_path: Path) -> None:
+    """Found at 72a4754 (families overrides, lost answers): the fuse dropped to 16 A with
+    an override on CP1/1; the answer to the lowered ChargePointMaxProfile was lost, the
+    TxDefaultProfile lowering behind it never went, and the next car on CP1/2 started at
+    the old 6 A default: 17 A on a 16 A fuse. An unanswered lowering now replans at once
+    (once per silence, so a charger that never answers does not spin the controller)."""
+    state = GarageMachine(tmp_path)
+    try:
+        state.setup(site=(25.0, 2.0, 0.0, "llf"), stations=[(3, "L1L2L3", 16.0, 2)])
+        state.arrive(index=0)
+        state.override(index=0, limit=32.0)
+        state.arm_lost_answer(station=0)
+        state.set_fuse(fuse=16.0, margin=5.0)
+        state.arrive_one_phase_car(car_max=32.0, index=0)
+    finally:
+        state.teardown()
+
+
+def test_a_cap_restored_after_a_restart_is_not_lifted_before_the_plan_allows(
+    tmp_path: Path,
+) -> None:
+    """Found at 72a4754: a restarted controller had forgotten the cap it put on a station
+    and sent the station's maximum with the boot defaults: 26 A > 23 A. The cap in force
+    now comes back with the copy of the charger's profiles."""
+    state = GarageMachine(tmp_path)
+    try:
+        state.setup(site=(25.0, 2.0, 0.0, "llf"), stations=[(3, "L1L2L3", 16.0, 2)])
+        state.arrive(index=0)
+        state.arrive_car_taking_less(car_max=10.0, index=0)
+        state.override(index=0, limit=32.0)
+        state.meter(index=0)
+        state.override(index=1, limit=10.0)
+        state.restart()
+    finally:
+        state.teardown()
+
+
+def test_a_cap_that_could_not_be_lowered_further_is_not_lifted_by_the_defaults(
+    tmp_path: Path,
+) -> None:
+    """Found at 72a4754: overrides on both connectors of CP1 were capped; a third override
+    needed a lower cap, the charger answered that with a CALLERROR, and the boot defaults
+    sent right after carried the station's maximum: the cap was gone, 32 A on L1 > 23 A.
+    The defaults now carry the lowest of the cap in force and the cap wanted."""
+    state = GarageMachine(tmp_path)
+    try:
+        state.setup(site=(25.0, 2.0, 0.0, "llf"), stations=[(3, "L1L2L3", 16.0, 2)])
+        state.arrive(index=0)
+        state.arrive_one_phase_car(car_max=32.0, index=0)
+        state.override(index=0, limit=16.0)
+        state.override(index=1, limit=10.0)
+        state.arm_callerror(station=0)
+        state.override(index=1, limit=32.0)
     finally:
         state.teardown()

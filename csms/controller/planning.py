@@ -183,6 +183,18 @@ def default_limit_a(snapshot: Snapshot, building: tuple[float, float, float]) ->
     return 0.0
 
 
+def default_fits(plan: Plan) -> bool:
+    """Whether the plan's default fits beside everything it reserves: every planned
+    connector at the default at once (each car may leave and the next start under it),
+    with overrides, unmanaged and offline chargers at what they may draw. A manager's 16 A
+    override where 18 A are left makes a 6 A default on a second car unsafe (22 A)."""
+    load = [0.0, 0.0, 0.0]
+    for connector in plan.connectors:
+        for phase in {PHASES.index(p) for p in connector.wiring}:
+            load[phase] += plan.default_a
+    return all(a <= h + 1e-6 for a, h in zip(load, plan.swap_headroom_a, strict=True))
+
+
 def default_departure(started_at: datetime, site: SiteConfig) -> datetime:
     """The site's default departure: the next HH:MM (site time) at least an hour after arrival."""
     zone = ZoneInfo(site.timezone)
@@ -224,12 +236,16 @@ def build_plan(
     """Turn a snapshot into scheduler input. ``ev_lookup``: model -> (kWh, max A, phases).
 
     ``default_a``: the TxDefaultProfile to plan with (default: 6 A when every connector
-    fits it, else 0 A; 0 A frees idle connectors' room for running cars, see
-    ``IDLE_ROOM_GAIN_A``).
+    fits it beside what is reserved, see `default_fits`, else 0 A; 0 A frees idle
+    connectors' room for running cars, see ``IDLE_ROOM_GAIN_A``).
     """
     building = effective_building_load(snapshot)
     if default_a is None:
-        default_a = default_limit_a(snapshot, building)
+        if default_limit_a(snapshot, building) > 0:
+            plan = build_plan(snapshot, ev_lookup, default_a=MIN_CURRENT_A)
+            if default_fits(plan):
+                return plan
+        default_a = 0.0
     reserved = [0.0, 0.0, 0.0]
     swap = [0.0, 0.0, 0.0]
     open_by_key = {(s.charge_point_id, s.connector_id): s for s in snapshot.sessions}
@@ -337,11 +353,15 @@ def pinned_a(
     running: Mapping[int, RunningTx],
     at: datetime,
     voltage_v: float,
+    station_max_a: float | None = None,
 ) -> dict[ConnectorKey, float]:
     """Connectors on which a profile that is not ours (a manager's override at a higher
     stack level, a foreign TxDefaultProfile) decides the worst case: the fuse model
     (`csms.fuse`) gives the same answer whether our own TxProfile and TxDefaultProfile
     say 0 A or the charger's maximum. Those are counted at that answer and not planned.
+
+    ``station_max_a``: evaluate with our ChargePointMaxProfile at this limit instead of the
+    one installed, i.e. what the foreign profile asks for before `override_caps` capped it.
     """
     if store is None or info.unmanaged:
         return {}
@@ -349,6 +369,19 @@ def pinned_a(
     ours |= {TX_PROFILE_ID_BASE + c for c in (*connector_ids, *running)}
     if all(entry.profile.profile_id in ours for entry in store.entries):
         return {}
+    if station_max_a is not None:
+        try:
+            store = store.install(
+                0,
+                default_profile(
+                    ChargingProfilePurpose.ChargePointMaxProfile,
+                    station_max_a,
+                    profile_id=CHARGE_POINT_MAX_PROFILE_ID,
+                    number_phases=info.phases,
+                ),
+            )
+        except (ProfileError, ConfigError):
+            return {}
     wiring = split_wiring(info.wiring)
     stack = 0 if info.only_stack_level_0 else TX_STACK_LEVEL
     out: dict[ConnectorKey, float] = {}
@@ -473,6 +506,63 @@ def safe_default_a(plan: Plan, limits: Mapping[ConnectorKey, float]) -> float:
             load[phase] += max(limit if phase in used else 0.0, default)
     fits = all(a <= h + 1e-6 for a, h in zip(load, plan.swap_headroom_a, strict=True))
     return default if fits else 0.0
+
+
+def station_max_a(info: ChargePointInfo, site: SiteConfig) -> float:
+    """The ChargePointMaxProfile limit a station gets: its maximum, within the fuse."""
+    return min(info.max_current_a, max(0.0, site.fuse_limit_a - site.margin_a))
+
+
+#: Steps in which `override_caps` lowers a station's ChargePointMaxProfile.
+CAP_STEP_A = 0.5
+
+
+def override_caps(plan: Plan, snapshot: Snapshot) -> dict[str, float]:
+    """ChargePointMaxProfile limits that bring overrides back under the fuse.
+
+    ``plan`` is built with a 0 A default (`build_plan(..., default_a=0.0)`): every car we
+    control can be paused, so whatever it still puts above fuse - margin - building load is
+    what overrides (``snapshot.pinned_a``, uncapped), unmanaged and offline chargers hold.
+    Our TxProfiles cannot lower an override (it sits above them on the stack, OCPP 1.6
+    section 3.13.2), but the charge point's own cap bounds every profile on it (3.13.3).
+    The stations with the largest overrides are capped first, each to the highest limit
+    (0, or 6 A and up in `CAP_STEP_A` steps) that removes the excess on its phases; a cap
+    also bounds the station's other connectors, which the plan then over-counts (safe).
+    Empty when nothing is over: the caps are lifted again.
+    """
+    usable = snapshot.site.fuse_limit_a - snapshot.site.margin_a
+    load = list(plan.site.building_load_a) if isinstance(plan.site.building_load_a, tuple) else []
+    if not load:
+        return {}
+    excess = [a - usable for a in load]
+    if all(e <= 1e-6 for e in excess):
+        return {}
+    by_station: dict[str, list[float]] = {}
+    for (cp_id, _), amps in snapshot.pinned_a.items():
+        by_station.setdefault(cp_id, []).append(amps)
+    infos: dict[str, ChargePointInfo] = {s.info.id: s.info for s in snapshot.stations}
+    caps: dict[str, float] = {}
+    for cp_id, pinned in sorted(by_station.items(), key=lambda kv: (-sum(kv[1]), kv[0])):
+        info = infos.get(cp_id)
+        if info is None:
+            continue
+        phases = phase_indexes(info.wiring)
+        over = max(excess[p] for p in phases)
+        if over <= 1e-6:
+            continue
+        top = max(pinned)
+        cap = math.floor(top / CAP_STEP_A) * CAP_STEP_A
+        while cap >= MIN_CURRENT_A and sum(a - min(a, cap) for a in pinned) < over - 1e-6:
+            cap -= CAP_STEP_A
+        if cap < MIN_CURRENT_A:
+            cap = 0.0
+        freed = sum(a - min(a, cap) for a in pinned)
+        if freed <= 1e-6:
+            continue
+        caps[cp_id] = cap
+        for p in phases:
+            excess[p] -= freed
+    return caps
 
 
 def _reserve(reserved: list[float], wiring: str, amps: float) -> None:

@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -42,8 +43,10 @@ from csms.controller.planning import (
     idle_room_gain_a,
     inputs_fingerprint,
     notification_for,
+    override_caps,
     pinned_a,
     safe_default_a,
+    station_max_a,
 )
 from csms.domain import PHASES, ChargePointInfo, OpenSession
 from csms.errors import CallFailedError, ConfigError, GarageGridError
@@ -62,6 +65,7 @@ from csms.ocpp16.server import CentralSystem
 from csms.profiles import (
     ChargingProfilePurpose,
     ChargingRateUnit,
+    ProfileStore,
     default_profile,
     profile_to_ocpp,
     tx_profile,
@@ -134,6 +138,11 @@ class Controller:
         self._sent: dict[ConnectorKey, _Sent] = {}
         self._defaults_sent: dict[str, float] = {}
         self._defaults_in_force: dict[str, float] = {}
+        # ChargePointMaxProfile caps below the station's maximum that chargers accepted, to
+        # bring an override above what the site has left back under the fuse.
+        self._caps_in_force: dict[str, float] = {}
+        self._retried: set[str] = set()  # see `_retry_once`
+        self._caps_wanted: dict[str, float] = {}  # the last plan's `override_caps`
         self._ready: set[str] = set()
         self._preparing: set[str] = set()
         self._readings: dict[ConnectorKey, Reading] = {}
@@ -223,6 +232,12 @@ class Controller:
                 )
             except GarageGridError:
                 log.exception("stored charging profiles unreadable; counted as unknown")
+        for cp_id in self._mirror.charger_ids():
+            cap = _installed_cap_a(self._mirror.store_for(cp_id))
+            if cap is not None:
+                # Maybe a cap on an override (or just the station's maximum, which the next
+                # tick lifts to the same value): kept in force until the plan says otherwise.
+                self._caps_in_force[cp_id] = cap
         now = self._clock.now()
         for key, (transaction_id, limit) in accepted.items():
             self._sent[key] = _Sent(transaction_id, limit, now, True)
@@ -451,6 +466,7 @@ class Controller:
                 running.get(info.id, {}),
                 now,
                 site.voltage_v,
+                station_max_a=station_max_a(info, site),
             )
         return Snapshot(
             now=now,
@@ -487,6 +503,15 @@ class Controller:
                 log.exception("controller could not read the store; keeping current limits")
                 return {}
         self._fingerprint = inputs_fingerprint(snapshot)
+        caps_lifted = await self._cap_overrides(snapshot)
+        if self._caps_in_force:
+            snapshot = replace(
+                snapshot,
+                pinned_a={
+                    key: min(amps, self._caps_in_force.get(key[0], amps))
+                    for key, amps in snapshot.pinned_a.items()
+                },
+            )
         try:
             plan, allocation, limits = self._decide(build_plan(snapshot, self._ev_lookup), snapshot)
             # No idle amp: while cars wait for room, idle connectors' TxDefaultProfile drops
@@ -542,8 +567,10 @@ class Controller:
         if ok and defaults_lowered:
             for cp_id in sorted(c for c, raise_ in default_to.items() if raise_):
                 await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
+            for cp_id, cap in caps_lifted.items():
+                await self._send_cap(cp_id, stations[cp_id], cap, snapshot)
             await self._apply(raising, stations, plan, snapshot, allocation.strategy)
-        elif raising or any(default_to.values()):
+        elif raising or caps_lifted or any(default_to.values()):
             log.warning(
                 "raising postponed: a lowered charger did not accept",
                 extra={"postponed": len(raising) + sum(default_to.values())},
@@ -551,6 +578,80 @@ class Controller:
             self._wake.set()
         await self._save_mirror()
         return limits
+
+    async def _cap_overrides(self, snapshot: Snapshot) -> dict[str, float | None]:
+        """Send the ChargePointMaxProfile caps `override_caps` asks for where they lower
+        what a station may draw (at once: the fuse first); return the caps to raise or
+        lift (None: back to the station's maximum), which wait for the tick's lowerings
+        like any raise."""
+        try:
+            lean = build_plan(snapshot, self._ev_lookup, default_a=0.0)
+        except ConfigError:
+            return {}
+        wanted = override_caps(lean, snapshot)
+        self._caps_wanted = wanted
+        stations: dict[str, ChargePointInfo] = {s.info.id: s.info for s in snapshot.stations}
+        raises: dict[str, float | None] = {}
+        for cp_id in sorted(set(wanted) | set(self._caps_in_force)):
+            info = stations.get(cp_id)
+            if info is None or not info.connected:
+                continue
+            cap, held = wanted.get(cp_id), self._caps_in_force.get(cp_id)
+            if cap is None and held is not None and held >= station_max_a(info, snapshot.site):
+                del self._caps_in_force[cp_id]  # restored from the copy: no cap at all
+                continue
+            if cap is not None and (held is None or cap < held - 1e-9):
+                await self._send_cap(cp_id, info, cap, snapshot)
+            elif held is not None and (cap is None or cap > held + 1e-9):
+                raises[cp_id] = cap
+        return raises
+
+    async def _send_cap(
+        self, cp_id: str, info: ChargePointInfo, cap: float | None, snapshot: Snapshot
+    ) -> None:
+        """Our ChargePointMaxProfile at ``cap`` (None: the station's normal maximum)."""
+        limit = station_max_a(info, snapshot.site) if cap is None else cap
+        profile = default_profile(
+            ChargingProfilePurpose.ChargePointMaxProfile,
+            limit,
+            profile_id=CHARGE_POINT_MAX_PROFILE_ID,
+            number_phases=info.phases,
+            rate_unit=ChargingRateUnit(info.rate_unit),
+            voltage_v=snapshot.site.voltage_v,
+        )
+        extra = {"cp_id": cp_id, "limit_a": limit}
+        try:
+            status = await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
+        except GarageGridError as exc:
+            # No answer: it may hold the new cap or the old one; count the higher.
+            held = self._caps_in_force.get(cp_id)
+            if held is None or cap is None:
+                self._caps_in_force.pop(cp_id, None)
+            else:
+                self._caps_in_force[cp_id] = max(held, cap)
+            log.warning("station cap not sent", extra=extra | {"error": str(exc)})
+            self._retry_once(cp_id)
+            return
+        if status != "Accepted":
+            log.warning("station cap refused", extra=extra | {"status": status})
+            return
+        self._retried.discard(cp_id)
+        if cap is None:
+            if self._caps_in_force.pop(cp_id, None) is not None:
+                log.info("station cap lifted", extra=extra)
+            return
+        self._caps_in_force[cp_id] = cap
+        log.warning(
+            "override above what the site has left: station capped",
+            extra=extra,
+        )
+        with contextlib.suppress(GarageGridError):
+            await self._repo.add_notification(
+                "warning",
+                f"An override on {cp_id} asks for more than the fuse has left: the station "
+                f"is capped at {limit:g} A until it fits again.",
+                charge_point_id=cp_id,
+            )
 
     async def _tuck_under_overrides(
         self, snapshot: Snapshot, stations: Mapping[str, ChargePointInfo]
@@ -837,7 +938,12 @@ class Controller:
             profiles = [
                 default_profile(
                     ChargingProfilePurpose.ChargePointMaxProfile,
-                    min(info.max_current_a, max(0.0, site.fuse_limit_a - site.margin_a)),
+                    # Never lifts a cap on the side: only `_cap_overrides` does, in order.
+                    min(
+                        station_max_a(info, site),
+                        self._caps_in_force.get(cp_id, math.inf),
+                        self._caps_wanted.get(cp_id, math.inf),
+                    ),
                     profile_id=CHARGE_POINT_MAX_PROFILE_ID,
                     number_phases=info.phases,
                     rate_unit=unit,
@@ -863,9 +969,11 @@ class Controller:
                 held = self._defaults_in_force.get(cp_id)
                 self._defaults_in_force[cp_id] = max(default_a, held if held is not None else 0)
             log.warning("default profiles not sent", extra={"cp_id": cp_id, "error": str(exc)})
+            self._retry_once(cp_id)
             return False
         all_ok = all(status == "Accepted" for status in statuses)
         if all_ok:
+            self._retried.discard(cp_id)
             self._defaults_sent[cp_id] = default_a
             self._defaults_in_force[cp_id] = default_a
             self._ready.add(cp_id)
@@ -901,6 +1009,15 @@ class Controller:
         )
         return all_ok
 
+    def _retry_once(self, cp_id: str) -> None:
+        """A charger's profiles went unanswered: plan again at once rather than on the next
+        tick (a lowering that may not have happened leaves the fuse at stake), but only
+        once until it answers again, so a charger that never answers sets the pace of
+        the ticks, not of a loop."""
+        if cp_id not in self._retried:
+            self._retried.add(cp_id)
+            self._wake.set()
+
     async def _set_on_charge_point(self, cp_id: str, profile: dict[str, Any]) -> str:
         """Set a charge-point-wide profile on connector 0, or per connector if 0 is refused."""
         answer = await self._central.call(
@@ -928,6 +1045,22 @@ class Controller:
         except GarageGridError:
             log.exception("could not record an unmanaged charger", extra={"cp_id": cp_id})
         self._wake.set()
+
+
+def _installed_cap_a(store: ProfileStore | None) -> float | None:
+    """The limit in A of our ChargePointMaxProfile in a charger's copy, if it holds one
+    we sent in A with a single period (what `Controller._send_cap` and the boot send)."""
+    if store is None:
+        return None
+    for profile in store.profiles_on(0):
+        if (
+            profile.profile_id == CHARGE_POINT_MAX_PROFILE_ID
+            and profile.purpose is ChargingProfilePurpose.ChargePointMaxProfile
+            and profile.schedule.rate_unit is ChargingRateUnit.A
+            and len(profile.schedule.periods) == 1
+        ):
+            return profile.schedule.periods[0].limit
+    return None
 
 
 def _catalogue() -> dict[str, tuple[float, float, int]]:

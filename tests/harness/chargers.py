@@ -11,10 +11,14 @@ arithmetic, never the controller's:
 - What a connector may draw (per phase, capped by the charger's maximum; no profile at
   all = the charger's maximum):
   - idle: what a new car would start under (`limit_at` with a new transaction);
-  - running car: max(`limit_at` for its transaction, `limit_at` for a new transaction
-    after it ends, i.e. with its TxProfiles dropped, `ProfileStore.end_transaction`).
-- A three-phase station loads every phase it is wired to with that, a one-phase station
-  only its own phase (whatever the car on it is).
+  - running car: on the phases the car itself uses (a one-phase car on a three-phase
+    station: the station's first phase), max(`limit_at` for its transaction, `limit_at`
+    for a new transaction after it ends, i.e. with its TxProfiles dropped,
+    `ProfileStore.end_transaction`); on the station's other phases, only the latter: the
+    next car, which may be three-phase, starts under the default.
+- A three-phase station loads every phase it is wired to, a one-phase station only its
+  own phase. (A car's phases are physics, not the controller's inference: a controller
+  that counted a three-phase car on one phase would break this rule.)
 - Only chargers whose BootNotification was Accepted count: a Pending or unbooted charger
   starts no transaction (OCPP 1.6 section 4.2).
 - Per supply phase, the sum stays within fuse - margin - building load, where the
@@ -199,14 +203,6 @@ class ModelCharger:
                 voltage_v=VOLTAGE_V,
             )
         )
-
-    def may_draw_a(self, c: ConnectorModel, at: datetime) -> tuple[float, float | None]:
-        """(worst case per phase, the running transaction's own limit or None)."""
-        new = self.new_car_limit_a(c.connector_id, at)
-        if not c.running:
-            return new, None
-        own = self.running_limit_a(c, at)
-        return max(own, new), own
 
     def draw_a(self, c: ConnectorModel, at: datetime, store: ProfileStore | None = None) -> float:
         """What the car on ``c`` draws per phase of its own."""
@@ -403,30 +399,27 @@ class Garage:
         load = [0.0, 0.0, 0.0]
         parts = []
         for charger in self.counted():
-            phases = charger.supply_phases()
-            for c in charger.connectors.values():
-                amps, own = charger.may_draw_a(c, at)
-                for p in phases:
-                    load[p] += amps
-                what = "idle" if own is None else f"tx {c.transaction_id} own {own:g}"
-                parts.append(
-                    f"{charger.id}/{c.connector_id} {amps:g} A ({what}) on "
-                    + ",".join(PHASES[p] for p in phases)
-                )
-        return _Load(load, parts)
-
-    def car_aware_worst_case(self, at: datetime) -> list[float]:
-        """Diagnostic only: like `worst_case`, but a running car's own limit counts only on
-        the phases the car itself can use (a new car could use all)."""
-        load = [0.0, 0.0, 0.0]
-        for charger in self.counted():
+            station_phases = charger.supply_phases()
             for c in charger.connectors.values():
                 new = charger.new_car_limit_a(c.connector_id, at)
-                own = charger.running_limit_a(c, at) if c.running else 0.0
+                own = charger.running_limit_a(c, at) if c.running else None
                 car_phases = charger.supply_phases(c.car.phases if c.car else None)
-                for p in charger.supply_phases():
-                    load[p] += max(own if p in car_phases else 0.0, new)
-        return load
+                for p in station_phases:
+                    # The car draws only on its own phases; the next car (under the
+                    # default) may use every phase of the station.
+                    mine = own if own is not None and p in car_phases else 0.0
+                    load[p] += max(mine, new)
+                what = "idle" if own is None else f"tx {c.transaction_id} own {own:g}"
+                parts.append(
+                    f"{charger.id}/{c.connector_id} new car {new:g} A on "
+                    + ",".join(PHASES[p] for p in station_phases)
+                    + (
+                        ""
+                        if own is None
+                        else f", {what} on " + ",".join(PHASES[p] for p in car_phases)
+                    )
+                )
+        return _Load(load, parts)
 
     def actual(self, at: datetime) -> _Load:
         load = [0.0, 0.0, 0.0]
@@ -462,15 +455,14 @@ class Garage:
             if window is not None:
                 bound = max(bound, window.worst[index])
             if worst.per_phase[index] > bound + EPS:
-                aware = self.car_aware_worst_case(at)[index]
                 self._violate(
                     "fuse (worst case)",
                     where,
                     f"{phase} may draw {worst.per_phase[index]:g} A > {bound:g} A allowed "
                     f"(fuse {self.fuse_limit_a:g} - margin {self.margin_a:g} - building, {how}"
                     + (f"; reaction window since {window.opened_by}" if window else "")
-                    + f"); counting a running car's own limit only on its car's phases: "
-                    f"{aware:g} A; connectors: " + "; ".join(worst.parts),
+                    + "); connectors: "
+                    + "; ".join(worst.parts),
                 )
                 break
         for index, phase in enumerate(PHASES):
