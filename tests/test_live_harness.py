@@ -917,3 +917,23 @@ def test_a_cap_that_could_not_be_lowered_further_is_not_lifted_by_the_defaults(
         state.override(index=1, limit=32.0)
     finally:
         state.teardown()
+
+
+def test_a_cap_whose_lifting_failed_is_lifted_only_after_the_lowerings(tmp_path: Path) -> None:
+    """Found at 2d7b095: a resume made CP1's cap unnecessary; lifting it got a CALLERROR,
+    the controller then counted the cap as gone, and the next plan's default lowering sent
+    the station's maximum before our TxProfile beside the remaining override was lowered:
+    26 A on L1 > 20 A. What a charger holds is read from the copy of its profiles now, the
+    defaults never carry a cap higher than one it may hold, and only the lifting (a raise,
+    after the lowerings) takes it away."""
+    state = GarageMachine(tmp_path)
+    try:
+        state.setup(site=(25.0, 5.0, 0.0, "llf"), stations=[(3, "L1L2L3", 16.0, 2)])
+        state.arrive_one_phase_car(car_max=32.0, index=0)
+        state.arrive_car_taking_less(car_max=10.0, index=0)
+        state.override(index=0, limit=32.0)
+        state.override(index=1, limit=32.0)
+        state.arm_callerror(station=0)
+        state.resume(index=0)
+    finally:
+        state.teardown()

@@ -48,7 +48,7 @@ from csms.controller.planning import (
     safe_default_a,
     station_max_a,
 )
-from csms.domain import PHASES, ChargePointInfo, OpenSession
+from csms.domain import PHASES, ChargePointInfo, OpenSession, SiteConfig
 from csms.errors import CallFailedError, ConfigError, GarageGridError
 from csms.events import (
     ChargePointBooted,
@@ -138,11 +138,10 @@ class Controller:
         self._sent: dict[ConnectorKey, _Sent] = {}
         self._defaults_sent: dict[str, float] = {}
         self._defaults_in_force: dict[str, float] = {}
-        # ChargePointMaxProfile caps below the station's maximum that chargers accepted, to
-        # bring an override above what the site has left back under the fuse.
-        self._caps_in_force: dict[str, float] = {}
         self._retried: set[str] = set()  # see `_retry_once`
-        self._caps_wanted: dict[str, float] = {}  # the last plan's `override_caps`
+        # The last plan's `override_caps`: ChargePointMaxProfile limits below a station's
+        # maximum that bring an override above what the site has left under the fuse.
+        self._caps_wanted: dict[str, float] = {}
         self._ready: set[str] = set()
         self._preparing: set[str] = set()
         self._readings: dict[ConnectorKey, Reading] = {}
@@ -232,12 +231,6 @@ class Controller:
                 )
             except GarageGridError:
                 log.exception("stored charging profiles unreadable; counted as unknown")
-        for cp_id in self._mirror.charger_ids():
-            cap = _installed_cap_a(self._mirror.store_for(cp_id))
-            if cap is not None:
-                # Maybe a cap on an override (or just the station's maximum, which the next
-                # tick lifts to the same value): kept in force until the plan says otherwise.
-                self._caps_in_force[cp_id] = cap
         now = self._clock.now()
         for key, (transaction_id, limit) in accepted.items():
             self._sent[key] = _Sent(transaction_id, limit, now, True)
@@ -504,11 +497,14 @@ class Controller:
                 return {}
         self._fingerprint = inputs_fingerprint(snapshot)
         caps_lifted = await self._cap_overrides(snapshot)
-        if self._caps_in_force:
+        held: dict[str, float | None] = {
+            s.info.id: self._caps_held(s.info.id, s.info, snapshot.site) for s in snapshot.stations
+        }
+        if any(cap is not None for cap in held.values()):
             snapshot = replace(
                 snapshot,
                 pinned_a={
-                    key: min(amps, self._caps_in_force.get(key[0], amps))
+                    key: min(amps, held.get(key[0]) or amps)
                     for key, amps in snapshot.pinned_a.items()
                 },
             )
@@ -575,7 +571,9 @@ class Controller:
                 "raising postponed: a lowered charger did not accept",
                 extra={"postponed": len(raising) + sum(default_to.values())},
             )
-            self._wake.set()
+            self._retry_once(_POSTPONED)
+        if ok and defaults_lowered:
+            self._retried.discard(_POSTPONED)
         await self._save_mirror()
         return limits
 
@@ -590,21 +588,39 @@ class Controller:
             return {}
         wanted = override_caps(lean, snapshot)
         self._caps_wanted = wanted
-        stations: dict[str, ChargePointInfo] = {s.info.id: s.info for s in snapshot.stations}
         raises: dict[str, float | None] = {}
-        for cp_id in sorted(set(wanted) | set(self._caps_in_force)):
-            info = stations.get(cp_id)
-            if info is None or not info.connected:
+        for info in (station.info for station in snapshot.stations):
+            if not info.connected:
                 continue
-            cap, held = wanted.get(cp_id), self._caps_in_force.get(cp_id)
-            if cap is None and held is not None and held >= station_max_a(info, snapshot.site):
-                del self._caps_in_force[cp_id]  # restored from the copy: no cap at all
-                continue
+            cap = wanted.get(info.id)
+            caps = self._caps_installed(info.id, info, snapshot.site)
+            held = self._caps_held(info.id, info, snapshot.site)
             if cap is not None and (held is None or cap < held - 1e-9):
-                await self._send_cap(cp_id, info, cap, snapshot)
-            elif held is not None and (cap is None or cap > held + 1e-9):
-                raises[cp_id] = cap
+                await self._send_cap(info.id, info, cap, snapshot)
+            elif any(c is not None and (cap is None or c < cap - 1e-9) for c in caps):
+                raises[info.id] = cap
         return raises
+
+    def _caps_installed(
+        self, cp_id: str, info: ChargePointInfo, site: SiteConfig
+    ) -> list[float | None]:
+        """Per store the charger may hold (answers lost: more than one), our cap in force:
+        its ChargePointMaxProfile where below the station's maximum, else None."""
+        top = station_max_a(info, site)
+        store = self._mirror.store_for(cp_id)
+        stores = [] if store is None else [store, *self._mirror.alternatives_for(cp_id)]
+        caps: list[float | None] = []
+        for one in stores:
+            cap = _installed_cap_a(one)
+            caps.append(cap if cap is not None and cap < top - 1e-9 else None)
+        return caps
+
+    def _caps_held(self, cp_id: str, info: ChargePointInfo, site: SiteConfig) -> float | None:
+        """The cap to count: the highest the charger may hold, None if it may hold none."""
+        caps = self._caps_installed(cp_id, info, site)
+        if not caps or any(c is None for c in caps):
+            return None
+        return max(c for c in caps if c is not None)
 
     async def _send_cap(
         self, cp_id: str, info: ChargePointInfo, cap: float | None, snapshot: Snapshot
@@ -623,12 +639,7 @@ class Controller:
         try:
             status = await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
         except GarageGridError as exc:
-            # No answer: it may hold the new cap or the old one; count the higher.
-            held = self._caps_in_force.get(cp_id)
-            if held is None or cap is None:
-                self._caps_in_force.pop(cp_id, None)
-            else:
-                self._caps_in_force[cp_id] = max(held, cap)
+            # The copy of its profiles (csms.controller.mirror) knows what it may hold.
             log.warning("station cap not sent", extra=extra | {"error": str(exc)})
             self._retry_once(cp_id)
             return
@@ -637,10 +648,8 @@ class Controller:
             return
         self._retried.discard(cp_id)
         if cap is None:
-            if self._caps_in_force.pop(cp_id, None) is not None:
-                log.info("station cap lifted", extra=extra)
+            log.info("station cap lifted", extra=extra)
             return
-        self._caps_in_force[cp_id] = cap
         log.warning(
             "override above what the site has left: station capped",
             extra=extra,
@@ -941,8 +950,8 @@ class Controller:
                     # Never lifts a cap on the side: only `_cap_overrides` does, in order.
                     min(
                         station_max_a(info, site),
-                        self._caps_in_force.get(cp_id, math.inf),
                         self._caps_wanted.get(cp_id, math.inf),
+                        *(c for c in self._caps_installed(cp_id, info, site) if c is not None),
                     ),
                     profile_id=CHARGE_POINT_MAX_PROFILE_ID,
                     number_phases=info.phases,
@@ -1045,6 +1054,10 @@ class Controller:
         except GarageGridError:
             log.exception("could not record an unmanaged charger", extra={"cp_id": cp_id})
         self._wake.set()
+
+
+#: `Controller._retried` key of a plan whose raises waited for a lowering.
+_POSTPONED = "\x00postponed"
 
 
 def _installed_cap_a(store: ProfileStore | None) -> float | None:
