@@ -25,7 +25,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from csms.fuse import ChargerView, PhaseAmps, RunningTx, site_worst_case_a
 from csms.scenario import Scenario, ScenarioSession
+from virtual_chargers.charging import CONNECTOR
 from virtual_chargers.options import Quirks, SessionRecord, StationOptions, StationSnapshot
 from virtual_chargers.simulation import Car, Electrics
 from virtual_chargers.station import VirtualStation
@@ -178,6 +180,31 @@ class Fleet:
     def refused(self) -> int:
         """Sessions the central system refused (id tag not accepted)."""
         return sum(1 for station in self.stations.values() for r in station.sessions if r.refused)
+
+    def installed_worst_case_a(self, at: datetime) -> PhaseAmps:
+        """The fuse model (`csms.fuse`) over the profiles the stations really hold: the
+        most the site may draw per supply phase from `at` on if no central system ever
+        spoke again (a station that ignores profiles counts at its maximum)."""
+        views = []
+        for station in self.stations.values():
+            charging = station.charging
+            running = {}
+            if charging.state.transaction and charging.transaction_start is not None:
+                running[CONNECTOR] = RunningTx(charging.transaction_id, charging.transaction_start)
+            electrics = station.electrics
+            views.append(
+                ChargerView(
+                    station.id,
+                    electrics.wiring,
+                    electrics.max_current_a,
+                    (CONNECTOR,),
+                    charging.profiles,
+                    running,
+                    managed=not charging.ignore_profiles,
+                    voltage_v=electrics.voltage_v,
+                )
+            )
+        return site_worst_case_a(views, at)
 
     @property
     def peak_supply_a(self) -> tuple[float, float, float]:
