@@ -135,7 +135,10 @@ async def audit_store(
     audit.missing = len(set(records) - set(bounds))
     spans: dict[int, tuple[float, float]] = {}
     last: dict[int, tuple[datetime, float]] = {}
-    for tx_id, _at, value, flag in samples:
+    for sample_tx, at, value, flag in samples:
+        if sample_tx is None:  # excluded by the query
+            continue
+        tx_id = sample_tx
         audit.samples += 1
         if flag is not None:
             audit.samples_flagged += 1
@@ -143,13 +146,13 @@ async def audit_store(
             continue
         if value is None:
             continue
-        start_wh, stop_wh = bounds.get(tx_id, (None, None))
-        if start_wh is not None and (value < start_wh or (stop_wh is not None and value > stop_wh)):
+        low_wh, high_wh = bounds.get(tx_id, (None, None))
+        if low_wh is not None and (value < low_wh or (high_wh is not None and value > high_wh)):
             audit.samples_outside += 1
-            audit.note(f"transaction {tx_id}: sample {value} outside {start_wh}-{stop_wh}")
+            audit.note(f"transaction {tx_id}: sample {value} outside {low_wh}-{high_wh}")
         if tx_id in last and value < last[tx_id][1]:
             audit.samples_backwards += 1
-        last[tx_id] = (_at, value)
+        last[tx_id] = (at, value)
         low, high = spans.get(tx_id, (value, value))
         spans[tx_id] = (min(low, value), max(high, value))
     audit.sample_span_wh = sum(high - low for low, high in spans.values())
