@@ -18,11 +18,15 @@ from typing import Any
 from sqlalchemy import select
 
 from csms.app import CsmsApp
+from csms.ev import CATALOGUE
+from csms.profiles import profile_from_ocpp
+from csms.scenario import parse_scenario
 from csms.store import models as m
 from tests.conftest import start_app
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions
 from virtual_chargers.link import LinkCutter
 from virtual_chargers.options import StationOptions
+from virtual_chargers.simulation import Car, plug_in, start_transaction
 from virtual_chargers.storm import (
     Ledger,
     SampleKey,
@@ -219,3 +223,48 @@ async def test_link_cutter_resets_connections_and_refuses_while_down() -> None:
         server.close()
         await server.wait_closed()
     assert link.open_connections == 0
+
+
+def _profile(purpose: str, limit_a: float, transaction_id: int | None = None) -> Any:
+    body: dict[str, Any] = {
+        "chargingProfileId": 2 if purpose == "TxDefaultProfile" else 3,
+        "stackLevel": 0,
+        "chargingProfilePurpose": purpose,
+        "chargingProfileKind": "Relative",
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit_a}],
+        },
+    }
+    if transaction_id is not None:
+        body["transactionId"] = transaction_id
+    return profile_from_ocpp(body)
+
+
+def test_worst_case_counts_a_running_car_on_its_phases_and_the_next_car_on_all() -> None:
+    """A one-phase car on a three-phase station under a 16 A TxProfile, 6 A default: the
+    fuse model says 16 A on every phase; the car can load only its one, the next car 6 A."""
+    garage = parse_scenario(
+        {
+            "name": "one",
+            "site": {"fuse_limit_a": 63, "phases": 3, "voltage_v": 230},
+            "stations": [{"id": "CPX", "max_current_a": 32, "phases": 3, "wiring": "L2L3L1"}],
+            "sessions": [],
+        },
+        source="test",
+    )
+    fleet = Fleet(garage, "ws://127.0.0.1:9/ocpp", FleetClock(1.0, T0))
+    charging = fleet.stations["CPX"].charging
+    idle = fleet.installed_worst_case_a(T0, car_phases=True)
+    assert idle == fleet.installed_worst_case_a(T0) == (32.0, 32.0, 32.0)  # no profile
+
+    one_phase = next(k for k, ev in CATALOGUE.items() if ev.phases == 1)
+    charging.update(T0, lambda s: plug_in(s, Car(CATALOGUE[one_phase], 0.2, 0.8)))
+    charging.update(T0, start_transaction)
+    charging.transaction_id, charging.transaction_start = 7, T0
+    store = charging.profiles.install(0, _profile("TxDefaultProfile", 6.0))
+    charging.set_profiles(T0, store.install(1, _profile("TxProfile", 16.0, 7), transaction_id=7))
+
+    assert fleet.installed_worst_case_a(T0) == (16.0, 16.0, 16.0)
+    # The car draws from L2, the first phase of the wiring.
+    assert fleet.installed_worst_case_a(T0, car_phases=True) == (6.0, 16.0, 6.0)
