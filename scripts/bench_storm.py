@@ -156,7 +156,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
                 on_delivered=ledger,
             ),
             boot_wait_real_s=args.timeout,
-            shutdown_flush_real_s=args.timeout,
+            shutdown_flush_real_s=min(60.0, args.timeout),
         ),
     )
     probe = fleet.stations[probe_id]

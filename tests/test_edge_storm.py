@@ -18,11 +18,13 @@ from typing import Any
 from sqlalchemy import select
 
 from csms.app import CsmsApp
+from csms.controller.service import Controller
 from csms.ev import CATALOGUE
+from csms.events import EventBus
 from csms.profiles import profile_from_ocpp
 from csms.scenario import parse_scenario
 from csms.store import models as m
-from tests.conftest import start_app
+from tests.conftest import fixed_clock, start_app
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions
 from virtual_chargers.link import LinkCutter
 from virtual_chargers.options import StationOptions
@@ -268,3 +270,42 @@ def test_worst_case_counts_a_running_car_on_its_phases_and_the_next_car_on_all()
     assert fleet.installed_worst_case_a(T0) == (16.0, 16.0, 16.0)
     # The car draws from L2, the first phase of the wiring.
     assert fleet.installed_worst_case_a(T0, car_phases=True) == (6.0, 16.0, 6.0)
+
+
+class _CountingRepository:
+    """Only what `Controller._save_mirror` touches: counts the writes, yields on each."""
+
+    def __init__(self) -> None:
+        self.writes: Counter[str] = Counter()
+
+    async def save_installed_profiles(self, cp_id: str, data: Any) -> None:
+        await asyncio.sleep(0)
+        self.writes[cp_id] += 1
+
+
+class _Central:
+    def add_call_observer(self, observer: Any) -> None:
+        pass
+
+
+async def test_a_storm_of_preparations_writes_each_chargers_profiles_once() -> None:
+    """Found by scripts/bench_storm.py: every booting charger's preparation ends in
+    `_save_mirror`, and 500 of them at once each wrote every charger still marked
+    (quadratic; 285 of 500 chargers stayed Pending for over ten minutes)."""
+    repo = _CountingRepository()
+    controller = Controller(repo, _Central(), EventBus(), fixed_clock())  # type: ignore[arg-type]
+    ids = [f"CP{i:03d}" for i in range(200)]
+    for cp_id in ids:
+        controller._mirror.charger_booted(cp_id, vendor="V", model="M", serial_number=None)
+        controller._mirror_dirty.add(cp_id)
+    await asyncio.gather(*(controller._save_mirror() for _ in ids))
+    assert repo.writes == Counter(dict.fromkeys(ids, 1))
+
+    # A change while a save awaits the store is saved by the next one, not lost.
+    controller._mirror_dirty.add("CP000")
+    saving = asyncio.create_task(controller._save_mirror())
+    await asyncio.sleep(0)
+    controller._mirror_dirty.add("CP000")
+    await saving
+    await controller._save_mirror()
+    assert repo.writes["CP000"] == 3
