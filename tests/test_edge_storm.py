@@ -28,6 +28,7 @@ from tests.conftest import fixed_clock, start_app
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions
 from virtual_chargers.link import LinkCutter
 from virtual_chargers.options import StationOptions
+from virtual_chargers.queue import MessageQueue
 from virtual_chargers.simulation import Car, plug_in, start_transaction
 from virtual_chargers.storm import (
     Ledger,
@@ -309,3 +310,15 @@ async def test_a_storm_of_preparations_writes_each_chargers_profiles_once() -> N
     await saving
     await controller._save_mirror()
     assert repo.writes["CP000"] == 3
+
+
+def test_a_queued_message_keeps_its_offline_mark_and_sends_across_a_reboot() -> None:
+    queue = MessageQueue(new_message_id=lambda: "m1")
+    local = queue.new_transaction()
+    message = queue.enqueue("MeterValues", {"connectorId": 1}, tx_local_id=local, offline=True)
+    message.sends = 2
+    queue.enqueue("StatusNotification", {}, persistent=False)
+    restored = MessageQueue.from_dict(queue.to_dict())
+    [kept] = list(restored)
+    assert (kept.message_id, kept.queued_offline, kept.sends) == ("m1", True, 2)
+    assert not queue.enqueue("Heartbeat", {}).queued_offline
