@@ -25,9 +25,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from csms.fuse import ChargerView, PhaseAmps, RunningTx, site_worst_case_a
 from csms.scenario import Scenario, ScenarioSession
+from virtual_chargers.charging import CONNECTOR
 from virtual_chargers.options import Quirks, SessionRecord, StationOptions, StationSnapshot
-from virtual_chargers.simulation import Car, Electrics
+from virtual_chargers.simulation import Car, Electrics, used_phases
 from virtual_chargers.station import VirtualStation
 from virtual_chargers.uplink import wait_event
 
@@ -179,6 +181,42 @@ class Fleet:
         """Sessions the central system refused (id tag not accepted)."""
         return sum(1 for station in self.stations.values() for r in station.sessions if r.refused)
 
+    def installed_worst_case_a(self, at: datetime, *, car_phases: bool = False) -> PhaseAmps:
+        """The fuse model (`csms.fuse`) over the profiles the stations really hold: the
+        most the site may draw per supply phase from `at` on if no central system ever
+        spoke again (a station that ignores profiles counts at its maximum).
+
+        The model counts a running transaction's limit on every phase the station is
+        wired to (a three-phase car on a three-phase station). With `car_phases` the
+        running car counts only on the phases it draws from (a one-phase car stays one
+        phase until it leaves; its TxProfile ends with its transaction), and the car that
+        may come next at its start limits on every wired phase, as in the model.
+        """
+        total = [0.0, 0.0, 0.0]
+        for station in self.stations.values():
+            charging = station.charging
+            electrics = station.electrics
+            running = {}
+            if charging.state.transaction and charging.transaction_start is not None:
+                running[CONNECTOR] = RunningTx(charging.transaction_id, charging.transaction_start)
+
+            used = used_phases(charging.state, electrics)
+            if not car_phases or not running or used >= electrics.phases:
+                loads = site_worst_case_a([_view(station, electrics.wiring, running)], at)
+            else:
+                next_car = site_worst_case_a([_view(station, electrics.wiring, {})], at)
+                this_car = site_worst_case_a(
+                    [_view(station, electrics.wiring[: max(1, used)], running)], at
+                )
+                loads = (
+                    max(next_car[0], this_car[0]),
+                    max(next_car[1], this_car[1]),
+                    max(next_car[2], this_car[2]),
+                )
+            for index in range(3):
+                total[index] += loads[index]
+        return total[0], total[1], total[2]
+
     @property
     def peak_supply_a(self) -> tuple[float, float, float]:
         return self._peak[0], self._peak[1], self._peak[2]
@@ -322,6 +360,23 @@ class Fleet:
             ),
             refused=sum(1 for r in sessions if r.record.refused),
         )
+
+
+def _view(
+    station: VirtualStation, wiring: tuple[str, ...], running: Mapping[int, RunningTx]
+) -> ChargerView:
+    """What the fuse model needs of a station, from the profiles it really holds."""
+    electrics = station.electrics
+    return ChargerView(
+        station.id,
+        wiring,
+        electrics.max_current_a,
+        (CONNECTOR,),
+        station.charging.profiles,
+        running,
+        managed=not station.charging.ignore_profiles,
+        voltage_v=electrics.voltage_v,
+    )
 
 
 async def _gather(tasks: Sequence[asyncio.Task[None]]) -> None:

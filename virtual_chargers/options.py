@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from csms.profiles import ChargingProfile
 from virtual_chargers.simulation import ConnectorStatus
@@ -115,6 +115,9 @@ class StationOptions:
     on_time_sync: Callable[[datetime], None] = _no_time_sync
     # (station id, transaction id, departure, energy needed in Wh) once a start has its id.
     on_transaction_started: Callable[[str, int, datetime | None, float], None] | None = None
+    # (station id, action, payload as sent) for every transaction message the central
+    # system answered with a CALLRESULT, in the order the answers came: a ledger for checks.
+    on_delivered: Callable[[str, str, dict[str, Any]], None] | None = None
     seed: int | None = None
 
 
@@ -156,6 +159,18 @@ class StationStats:
     # the sample to the central system's answer.
     meter_lag_s: deque[float] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
     delivery_real_s: deque[float] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
+    # Every answered CALL: (time.monotonic() when sent, real seconds until its answer).
+    round_trips: deque[tuple[float, float]] = field(
+        default_factory=lambda: deque(maxlen=_MAX_SAMPLES)
+    )
+    # Offline queue (OCPP 1.6 section 3.7): transaction messages queued while not
+    # connected, how many of those were answered after a reconnect, sends of a message
+    # after its first (no answer before the link went, or a CALLERROR), and answers that
+    # came for a message older than one already answered (0 unless the FIFO broke).
+    queued_offline: int = 0
+    replayed: int = 0
+    resent: int = 0
+    out_of_order: int = 0
 
 
 @dataclass(frozen=True, slots=True)

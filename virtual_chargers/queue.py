@@ -59,6 +59,10 @@ class QueuedMessage:
     persistent: bool = True
     attempts: int = 0
     not_before: datetime | None = None
+    # Queued while the station was not connected (for statistics), and how often it went
+    # out (a resend after a lost connection keeps its message id).
+    queued_offline: bool = False
+    sends: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +74,8 @@ class QueuedMessage:
             "persistent": self.persistent,
             "attempts": self.attempts,
             "not_before": self.not_before.isoformat() if self.not_before else None,
+            "queued_offline": self.queued_offline,
+            "sends": self.sends,
         }
 
     @classmethod
@@ -84,6 +90,8 @@ class QueuedMessage:
             persistent=bool(d.get("persistent", True)),
             attempts=int(d.get("attempts", 0)),
             not_before=datetime.fromisoformat(not_before) if not_before else None,
+            queued_offline=bool(d.get("queued_offline", False)),
+            sends=int(d.get("sends", 0)),
         )
 
 
@@ -152,6 +160,7 @@ class MessageQueue:
         *,
         tx_local_id: int | None = None,
         persistent: bool = True,
+        offline: bool = False,
     ) -> QueuedMessage:
         if tx_local_id is not None and tx_local_id not in self._transactions:
             raise KeyError(f"unknown local transaction {tx_local_id}")
@@ -162,6 +171,7 @@ class MessageQueue:
             payload=payload,
             tx_local_id=tx_local_id,
             persistent=persistent,
+            queued_offline=offline,
         )
         self._next_seq += 1
         self._messages.append(message)

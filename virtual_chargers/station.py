@@ -339,9 +339,12 @@ class VirtualStation:
         tx_local_id: int | None = None,
         persistent: bool = True,
     ) -> QueuedMessage:
+        offline = persistent and not self.uplink.accepted
         message = self._queue.enqueue(
-            action, payload, tx_local_id=tx_local_id, persistent=persistent
+            action, payload, tx_local_id=tx_local_id, persistent=persistent, offline=offline
         )
+        if offline:
+            self.stats.queued_offline += 1
         self.uplink.notify()
         return message
 
@@ -394,6 +397,8 @@ class VirtualStation:
         self.report_status(now, force=True)
 
     def on_answered(self, message: QueuedMessage, result: dict[str, Any]) -> None:
+        if message.queued_offline:
+            self.stats.replayed += 1
         if message.action == METER_VALUES:
             sampled = self._sampled_at.pop(message.seq, None)
             if sampled is not None:

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import random
+import time
 from datetime import datetime
 from typing import Any, Final, Protocol
 
@@ -107,6 +108,7 @@ class Uplink:
         self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.closing = False
         self._close_task: asyncio.Task[None] | None = None
+        self._last_answered_seq = 0  # of a transaction message
 
     @property
     def speed(self) -> float:
@@ -301,7 +303,9 @@ class Uplink:
                 continue
             self._stats.sent["Heartbeat"] += 1
             try:
+                sent_at = time.monotonic()
                 await client.send_call("Heartbeat", {})
+                self._stats.round_trips.append((sent_at, time.monotonic() - sent_at))
                 self._stats.answered += 1
             except (CallErrorReceived, TimeoutError) as exc:
                 log.warning("heartbeat failed", extra={"cp_id": self.id, "error": str(exc)})
@@ -330,7 +334,11 @@ class Uplink:
                 queue.discard(message)
                 continue
             self._stats.sent[message.action] += 1
+            message.sends += 1
+            if message.sends > 1:
+                self._stats.resent += 1
             try:
+                sent_at = time.monotonic()
                 result = await client.send_call(message.action, payload, message.message_id)
             except CallErrorReceived as exc:
                 self._stats.call_errors += 1
@@ -360,6 +368,13 @@ class Uplink:
                     self._fail_waiter(message, TimeoutError(message.action))
                 continue
             self._stats.answered += 1
+            self._stats.round_trips.append((sent_at, time.monotonic() - sent_at))
+            if message.persistent:
+                if message.seq < self._last_answered_seq:
+                    self._stats.out_of_order += 1
+                self._last_answered_seq = max(self._last_answered_seq, message.seq)
+                if self._options.on_delivered is not None:
+                    self._options.on_delivered(self.id, message.action, payload)
             queue.acknowledge(message, result)
             future = self._waiters.pop(message.seq, None)
             if future is not None and not future.done():

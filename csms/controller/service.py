@@ -133,6 +133,7 @@ class Controller:
         # manager's override) and its answer: the input of the fuse model (csms.fuse).
         self._mirror = ProfileMirror()
         self._mirror_dirty: set[str] = set()
+        self._saving = asyncio.Lock()
         central.add_call_observer(self._observe_call)
         self._ev_lookup = dict(ev_lookup) if ev_lookup is not None else _catalogue()
         self._sent: dict[ConnectorKey, _Sent] = {}
@@ -260,21 +261,33 @@ class Controller:
             self._wake.set()  # someone else's profile (an override): plan around it
 
     async def _save_mirror(self) -> None:
-        """Persist the copy of the profiles of every charger it changed for."""
-        if not self._mirror_dirty:
-            return
-        document = json.loads(self._mirror.to_json())
-        for cp_id in sorted(self._mirror_dirty):
-            item = document["chargers"].get(cp_id)
-            data = (
-                None if item is None else {"format": document["format"], "chargers": {cp_id: item}}
-            )
-            try:
-                await self._repo.save_installed_profiles(cp_id, data)
-            except GarageGridError:
-                log.exception("could not store a charger's profiles", extra={"cp_id": cp_id})
+        """Persist the copy of the profiles of every charger it changed for.
+
+        One save at a time, each writing a charger once: every booting charger's
+        preparation ends here, and in a reconnect storm hundreds of them did so at once,
+        each writing every charger still marked (quadratic: 500 chargers stayed Pending
+        for over ten minutes, scripts/bench_storm.py). A charger is unmarked before its
+        copy is taken, so a change made while the save awaits the store marks it again.
+        """
+        async with self._saving:
+            if not self._mirror_dirty:
                 return
-            self._mirror_dirty.discard(cp_id)
+            dirty = sorted(self._mirror_dirty)
+            self._mirror_dirty.clear()
+            document = json.loads(self._mirror.to_json())
+            for index, cp_id in enumerate(dirty):
+                item = document["chargers"].get(cp_id)
+                data = (
+                    None
+                    if item is None
+                    else {"format": document["format"], "chargers": {cp_id: item}}
+                )
+                try:
+                    await self._repo.save_installed_profiles(cp_id, data)
+                except GarageGridError:
+                    log.exception("could not store a charger's profiles", extra={"cp_id": cp_id})
+                    self._mirror_dirty.update(dirty[index:])
+                    return
 
     async def _consume_events(self) -> None:
         while True:
