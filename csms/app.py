@@ -13,6 +13,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
+from csms import metrics
+from csms.api.context import ApiContext
+from csms.api.server import ApiServer
 from csms.clock import Clock, ClockAnchor, make_clock
 from csms.controller.service import Controller
 from csms.errors import ConfigError
@@ -48,6 +51,9 @@ class ServeConfig:
     outbox_poll_s: float = 0.5
     controller: bool = True
     sqlite_busy_timeout_ms: int = 10_000
+    # The operator HTTP API and /metrics (csms.api), off unless a port is given (0: any).
+    api_port: int | None = None
+    api_host: str | None = None  # default: host
 
 
 class CsmsApp:
@@ -78,6 +84,8 @@ class CsmsApp:
         if self.controller is not None:
             self.central.boot_gate = self.controller.boot_gate
         self._tasks: list[asyncio.Task[None]] = []
+        metrics.instrument_engine(self.engine)
+        self.api: ApiServer | None = None
 
     @property
     def port(self) -> int:
@@ -101,6 +109,12 @@ class CsmsApp:
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        if self.config.api_port is not None:
+            context = ApiContext(self.repository, self.clock, self.central, self.controller)
+            self.api = ApiServer(
+                context, self.config.api_host or self.config.host, self.config.api_port
+            )
+            await self.api.start()
         log.info(
             "CSMS listening",
             extra={
@@ -117,6 +131,8 @@ class CsmsApp:
         )
 
     async def stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

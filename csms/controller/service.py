@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from csms import metrics
 from csms.clock import Clock
 from csms.controller.capabilities import read_capabilities
+from csms.controller.headroom import fuse_headroom_a
 from csms.controller.mirror import ProfileMirror
 from csms.controller.planning import (
     CHARGE_POINT_MAX_PROFILE_ID,
@@ -150,6 +152,7 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         # The TxDefaultProfile limit of the last plan (what a booting charger gets).
         self.default_a: float | None = None
+        self._last_snapshot: Snapshot | None = None
 
     # ------------------------------------------------------------ running
     async def run(self) -> None:
@@ -176,12 +179,14 @@ class Controller:
                     if self._wake.is_set():
                         snapshot = None
                     self._wake.clear()
+                    started = time.perf_counter()
                     try:
                         await self.plan_once(snapshot)
                     except Exception:
                         # One bad plan must not stop load management: the chargers keep
                         # what they accepted, and the next tick plans again.
                         log.exception("plan failed; the next tick plans again")
+                    metrics.TICK_DURATION.observe(time.perf_counter() - started)
                     next_tick = time.monotonic() + real_tick_s
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -421,6 +426,13 @@ class Controller:
     def request_plan(self) -> None:
         self._wake.set()
 
+    def fuse_headroom_a(self) -> tuple[float, float, float] | None:
+        """Per phase, what the fuse has left in the worst case at the last plan (metrics);
+        None before the first plan."""
+        if self._last_snapshot is None:
+            return None
+        return fuse_headroom_a(self._last_snapshot, self._mirror)
+
     # ------------------------------------------------------------ planning
     async def _snapshot(self) -> Snapshot:
         site = await self._repo.site_config()
@@ -487,6 +499,7 @@ class Controller:
                 log.exception("controller could not read the store; keeping current limits")
                 return {}
         self._fingerprint = inputs_fingerprint(snapshot)
+        self._last_snapshot = snapshot
         try:
             plan, allocation, limits = self._decide(build_plan(snapshot, self._ev_lookup), snapshot)
             # No idle amp: while cars wait for room, idle connectors' TxDefaultProfile drops
@@ -735,8 +748,10 @@ class Controller:
                 },
             )
             code = exc.code if isinstance(exc, CallFailedError) else None
+            metrics.count_limit(code or type(exc).__name__)
             return (code or type(exc).__name__), False
         status = str(answer.get("status"))
+        metrics.count_limit(status)
         accepted = status == "Accepted"
         self._uncertain.pop(change.key, None)
         if accepted:
