@@ -38,15 +38,17 @@ _PASSWORD_HASH: str | None = None
 
 
 async def add_resident(
-    app: CsmsApp, name: str, *, stations: list[str] = (), tags: list[str] = ()  # type: ignore[assignment]
+    app: CsmsApp,
+    name: str,
+    *,
+    stations: list[str] = (),
+    tags: list[str] = (),  # type: ignore[assignment]
 ) -> str:
     """A resident account bound to stations and tags, and a token acting for it."""
     global _PASSWORD_HASH
     if _PASSWORD_HASH is None:
         _PASSWORD_HASH = hash_user_password("resident-password-1")
-    await app.repository.add_user(
-        name, Role.resident, _PASSWORD_HASH, stations=stations, tags=tags
-    )
+    await app.repository.add_user(name, Role.resident, _PASSWORD_HASH, stations=stations, tags=tags)
     return await make_token(app, f"{name}-app", "resident", user=name)
 
 
