@@ -53,7 +53,9 @@ class ServeConfig:
     sqlite_busy_timeout_ms: int = 10_000
     # The operator HTTP API and /metrics (csms.api), off unless a port is given (0: any).
     api_port: int | None = None
-    api_host: str | None = None  # default: host
+    # Loopback unless told otherwise: the API changes the garage, give it to the network
+    # on purpose (--api-host 0.0.0.0, ideally behind a TLS reverse proxy).
+    api_host: str = "127.0.0.1"
 
 
 class CsmsApp:
@@ -111,9 +113,7 @@ class CsmsApp:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
         if self.config.api_port is not None:
             context = ApiContext(self.repository, self.clock, self.central, self.controller)
-            self.api = ApiServer(
-                context, self.config.api_host or self.config.host, self.config.api_port
-            )
+            self.api = ApiServer(context, self.config.api_host, self.config.api_port)
             await self.api.start()
         log.info(
             "CSMS listening",

@@ -763,7 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve the operator HTTP API (/api/v1) and /metrics on this port "
         "(off unless set)",
     )
-    serve.add_argument("--api-host", help="the API's listen address (default: --host)")
+    serve.add_argument(
+        "--api-host", default="127.0.0.1", help="the API's listen address (default 127.0.0.1)"
+    )
     serve.set_defaults(handler=None)
 
     api = sub.add_parser(

@@ -381,8 +381,13 @@ async def _visible_transaction(ctx: Context, account: Account, tx_id: int) -> di
 @router.get("/sessions/{transaction_id}", response_model=s.Session, tags=["sessions"])
 async def get_session(ctx: Context, account: CurrentAccount, transaction_id: int) -> s.Session:
     tx = await _visible_transaction(ctx, account, transaction_id)
+    started: datetime = tx["started_at"]
     frame = await queries.sessions(
-        ctx.sessionmaker, station_id=str(tx["charge_point_id"]), visible_to=account
+        ctx.sessionmaker,
+        start=started - timedelta(seconds=1),
+        end=started + timedelta(seconds=1),
+        station_id=str(tx["charge_point_id"]),
+        visible_to=account,
     )
     for row in reads.records(frame):
         if row["transaction_id"] == transaction_id:
@@ -450,16 +455,9 @@ async def patch_session(
     summary="Export a session's meter values (CSV or JSON)",
     responses={
         200: {
+            "model": list[s.MeterValue],
             "description": "every sampled value of the transaction, oldest first",
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "array",
-                        "items": {"$ref": "#/components/schemas/MeterValue"},
-                    }
-                },
-                "text/csv": {"schema": {"type": "string"}},
-            },
+            "content": {"text/csv": {"schema": {"type": "string"}}},
         }
     },
 )
