@@ -8,7 +8,6 @@ import httpx
 
 from csms.app import CsmsApp
 from csms.auth import Role, hash_user_password
-from csms.clock import utcnow
 from csms.store.tokens import add_token
 from tests.conftest import start_app
 
@@ -28,7 +27,7 @@ def api_url(app: CsmsApp) -> str:
 
 async def make_token(app: CsmsApp, name: str, role: str, user: str | None = None) -> str:
     _info, token = await add_token(
-        app.repository.sessionmaker, name, Role(role), user=user, now=utcnow()
+        app.repository.sessionmaker, name, Role(role), user=user, now=app.clock.now()
     )
     return token
 

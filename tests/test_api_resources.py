@@ -136,6 +136,15 @@ async def test_me_names_the_account_and_its_scope(garage: Garage) -> None:
         assert (await manager.get("/api/v1/me")).json()["name"] == "token:ops"
 
 
+async def test_a_removed_account_takes_its_tokens_with_it(garage: Garage) -> None:
+    async with garage.client("bob") as bob:
+        assert (await bob.get("/api/v1/me")).status_code == 200
+        await garage.app.repository.remove_user("bob")
+        assert_problem(await bob.get("/api/v1/sessions"), 401, "invalid-token")
+    async with garage.client("alice") as alice:
+        assert (await alice.get("/api/v1/me")).status_code == 200
+
+
 # -------------------------------------------------------------------------- site
 async def test_site_is_read_by_all_and_changed_by_managers_only(garage: Garage) -> None:
     async with garage.client("manager") as manager:
