@@ -112,7 +112,9 @@ class CsmsApp:
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
         if self.config.api_port is not None:
-            context = ApiContext(self.repository, self.clock, self.central, self.controller)
+            context = ApiContext(
+                self.repository, self.clock, self.central, self.controller, self.outbox
+            )
             self.api = ApiServer(context, self.config.api_host, self.config.api_port)
             await self.api.start()
         log.info(

@@ -15,6 +15,7 @@ as its answer says (``csms.ocpp16.handlers.ChargePointSession.send_call``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from csms.auth import redact_secrets
@@ -55,12 +56,19 @@ class OutboxWorker:
         self._central = central
         self._poll_s = poll_s
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for pending commands now (a command queued in this process, by the API)."""
+        self._wake.set()
 
     async def run(self) -> None:
         failed = await self._repo.requeue_interrupted_commands()
         if failed:
             log.warning("commands interrupted by a restart marked failed", extra={"count": failed})
         while True:
+            # Cleared before the claim: a wake during the claim is seen by the wait below.
+            self._wake.clear()
             try:
                 for command in await self._repo.claim_pending_commands():
                     task = asyncio.create_task(self._execute(command))
@@ -68,7 +76,8 @@ class OutboxWorker:
                     task.add_done_callback(self._tasks.discard)
             except GarageGridError:
                 log.exception("outbox poll failed; retrying")
-            await asyncio.sleep(self._poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
 
     async def drain(self) -> None:
         if self._tasks:

@@ -14,6 +14,7 @@ from csms.clock import Clock, ClockAnchor, utcnow
 from csms.controller.service import Controller
 from csms.errors import GarageGridError
 from csms.ocpp16.server import CentralSystem
+from csms.outbox import OutboxWorker
 from csms.store import queries
 from csms.store.repository import Repository
 
@@ -56,6 +57,7 @@ class ApiContext:
     clock: Clock
     central: CentralSystem | None = None
     controller: Controller | None = None
+    outbox: OutboxWorker | None = None
     # How often a command's row is looked at while its answer is awaited.
     command_poll_s: float = 0.1
     # The longest a request may wait for a charger's answer.
@@ -73,6 +75,11 @@ class ApiContext:
     async def refresh_clock(self) -> None:
         if self.published_clock is not None:
             await self.published_clock.refresh(self.sessionmaker)
+
+    def wake_outbox(self) -> None:
+        """In-process: the outbox sends a new command at once (else within its poll)."""
+        if self.outbox is not None:
+            self.outbox.wake()
 
     def request_plan(self) -> None:
         """In-process: the controller plans at once (a separate process waits for its poll)."""

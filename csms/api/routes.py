@@ -569,6 +569,7 @@ async def post_command(
         cp_id,
         detail={"command_id": command_id, "payload": json.loads(json.dumps(body.payload))},
     )
+    ctx.wake_outbox()
     response.headers["Location"] = f"/api/v1/commands/{command_id}"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
