@@ -307,6 +307,15 @@ async def test_a_resident_reads_only_their_own_sessions(garage: Garage) -> None:
         assert (await alice.get(f"/api/v1/sessions/{tx1}")).json()["id_tag"] == "TAG1"
         assert_problem(await alice.get(f"/api/v1/sessions/{tx2}"), 403, "forbidden")
         assert (await alice.get("/api/v1/sessions", params={"station": "CP2"})).json() == []
+        assert_problem(
+            await alice.get("/api/v1/sessions", params={"from": "2026-01-05T00:00:00"}),
+            422,
+            "invalid-value",
+        )
+        since = (
+            await alice.get("/api/v1/sessions", params={"from": "2026-01-05T17:00:00+00:00"})
+        ).json()
+        assert since == []  # started at 16:00
         assert_problem(await alice.get(f"/api/v1/sessions/{tx2}/meter-values"), 403, "forbidden")
     async with garage.client("viewer") as viewer:
         everyone = (await viewer.get("/api/v1/sessions", params={"open": "true"})).json()

@@ -34,6 +34,13 @@ MAX_DEPARTURE_AHEAD = timedelta(days=14)
 REQUESTED_BY_MAX = 64
 
 
+def _aware(name: str, value: datetime | None) -> datetime | None:
+    """A time with its zone (the store keeps UTC; a time without a zone is ambiguous)."""
+    if value is not None and value.utcoffset() is None:
+        raise ConfigError(f"{name}: give a time zone, e.g. 2026-01-05T07:30:00+01:00")
+    return value
+
+
 # ------------------------------------------------------------------------------ me
 @router.get("/me", response_model=s.Me, tags=["tokens"], summary="Who this token acts as")
 async def me(account: CurrentAccount) -> s.Me:
@@ -313,7 +320,10 @@ async def list_id_tags(ctx: Context, account: CurrentAccount) -> list[s.IdTag]:
 async def post_id_tag(ctx: Context, account: CurrentAccount, body: s.IdTagIn) -> s.IdTag:
     await require(ctx, account, Permission.write_garage, "add id tag", body.id_tag)
     await ctx.repository.add_id_tag(
-        body.id_tag, owner=body.owner, expires_at=body.expires_at, parent=body.parent
+        body.id_tag,
+        owner=body.owner,
+        expires_at=_aware("expires_at", body.expires_at),
+        parent=body.parent,
     )
     await audit(ctx, account, "add id tag", body.id_tag, detail={"owner": body.owner})
     return await _one_id_tag(ctx, body.id_tag)
@@ -358,8 +368,8 @@ async def list_sessions(
     tags); ``from``/``to`` bound the start time."""
     frame = await queries.sessions(
         ctx.sessionmaker,
-        start=start,
-        end=end,
+        start=_aware("from", start),
+        end=_aware("to", end),
         station_id=station,
         id_tag=id_tag,
         open_only=open_only,
@@ -416,9 +426,8 @@ async def patch_session(
         raise ProblemError(409, "session-ended", "this session has ended; nothing to plan")
     values: dict[str, Any] = {}
     now = ctx.now()
-    if body.departure_at is not None:
-        if body.departure_at.utcoffset() is None:
-            raise ConfigError("departure_at: give a time zone, e.g. 2026-01-05T07:30:00+01:00")
+    if _aware("departure_at", body.departure_at) is not None:
+        assert body.departure_at is not None
         if body.departure_at <= now:
             raise ConfigError("departure_at: that time has passed")
         if body.departure_at > now + MAX_DEPARTURE_AHEAD:
