@@ -108,3 +108,13 @@ def test_tokens_are_shown_once_stored_hashed_and_served_by_csms_api(
     assert proc.returncode == 0, stderr
     assert "API listening" in stderr and "shutdown requested" in stderr
     assert manager not in stderr and viewer not in stderr
+
+
+def test_serve_takes_the_api_port_and_keeps_it_on_loopback() -> None:
+    from csms.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--api-port", "8080"])
+    assert (args.api_port, args.api_host) == (8080, "127.0.0.1")
+    assert build_parser().parse_args(["serve"]).api_port is None  # off unless set
+    args = build_parser().parse_args(["serve", "--api-port", "0", "--api-host", "0.0.0.0"])
+    assert (args.api_port, args.api_host) == (0, "0.0.0.0")
