@@ -15,7 +15,6 @@ as its answer says (``csms.ocpp16.handlers.ChargePointSession.send_call``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from csms.auth import redact_secrets
@@ -24,6 +23,7 @@ from csms.errors import GarageGridError
 from csms.logs import scrub
 from csms.ocpp16.server import CentralSystem
 from csms.store.repository import Repository
+from csms.waiting import wait_event
 
 log = logging.getLogger("csms.outbox")
 
@@ -76,8 +76,7 @@ class OutboxWorker:
                     task.add_done_callback(self._tasks.discard)
             except GarageGridError:
                 log.exception("outbox poll failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            await wait_event(self._wake, self._poll_s)
 
     async def drain(self) -> None:
         if self._tasks:

@@ -70,6 +70,7 @@ from csms.profiles import (
 )
 from csms.scheduler import LIVE_STRATEGIES, MIN_CURRENT_A, Allocation, allocate
 from csms.store.repository import Repository
+from csms.waiting import wait_event
 
 log = logging.getLogger("csms.controller")
 
@@ -188,10 +189,8 @@ class Controller:
                         log.exception("plan failed; the next tick plans again")
                     metrics.TICK_DURATION.observe(time.perf_counter() - started)
                     next_tick = time.monotonic() + real_tick_s
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), min(POLL_S, max(0.05, next_tick - time.monotonic()))
-                    )
+                # Not asyncio.wait_for: see csms.waiting (a stop could hang).
+                await wait_event(self._wake, min(POLL_S, max(0.05, next_tick - time.monotonic())))
         finally:
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
