@@ -97,3 +97,17 @@ def test_virtual_chargers_import_nothing_of_the_store() -> None:
     assert out.strip() == "[]"
     sources = "".join(p.read_text() for p in (root / "virtual_chargers").glob("*.py"))
     assert "csms.store" not in sources
+
+
+def test_residents_without_the_api_are_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from virtual_chargers.__main__ import main
+
+    monkeypatch.delenv("GARAGEGRID_API_URL", raising=False)
+    monkeypatch.delenv("GARAGEGRID_API_TOKEN", raising=False)
+    code = main(
+        ["run", "--csms-url", "ws://127.0.0.1:9/ocpp", "--count", "1", "--quiet", "--residents"]
+    )
+    assert code == 2
+    assert "--api-url" in capsys.readouterr().err
