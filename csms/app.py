@@ -115,7 +115,16 @@ class CsmsApp:
             context = ApiContext(
                 self.repository, self.clock, self.central, self.controller, self.outbox
             )
-            self.api = ApiServer(context, self.config.api_host, self.config.api_port)
+            # The CSMS's certificate serves the API too: a bearer token must not cross the
+            # network in clear where the chargers' passwords do not.
+            self.api = ApiServer(
+                context,
+                self.config.api_host,
+                self.config.api_port,
+                ssl_context=make_ssl_context(self.config.certfile, self.config.keyfile)
+                if self.config.certfile
+                else None,
+            )
             await self.api.start()
         log.info(
             "CSMS listening",

@@ -761,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-port",
         type=int,
         help="also serve the operator HTTP API (/api/v1) and /metrics on this port "
-        "(off unless set)",
+        "(off unless set; https with --certfile)",
     )
     serve.add_argument(
         "--api-host", default="127.0.0.1", help="the API's listen address (default 127.0.0.1)"
@@ -774,6 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(api)
     api.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     api.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    api.add_argument("--certfile", help="TLS certificate (PEM): serve https")
+    api.add_argument("--keyfile", help="TLS private key")
     api.set_defaults(handler=None)
 
     token = sub.add_parser("token", help="bearer tokens of the operator HTTP API")
@@ -1052,7 +1054,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from csms.api.server import serve_api_forever
 
             asyncio.run(
-                serve_api_forever(getattr(args, "database_url", None), args.host, args.port)
+                serve_api_forever(
+                    getattr(args, "database_url", None),
+                    args.host,
+                    args.port,
+                    certfile=args.certfile,
+                    keyfile=args.keyfile,
+                )
             )
             return 0
         if getattr(args, "run", None) is not None:

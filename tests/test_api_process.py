@@ -16,6 +16,9 @@ import pytest
 
 from csms.cli import main
 from tests.test_serve_process import _free_port
+from tests.test_tls import certificate
+
+__all__ = ["certificate"]  # a fixture
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -118,3 +121,27 @@ def test_serve_takes_the_api_port_and_keeps_it_on_loopback() -> None:
     assert build_parser().parse_args(["serve"]).api_port is None  # off unless set
     args = build_parser().parse_args(["serve", "--api-port", "0", "--api-host", "0.0.0.0"])
     assert (args.api_port, args.api_host) == (0, "0.0.0.0")
+
+
+async def test_the_api_speaks_tls_when_the_csms_has_a_certificate(
+    db_url: str, certificate: tuple[Path, Path]
+) -> None:
+    import ssl
+
+    from tests.api_support import make_token, start_api_app
+
+    cert, key = certificate
+    app = await start_api_app(db_url, certfile=str(cert), keyfile=str(key))
+    try:
+        assert app.api is not None and app.api.url.startswith("https://")
+        token = await make_token(app, "ops", "manager")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        async with httpx.AsyncClient(base_url=app.api.url, verify=trusted) as api:
+            r = await api.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+            assert r.status_code == 200 and r.json()["role"] == "manager"
+        # Plain HTTP to the same port gets no API answer.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.api.port}") as plain:
+            with pytest.raises(httpx.HTTPError):
+                await plain.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        await app.stop()

@@ -13,7 +13,8 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -21,6 +22,7 @@ from csms import metrics
 from csms.api.app import create_app
 from csms.api.context import ApiContext, PublishedClock
 from csms.errors import ConfigError
+from csms.ocpp16.server import make_ssl_context
 from csms.store import migrate
 from csms.store.engine import create_engine, create_sessionmaker
 from csms.store.repository import Repository
@@ -38,9 +40,17 @@ class _Server(uvicorn.Server):
 class ApiServer:
     """The API on one TCP socket; ``port`` 0 picks a free one (tests)."""
 
-    def __init__(self, context: ApiContext, host: str, port: int) -> None:
+    def __init__(
+        self,
+        context: ApiContext,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.context = context
         self.host = host
+        self.ssl_context = ssl_context
         self._requested_port = port
         self._socket: socket.socket | None = None
         self._server: _Server | None = None
@@ -54,7 +64,8 @@ class ApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     async def start(self) -> None:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -78,6 +89,7 @@ class ApiServer:
             lifespan="off",
             server_header=False,
             proxy_headers=False,
+            ssl_context_factory=self._tls if self.ssl_context is not None else None,
         )
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="api")
@@ -86,7 +98,14 @@ class ApiServer:
                 self._task.result()  # raises what stopped it
                 raise ConfigError("the API server stopped at once")
             await asyncio.sleep(0.01)
-        log.info("API listening", extra={"host": self.host, "port": self.port})
+        log.info(
+            "API listening",
+            extra={"host": self.host, "port": self.port, "tls": self.ssl_context is not None},
+        )
+
+    def _tls(self, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        assert self.ssl_context is not None
+        return self.ssl_context
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -100,7 +119,14 @@ class ApiServer:
         self._task = None
 
 
-async def serve_api_forever(database_url: str | None, host: str, port: int) -> None:
+async def serve_api_forever(
+    database_url: str | None,
+    host: str,
+    port: int,
+    *,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
     """`csms api`: the API alone, on the CSMS's database, until SIGTERM or SIGINT.
 
     Commands go through the outbox (the `csms serve` process sends them); the garage's
@@ -112,7 +138,12 @@ async def serve_api_forever(database_url: str | None, host: str, port: int) -> N
     clock = PublishedClock()
     repository = Repository(create_sessionmaker(engine), clock)
     await clock.refresh(repository.sessionmaker)
-    server = ApiServer(ApiContext(repository, clock, published_clock=clock), host, port)
+    server = ApiServer(
+        ApiContext(repository, clock, published_clock=clock),
+        host,
+        port,
+        ssl_context=make_ssl_context(certfile, keyfile) if certfile else None,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
