@@ -13,6 +13,9 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self
 
+from csms import metrics
+from csms.api.context import ApiContext
+from csms.api.server import ApiServer
 from csms.clock import Clock, ClockAnchor, make_clock
 from csms.controller.service import Controller
 from csms.errors import ConfigError
@@ -48,6 +51,11 @@ class ServeConfig:
     outbox_poll_s: float = 0.5
     controller: bool = True
     sqlite_busy_timeout_ms: int = 10_000
+    # The operator HTTP API and /metrics (csms.api), off unless a port is given (0: any).
+    api_port: int | None = None
+    # Loopback unless told otherwise: the API changes the garage, give it to the network
+    # on purpose (--api-host 0.0.0.0, ideally behind a TLS reverse proxy).
+    api_host: str = "127.0.0.1"
 
 
 class CsmsApp:
@@ -78,6 +86,8 @@ class CsmsApp:
         if self.controller is not None:
             self.central.boot_gate = self.controller.boot_gate
         self._tasks: list[asyncio.Task[None]] = []
+        metrics.instrument_engine(self.engine)
+        self.api: ApiServer | None = None
 
     @property
     def port(self) -> int:
@@ -101,6 +111,21 @@ class CsmsApp:
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        if self.config.api_port is not None:
+            context = ApiContext(
+                self.repository, self.clock, self.central, self.controller, self.outbox
+            )
+            # The CSMS's certificate serves the API too: a bearer token must not cross the
+            # network in clear where the chargers' passwords do not.
+            self.api = ApiServer(
+                context,
+                self.config.api_host,
+                self.config.api_port,
+                ssl_context=make_ssl_context(self.config.certfile, self.config.keyfile)
+                if self.config.certfile
+                else None,
+            )
+            await self.api.start()
         log.info(
             "CSMS listening",
             extra={
@@ -117,6 +142,8 @@ class CsmsApp:
         )
 
     async def stop(self) -> None:
+        if self.api is not None:
+            await self.api.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -648,6 +648,68 @@ async def _user_remove(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
+# ------------------------------------------------------------------- API tokens
+async def _token_add(args: argparse.Namespace, repo: Repository) -> int:
+    from csms.clock import utcnow
+    from csms.store.tokens import add_token
+
+    info, token = await add_token(
+        repo.sessionmaker, args.name, Role(args.role), user=args.user, now=utcnow()
+    )
+    await repo.record_audit(
+        at=utcnow(),
+        actor=_cli_actor(),
+        role=None,
+        action="add API token",
+        target=info.name,
+        detail={"role": info.role.value, "user": info.user},
+    )
+    # The token alone on standard output (scripts: TOKEN=$(csms token add ...)); it is
+    # shown this once and stored hashed.
+    print(
+        f"added {info.role} token {info.name}"
+        + (f" for {info.user}" if info.user else "")
+        + "; the token (shown once, stored hashed) follows on standard output",
+        file=sys.stderr,
+    )
+    print(token)
+    return 0
+
+
+async def _token_list(args: argparse.Namespace, repo: Repository) -> int:
+    from csms.store.tokens import list_tokens
+
+    rows = [
+        {
+            "name": t.name,
+            "role": t.role.value,
+            "user": t.user,
+            "token": f"{t.prefix}...",
+            "created_at": _iso(t.created_at),
+            "last_used_at": _iso(t.last_used_at),
+            "revoked_at": _iso(t.revoked_at),
+        }
+        for t in await list_tokens(repo.sessionmaker)
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, list(rows[0]) if rows else ["name"], sys.stdout)
+    return 0
+
+
+async def _token_revoke(args: argparse.Namespace, repo: Repository) -> int:
+    from csms.clock import utcnow
+    from csms.store.tokens import revoke_token
+
+    info = await revoke_token(repo.sessionmaker, args.name, now=utcnow())
+    await repo.record_audit(
+        at=utcnow(), actor=_cli_actor(), role=None, action="revoke API token", target=info.name
+    )
+    print(f"revoked token {info.name}: it is refused from now on")
+    return 0
+
+
 # ------------------------------------------------------------------- parser
 def _db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -695,7 +757,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--ca-key", help="the site CA's private key (PEM, unencrypted)")
     serve.add_argument("--no-controller", action="store_true", help="do not run load management")
+    serve.add_argument(
+        "--api-port",
+        type=int,
+        help="also serve the operator HTTP API (/api/v1) and /metrics on this port "
+        "(off unless set; https with --certfile)",
+    )
+    serve.add_argument(
+        "--api-host", default="127.0.0.1", help="the API's listen address (default 127.0.0.1)"
+    )
     serve.set_defaults(handler=None)
+
+    api = sub.add_parser(
+        "api", help="serve the operator HTTP API alone, on the CSMS's database (beside csms serve)"
+    )
+    _db_option(api)
+    api.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
+    api.add_argument("--certfile", help="TLS certificate (PEM): serve https")
+    api.add_argument("--keyfile", help="TLS private key")
+    api.set_defaults(handler=None)
+
+    token = sub.add_parser("token", help="bearer tokens of the operator HTTP API")
+    tk_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    tk_add = tk_sub.add_parser(
+        "add",
+        help="make a token (printed once on standard output, stored hashed)",
+        description="A resident token acts for a resident account (--user) and sees only "
+        "its stations and sessions; a viewer token reads; a manager token does everything.",
+    )
+    _db_option(tk_add)
+    tk_add.add_argument("name", help="the token's name (who or what uses it)")
+    tk_add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    tk_add.add_argument("--user", help="the account it acts for (required for --role resident)")
+    tk_add.set_defaults(handler=_token_add)
+    tk_list = tk_sub.add_parser("list", help="list tokens (never the tokens themselves)")
+    _db_option(tk_list)
+    tk_list.add_argument("--json", action="store_true")
+    tk_list.set_defaults(handler=_token_list)
+    tk_revoke = tk_sub.add_parser("revoke", help="refuse a token from now on")
+    _db_option(tk_revoke)
+    tk_revoke.add_argument("name")
+    tk_revoke.set_defaults(handler=_token_revoke)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -942,8 +1045,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ca_cert=args.ca_cert,
                 ca_key=args.ca_key,
                 controller=not args.no_controller,
+                api_port=args.api_port,
+                api_host=args.api_host,
             )
             asyncio.run(serve_forever(config))
+            return 0
+        if args.command == "api":
+            from csms.api.server import serve_api_forever
+
+            asyncio.run(
+                serve_api_forever(
+                    getattr(args, "database_url", None),
+                    args.host,
+                    args.port,
+                    certfile=args.certfile,
+                    keyfile=args.keyfile,
+                )
+            )
             return 0
         if getattr(args, "run", None) is not None:
             result: int = args.run(args)

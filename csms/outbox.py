@@ -23,6 +23,7 @@ from csms.errors import GarageGridError
 from csms.logs import scrub
 from csms.ocpp16.server import CentralSystem
 from csms.store.repository import Repository
+from csms.waiting import wait_event
 
 log = logging.getLogger("csms.outbox")
 
@@ -55,12 +56,19 @@ class OutboxWorker:
         self._central = central
         self._poll_s = poll_s
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for pending commands now (a command queued in this process, by the API)."""
+        self._wake.set()
 
     async def run(self) -> None:
         failed = await self._repo.requeue_interrupted_commands()
         if failed:
             log.warning("commands interrupted by a restart marked failed", extra={"count": failed})
         while True:
+            # Cleared before the claim: a wake during the claim is seen by the wait below.
+            self._wake.clear()
             try:
                 for command in await self._repo.claim_pending_commands():
                     task = asyncio.create_task(self._execute(command))
@@ -68,7 +76,7 @@ class OutboxWorker:
                     task.add_done_callback(self._tasks.discard)
             except GarageGridError:
                 log.exception("outbox poll failed; retrying")
-            await asyncio.sleep(self._poll_s)
+            await wait_event(self._wake, self._poll_s)
 
     async def drain(self) -> None:
         if self._tasks:

@@ -5,9 +5,11 @@ Issue 9, finding 10. For one scenario and strategy:
 1. a fresh SQLite file in a temp dir; ``csms provision --scenario NAME`` (stations and id
    tags) and ``csms site set`` (the scenario's fuse, margin, phases and voltage, the
    strategy, the tick);
-2. ``csms serve --speed S --clock-start <scenario start>`` (controller on) on a free port,
-   and ``virtual-chargers run --scenario NAME --speed S --clock-start <same> --residents
-   --quiet`` against it until the scenario's last departure; then SIGINT to both;
+2. ``csms serve --speed S --clock-start <scenario start> --api-port P`` (controller on) on
+   free ports, and ``virtual-chargers run --scenario NAME --speed S --clock-start <same>
+   --residents --api-url http://127.0.0.1:P/api/v1 --quiet`` against it (a manager token
+   from ``csms token add`` in $GARAGEGRID_API_TOKEN) until the scenario's last departure;
+   then SIGINT to both;
 3. reads the store (SQLAlchemy over the same file) and reports energy delivered
    (meterStop - meterStart per transaction), energy requested, sessions met (>= 99 % of
    their need), the highest site current per phase from the meter samples (each
@@ -197,12 +199,20 @@ def live_run(args: argparse.Namespace, scenario: Scenario, workdir: Path) -> Liv
         ],
         cli_log,
     )  # fmt: skip
+    # The residents' departures and needs go through the operator API with this token
+    # (not through cli.log: a token is a secret).
+    token = subprocess.run(
+        [str(CSMS), "token", "add", "bench-residents", "--role", "manager", "--database-url", url],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
     start = (scenario.start or datetime.fromisoformat("2026-01-05T00:00:00+00:00")).isoformat()
     port = free_port()
+    api_port = free_port()
     csms = subprocess.Popen(
         [
             str(CSMS), "serve", "--database-url", url, "--host", "127.0.0.1",
             "--port", str(port), "--speed", f"{args.speed:g}", "--clock-start", start,
+            "--api-port", str(api_port),
         ],
         stdout=(workdir / "csms.out").open("wb"),
         stderr=(workdir / "csms.log").open("wb"),
@@ -226,11 +236,13 @@ def live_run(args: argparse.Namespace, scenario: Scenario, workdir: Path) -> Liv
             [
                 str(FLEET), "run", "--csms-url", f"ws://127.0.0.1:{port}/ocpp",
                 "--scenario", args.scenario, "--speed", f"{args.speed:g}",
-                "--clock-start", start, "--residents", "--database-url", url, "--quiet",
+                "--clock-start", start, "--residents", "--quiet",
+                "--api-url", f"http://127.0.0.1:{api_port}/api/v1",
                 "--meter-interval", str(args.meter_interval), "--duration", f"{duration_s:g}",
             ],
             stdout=(workdir / "fleet.out").open("wb"),
             stderr=(workdir / "fleet.log").open("wb"),
+            env=os.environ | {"GARAGEGRID_API_TOKEN": token},
             start_new_session=True,
         )  # fmt: skip
         expected_real_s = duration_s / args.speed

@@ -9,6 +9,7 @@ SPEED="${SPEED:-60}"
 SCENARIO="${SCENARIO:-garage-20}"
 PORT="${PORT:-9000}"
 MONITOR_PORT="${MONITOR_PORT:-8501}"
+API_PORT="${API_PORT:-8080}"
 CLOCK_START="${CLOCK_START:-$(date -u +%Y-%m-%dT%H:%M:%S+00:00)}"
 export GARAGEGRID_DATABASE_URL="${GARAGEGRID_DATABASE_URL:-sqlite+aiosqlite:///garagegrid.db}"
 
@@ -31,8 +32,19 @@ $BIN/csms provision --scenario "$SCENARIO" --site --password "$STATION_KEY"
 DEMO_RESIDENTS="${DEMO_RESIDENTS:---resident CP03:TAG03 --resident CP06:TAG06}"
 # shellcheck disable=SC2086
 accounts="$($BIN/python -m csms.store.seed --accounts-only $DEMO_RESIDENTS)"
+# The virtual residents send their departures and needs through the operator API, as a
+# resident app would: one resident account bound to every station of the scenario, and a
+# token acting for it (made anew on every run; the old account and its tokens go first).
+$BIN/csms user remove virtual-residents >/dev/null 2>&1 || true
+stations="$($BIN/csms station list --json | $BIN/python -c \
+    'import json, sys; print(" ".join("--station " + s["id"] for s in json.load(sys.stdin)))')"
+# shellcheck disable=SC2086
+$BIN/csms user add virtual-residents --role resident $stations </dev/null >/dev/null
+GARAGEGRID_API_TOKEN="$($BIN/csms token add virtual-residents --role resident \
+    --user virtual-residents 2>/dev/null)"
+export GARAGEGRID_API_TOKEN
 $BIN/csms serve --auto-register --port "$PORT" --speed "$SPEED" --clock-start "$CLOCK_START" \
-    2>> csms.log &
+    --api-port "$API_PORT" --api-host 127.0.0.1 2>> csms.log &
 pids+=($!)
 $BIN/streamlit run monitor_app.py --server.headless true --server.port "$MONITOR_PORT" \
     --browser.gatherUsageStats false > monitor.log 2>&1 &
@@ -43,9 +55,11 @@ for _ in $(seq 50); do
 done
 echo "CSMS:    ws://127.0.0.1:$PORT/ocpp/<id>   (log: csms.log)"
 echo "Monitor: http://localhost:$MONITOR_PORT    (log: monitor.log)"
+echo "API:     http://127.0.0.1:$API_PORT/api/v1/openapi.json   metrics: http://127.0.0.1:$API_PORT/metrics"
+echo "         (a token: csms token add NAME --role manager|viewer|resident [--user NAME])"
 echo "$accounts"
 $BIN/virtual-chargers run --csms-url "ws://127.0.0.1:$PORT/ocpp" --scenario "$SCENARIO" \
     --speed "$SPEED" --clock-start "$CLOCK_START" --password "$STATION_KEY" --log-level WARNING \
-    --residents &
+    --residents --api-url "http://127.0.0.1:$API_PORT/api/v1" &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -27,6 +28,9 @@ from virtual_chargers.options import QUIRK_NAMES, Quirks, StationOptions
 from virtual_chargers.residents import Residents
 
 log = logging.getLogger("virtual_chargers")
+
+API_URL_ENV = "GARAGEGRID_API_URL"
+API_TOKEN_ENV = "GARAGEGRID_API_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
 def _positive_float(text: str) -> float:
@@ -137,10 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--residents",
         action="store_true",
-        help="residents tell the CSMS their departure and energy need (written to the store "
-        "at --database-url / $GARAGEGRID_DATABASE_URL, as the monitor's Resident page does)",
+        help="residents tell the CSMS their departure and energy need through its operator "
+        "API (--api-url, and a token in $GARAGEGRID_API_TOKEN or --api-token)",
     )
-    run.add_argument("--database-url", help="the CSMS's database, for --residents")
+    run.add_argument(
+        "--api-url",
+        default=os.environ.get(API_URL_ENV),
+        help=f"the CSMS's API, e.g. http://127.0.0.1:8080/api/v1 (default ${API_URL_ENV})",
+    )
+    run.add_argument(
+        "--api-token",
+        default=os.environ.get(API_TOKEN_ENV),
+        help=f"bearer token for --residents (default ${API_TOKEN_ENV}; the variable keeps it "
+        "out of the process list): csms token add NAME --role resident --user ACCOUNT",
+    )
     run.add_argument(
         "--log-level",
         help="DEBUG, INFO, WARNING (default INFO; WARNING while the live table is shown)",
@@ -152,6 +166,17 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     if args.count is not None:
         return make_garage_scenario(args.count, seed=args.seed)
     return load_scenario(args.scenario)
+
+
+def _residents(args: argparse.Namespace) -> Residents | None:
+    if not args.residents:
+        return None
+    if not args.api_url or not args.api_token:
+        raise ConfigError(
+            f"--residents talks to the CSMS's API: give --api-url (or ${API_URL_ENV}) and a "
+            f"token in ${API_TOKEN_ENV} (or --api-token); csms token add makes one"
+        )
+    return Residents(args.api_url, args.api_token)
 
 
 def _quirks(specs: Sequence[str], scenario: Scenario) -> dict[str, Quirks]:
@@ -174,7 +199,7 @@ async def _run(args: argparse.Namespace, scenario: Scenario, show_table: bool) -
     start = args.clock_start or scenario.start or datetime.now(UTC)
     display_tz: tzinfo | None = start.tzinfo
     clock = FleetClock(args.speed, start)
-    residents = Residents(args.database_url) if args.residents else None
+    residents = _residents(args)
     options = FleetOptions(
         station=StationOptions(
             on_transaction_started=residents.on_transaction_started if residents else None,

@@ -21,8 +21,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from csms import metrics
 from csms.clock import Clock
 from csms.controller.capabilities import read_capabilities
+from csms.controller.headroom import fuse_headroom_a
 from csms.controller.mirror import ProfileMirror
 from csms.controller.planning import (
     CHARGE_POINT_MAX_PROFILE_ID,
@@ -72,6 +74,7 @@ from csms.profiles import (
 )
 from csms.scheduler import LIVE_STRATEGIES, MIN_CURRENT_A, Allocation, allocate
 from csms.store.repository import Repository
+from csms.waiting import wait_event
 
 log = logging.getLogger("csms.controller")
 
@@ -159,6 +162,7 @@ class Controller:
         self._tasks: set[asyncio.Task[None]] = set()
         # The TxDefaultProfile limit of the last plan (what a booting charger gets).
         self.default_a: float | None = None
+        self._last_snapshot: Snapshot | None = None
 
     # ------------------------------------------------------------ running
     async def run(self) -> None:
@@ -185,17 +189,17 @@ class Controller:
                     if self._wake.is_set():
                         snapshot = None
                     self._wake.clear()
+                    started = time.perf_counter()
                     try:
                         await self.plan_once(snapshot)
                     except Exception:
                         # One bad plan must not stop load management: the chargers keep
                         # what they accepted, and the next tick plans again.
                         log.exception("plan failed; the next tick plans again")
+                    metrics.TICK_DURATION.observe(time.perf_counter() - started)
                     next_tick = time.monotonic() + real_tick_s
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), min(POLL_S, max(0.05, next_tick - time.monotonic()))
-                    )
+                # Not asyncio.wait_for: see csms.waiting (a stop could hang).
+                await wait_event(self._wake, min(POLL_S, max(0.05, next_tick - time.monotonic())))
         finally:
             consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -442,6 +446,13 @@ class Controller:
     def request_plan(self) -> None:
         self._wake.set()
 
+    def fuse_headroom_a(self) -> tuple[float, float, float] | None:
+        """Per phase, what the fuse has left in the worst case at the last plan (metrics);
+        None before the first plan."""
+        if self._last_snapshot is None:
+            return None
+        return fuse_headroom_a(self._last_snapshot, self._mirror)
+
     # ------------------------------------------------------------ planning
     async def _snapshot(self) -> Snapshot:
         site = await self._repo.site_config()
@@ -521,6 +532,7 @@ class Controller:
                     for key, amps in snapshot.pinned_a.items()
                 },
             )
+        self._last_snapshot = snapshot
         try:
             plan, allocation, limits = self._decide(build_plan(snapshot, self._ev_lookup), snapshot)
             # No idle amp: while cars wait for room, idle connectors' TxDefaultProfile drops
@@ -858,8 +870,10 @@ class Controller:
                 },
             )
             code = exc.code if isinstance(exc, CallFailedError) else None
+            metrics.count_limit(code or type(exc).__name__)
             return (code or type(exc).__name__), False
         status = str(answer.get("status"))
+        metrics.count_limit(status)
         accepted = status == "Accepted"
         self._uncertain.pop(change.key, None)
         if accepted:

@@ -29,6 +29,7 @@ from ocpp.v16 import ChargePoint as _LibChargePoint
 from ocpp.v16.enums import Action
 from websockets.exceptions import ConnectionClosed
 
+from csms import metrics
 from csms.auth import redact_secrets
 from csms.errors import CallFailedError, NotConnectedError
 from csms.logs import remember_secret
@@ -126,6 +127,7 @@ class OcppConnection(_LibChargePoint):
             )
             return
         action, payload = frame[2], frame[3]
+        metrics.count_message(action, "in")
         log.info(
             "received CALL",
             extra={"cp_id": self.id, "direction": "in", "action": action, "message_id": message_id},
@@ -172,6 +174,7 @@ class OcppConnection(_LibChargePoint):
             )
             response = CallResult(message_id, frame[2])
         elif frame[0] == MessageType.CallError and len(frame) >= 4:
+            metrics.count_call_error(frame[2], "in")
             log.warning(
                 "received CALLERROR",
                 extra={
@@ -201,6 +204,7 @@ class OcppConnection(_LibChargePoint):
         waiting.set_result(response)
 
     async def _send_error(self, message_id: str, error: OCPPError, *, action: str = "") -> None:
+        metrics.count_call_error(error.code, "out")
         log.warning(
             "sending CALLERROR",
             extra={
@@ -228,6 +232,7 @@ class OcppConnection(_LibChargePoint):
         if len(frame) >= 2 and frame[0] in (MessageType.CallResult, MessageType.CallError):
             message_id = frame[1]
             if frame[0] == MessageType.CallError:
+                metrics.count_call_error(frame[2], "out")
                 log.warning(
                     "sending CALLERROR",
                     extra={
@@ -283,6 +288,7 @@ class OcppConnection(_LibChargePoint):
                 asyncio.get_running_loop().create_future()
             )
             self._awaiting[message_id] = answer
+            metrics.count_message(action, "out")
             try:
                 try:
                     await self._connection.send(call.to_json())
@@ -291,9 +297,13 @@ class OcppConnection(_LibChargePoint):
                         f"charge point {self.id!r} closed its connection; {action} not sent"
                     ) from exc
                 response = await self._answer_or_close(action, answer)
+            except AnswerUnknownError as exc:
+                metrics.count_call_error(exc.code, "in")
+                raise
             finally:
                 self._awaiting.pop(message_id, None)
         elapsed_ms = (time.monotonic() - started) * 1000
+        metrics.observe_call(action, elapsed_ms / 1000)
         if isinstance(response, CallError):
             raise CallFailedError(
                 f"{action}: charge point answered {response.error_code}: "

@@ -472,3 +472,26 @@ class SecurityEvent(Base):
     tech_info: Mapped[str | None] = mapped_column(String(255), default=None)
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ApiToken(Base):
+    """A bearer token of the operator HTTP API (csms.api). Only a SHA-256 of the token is
+    kept: a token is 256 random bits, so a fast hash cannot be brute-forced, and every
+    request is checked in microseconds. ``user_id``: a resident token acts as that resident
+    (their stations and tags); removing the user removes the token. Revoked tokens stay
+    listed (``revoked_at``) and are refused."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, to recognise it in `csms token list`.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
