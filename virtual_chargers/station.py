@@ -40,6 +40,7 @@ from virtual_chargers.charging import CONNECTOR, ChargingPoint
 from virtual_chargers.client import CallErrorReceived
 from virtual_chargers.commands import CentralSystemCommands
 from virtual_chargers.config import ChargerConfig, phase_rotation
+from virtual_chargers.features import StationFeatures
 from virtual_chargers.options import (
     RemoteStart,
     SessionRecord,
@@ -109,6 +110,8 @@ class VirtualStation:
 
         self._flash: dict[str, Any] = {}
         self._config = self._initial_config()
+        # Local list, reservation, firmware and diagnostics (virtual_chargers.features).
+        self.features = StationFeatures(self)
         self._queue = MessageQueue()
         self.charging = ChargingPoint(
             electrics,
@@ -183,6 +186,7 @@ class VirtualStation:
         self._flash["profiles"] = self.charging.profiles.to_dict()
         self._flash["config"] = self._config.to_dict()
         self._flash["operative"] = self.charging.state.operative
+        self._flash["features"] = self.features.to_flash()
         if with_queue:
             self._flash["queue"] = self._queue.to_dict()
         path = self.options.state_file
@@ -199,6 +203,8 @@ class VirtualStation:
             self.charging.profiles = ProfileStore.from_dict(flash["profiles"])
         if "queue" in flash:
             self._queue = MessageQueue.from_dict(flash["queue"])
+        if "features" in flash:
+            self.features.from_flash(flash["features"])
         operative = bool(flash.get("operative", True))
         self.charging.state = simulation.set_operative(self.charging.state, operative)
 
@@ -210,6 +216,15 @@ class VirtualStation:
     @property
     def queue(self) -> MessageQueue:
         return self._queue
+
+    @property
+    def firmware_version(self) -> str:
+        """What BootNotification reports: the options' version until an update installs."""
+        return self.features.firmware_version
+
+    def send_volatile(self, action: str, payload: dict[str, Any]) -> None:
+        """A message that is not kept across a lost connection (status notifications)."""
+        self._enqueue(action, payload, persistent=False)
 
     @property
     def speed(self) -> float:
@@ -282,6 +297,7 @@ class VirtualStation:
         return max(0.001, min(candidates))
 
     def _on_tick(self, now: datetime) -> None:
+        self.features.active_reservation(now)  # lapses at its expiryDate
         self.report_status(now)
         tx = self._tx
         interval = self._config.integer("MeterValueSampleInterval")
@@ -378,6 +394,8 @@ class VirtualStation:
             status = "Available" if self.charging.state.operative else "Unavailable"
         else:
             status = self.charging.state.status.value
+            if status == "Available" and self.features.active_reservation(now) is not None:
+                status = "Reserved"
         if force or self._reported.get(connector) != status:
             self._reported[connector] = status
             self._enqueue(
@@ -392,6 +410,7 @@ class VirtualStation:
         now = self.advance()
         self.report_status(now, force=True, connector=0)
         self.report_status(now, force=True)
+        self.features.on_accepted()
 
     def on_answered(self, message: QueuedMessage, result: dict[str, Any]) -> None:
         if message.action == METER_VALUES:
@@ -510,6 +529,13 @@ class VirtualStation:
                 continue
             if self._visit is not visit or self._tx is not None:
                 return
+            reservation = self.features.active_reservation(self.now())
+            if (
+                status == AuthorizationStatus.accepted
+                and reservation is not None
+                and not self.features.may_use(reservation, visit.id_tag, self.now())
+            ):
+                status = "Reserved"  # for someone else (section 5.13)
             if status != AuthorizationStatus.accepted:
                 log.warning(
                     "id tag not accepted",
@@ -530,7 +556,9 @@ class VirtualStation:
             if self.remote is not None and visit.remote:
                 profile = self.remote.profile
                 self.remote = None
-            self._start_transaction(visit, profile)
+            self._start_transaction(
+                visit, profile, None if reservation is None else reservation.reservation_id
+            )
             return
 
     def _cache_tag(self, id_tag: str, status: str) -> None:
@@ -545,6 +573,14 @@ class VirtualStation:
             return accepted
         if remote and not config.boolean("AuthorizeRemoteTxRequests"):
             return accepted
+        # The Local Authorization List comes before the cache (section 3.4): online with
+        # LocalPreAuthorize for an Accepted tag, offline whatever the list says.
+        listed = self.features.list_status(id_tag, self.now())
+        if listed == accepted and config.boolean("LocalPreAuthorize"):
+            return accepted
+        offline = not self.uplink.accepted
+        if listed is not None and offline and config.boolean("LocalAuthorizeOffline"):
+            return listed
         cached = self._auth_cache.get(id_tag)
         if cached == accepted and config.boolean("LocalPreAuthorize"):
             return accepted
@@ -564,7 +600,9 @@ class VirtualStation:
             return accepted
         return None
 
-    def _start_transaction(self, visit: _Visit, profile: ChargingProfile | None) -> None:
+    def _start_transaction(
+        self, visit: _Visit, profile: ChargingProfile | None, reservation_id: int | None = None
+    ) -> None:
         now = self.advance()
         local_id = self._queue.new_transaction()
         reading = self.charging.reading()
@@ -609,9 +647,13 @@ class VirtualStation:
         self.charging.update(now, simulation.start_transaction)
         self._enqueue(
             START,
-            messages.start_transaction(CONNECTOR, visit.id_tag, reading.energy_wh, now),
+            messages.start_transaction(
+                CONNECTOR, visit.id_tag, reading.energy_wh, now, reservation_id=reservation_id
+            ),
             tx_local_id=local_id,
         )
+        if reservation_id is not None:
+            self.features.reservation = None  # used up by this transaction
         self.wake()
 
     def stop_transaction(self, reason: str, *, id_tag: str | None = None) -> None:
