@@ -57,6 +57,9 @@ class LocalListSync:
         self._to_check: set[str] = set()
         # Charger -> the update it refused last time (not sent again as it is).
         self._refused: dict[str, str] = {}
+        # Chargers asked on their current connection: a boot event that the round which
+        # asked had not seen yet does not ask again.
+        self._asked: set[str] = set()
 
     async def run(self) -> None:
         while True:
@@ -76,10 +79,12 @@ class LocalListSync:
 
     def _on_event(self, event: object) -> None:
         if isinstance(event, ChargePointBooted):
-            self._to_check.add(event.charge_point_id)
+            if event.charge_point_id not in self._asked:
+                self._to_check.add(event.charge_point_id)
             self._refused.pop(event.charge_point_id, None)
         elif isinstance(event, ChargePointDisconnected):
             self._to_check.discard(event.charge_point_id)
+            self._asked.discard(event.charge_point_id)
 
     async def sync_once(self) -> None:
         """One round: every connected, accepted charger gets what changed."""
@@ -123,6 +128,7 @@ class LocalListSync:
             self._refused.pop(cp_id, None)
 
     async def _ask_version(self, cp_id: str) -> LocalListState | None:
+        self._asked.add(cp_id)
         await self._send(cp_id, "GetLocalListVersion", {})
         state = await self._features.local_list(cp_id)
         return state if state.supported else None

@@ -115,6 +115,9 @@ class StationOptions:
     on_time_sync: Callable[[datetime], None] = _no_time_sync
     # (station id, transaction id, departure, energy needed in Wh) once a start has its id.
     on_transaction_started: Callable[[str, int, datetime | None, float], None] | None = None
+    # Tell each session's departure and need over OCPP (the GarageGrid ChargingNeeds
+    # DataTransfer) once its transaction has an id, as a charger's own app would.
+    needs_by_data_transfer: bool = False
     seed: int | None = None
 
 

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from ocpp.v16.enums import AuthorizationStatus, Reason, ResetType
 
+from csms.charging_needs import CHARGING_NEEDS, VENDOR_ID, charging_needs_data
 from csms.clock import Clock
 from csms.profiles import ChargingProfile, ChargingRateUnit, ProfileRejectedError, ProfileStore
 from virtual_chargers import messages, simulation
@@ -221,6 +222,24 @@ class VirtualStation:
     def firmware_version(self) -> str:
         """What BootNotification reports: the options' version until an update installs."""
         return self.features.firmware_version
+
+    async def send_charging_needs(self, departure_at: datetime, energy_kwh: float) -> str:
+        """The charger's own app tells the central system when the car leaves and what it
+        needs (the GarageGrid DataTransfer, csms.charging_needs); returns the status."""
+        payload = {
+            "vendorId": VENDOR_ID,
+            "messageId": CHARGING_NEEDS,
+            "data": charging_needs_data(departure_at, energy_kwh, connector_id=CONNECTOR),
+        }
+        result = await self.uplink.call_in_order("DataTransfer", payload)
+        return str(result.get("status"))
+
+    async def _tell_needs(self, departure_at: datetime, needed_wh: float) -> None:
+        try:
+            status = await self.send_charging_needs(departure_at, needed_wh / 1000.0)
+        except (CallErrorReceived, TimeoutError, ConnectionLostError) as exc:
+            status = f"not delivered: {exc}"
+        log.info("charging needs told", extra={"cp_id": self.id, "status": status})
 
     def send_volatile(self, action: str, payload: dict[str, Any]) -> None:
         """A message that is not kept across a lost connection (status notifications)."""
@@ -439,6 +458,12 @@ class VirtualStation:
             hook = self.options.on_transaction_started
             if hook is not None and transaction_id is not None and transaction_id > 0:
                 hook(self.id, transaction_id, record.departure_at, record.needed_wh)
+            if (
+                self.options.needs_by_data_transfer
+                and record.departure_at is not None
+                and record.needed_wh > 0
+            ):
+                self.spawn(self._tell_needs(record.departure_at, record.needed_wh), "needs")
         status = str((result.get("idTagInfo") or {}).get("status", ""))
         log.info(
             "transaction started",
