@@ -22,7 +22,7 @@ from typing import Any, Final
 
 from csms.errors import GarageGridError
 from csms.local_list import DISABLED_VERSION, ListUpdate, UpdateType
-from csms.reservations import RESERVE_NOW_ANSWERS
+from csms.reservations import ACTIVE_STATUSES, RESERVE_NOW_ANSWERS
 from csms.store.features import FeatureStore
 
 log = logging.getLogger("csms.answers")
@@ -80,8 +80,9 @@ async def _record(
             await features.set_reservation_status(reservation_id, "failed", ended=True)
     elif action == "CancelReservation":
         reservation_id = int(payload["reservationId"])
-        if await features.reservation(reservation_id) is None:
-            return
+        reservation = await features.reservation(reservation_id)
+        if reservation is None or reservation.status not in ACTIVE_STATUSES:
+            return  # not ours, or ended already (used, cancelled): it stays as it ended
         if status == "Accepted":
             await features.set_reservation_status(reservation_id, "cancelled", ended=True)
         elif status == "Rejected":

@@ -38,6 +38,16 @@ TRIGGER_MESSAGES = (
 )
 
 
+async def csms_now(repo: Repository) -> datetime:
+    """The CSMS's time: its published clock (simulated under `csms serve --speed`), else
+    this computer's."""
+    from csms.clock import utcnow
+    from csms.store.queries import clock_anchor
+
+    anchor = await clock_anchor(repo.sessionmaker)
+    return utcnow() if anchor is None else anchor.at(utcnow())
+
+
 def files_url(args: argparse.Namespace) -> str:
     url = getattr(args, "files_url", None) or os.environ.get(FILES_URL_ENV)
     if not url:
@@ -111,7 +121,7 @@ async def _locallist_push(args: argparse.Namespace, repo: Repository) -> int:
     """What the sync of `csms serve` would send now, or a Full list with --full."""
     features = FeatureStore(repo)
     state = await features.local_list(args.id)
-    desired = desired_entries(await features.id_tags(), repo.now())
+    desired = desired_entries(await features.id_tags(), await csms_now(repo))
     update = plan_update(
         desired, state.entries if state.in_sync else None, state.version, full=args.full
     )
@@ -130,7 +140,8 @@ async def _locallist_version(args: argparse.Namespace, repo: Repository) -> int:
 async def _reservation_add(args: argparse.Namespace, repo: Repository) -> int:
     if len(args.id_tag) > 20:
         raise ConfigError("an id tag has at most 20 characters (CiString20)")
-    expires = args.expires or repo.now() + timedelta(minutes=args.minutes)
+    now = await csms_now(repo)
+    expires = args.expires or now + timedelta(minutes=args.minutes)
     reservation = await FeatureStore(repo).add_reservation(
         args.id,
         args.connector,
@@ -138,6 +149,7 @@ async def _reservation_add(args: argparse.Namespace, repo: Repository) -> int:
         expires,
         parent_id_tag=args.parent,
         requested_by="cli",
+        now=now,
     )
     print(
         f"reservation {reservation.id}: connector {args.connector} of {args.id} for "
@@ -156,7 +168,7 @@ async def _reservation_cancel(args: argparse.Namespace, repo: Repository) -> int
 
 async def _reservation_list(args: argparse.Namespace, repo: Repository) -> int:
     features = FeatureStore(repo)
-    now = repo.now()
+    now = await csms_now(repo)
     rows = [
         {
             "id": r.id,
@@ -183,7 +195,7 @@ async def _reservation_list(args: argparse.Namespace, repo: Repository) -> int:
 async def _firmware_update(args: argparse.Namespace, repo: Repository) -> int:
     await _station(repo, args.id)
     location = args.location or f"{files_url(args)}/firmware/{args.file}"
-    retrieve = (args.retrieve_at or repo.now()).astimezone(UTC)
+    retrieve = (args.retrieve_at or await csms_now(repo)).astimezone(UTC)
     payload: dict[str, Any] = {
         "location": location,
         "retrieveDate": retrieve.isoformat().replace("+00:00", "Z"),

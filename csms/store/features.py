@@ -161,9 +161,13 @@ class FeatureStore:
         *,
         parent_id_tag: str | None = None,
         requested_by: str = "cli",
+        now: datetime | None = None,
     ) -> Reservation:
-        """A reservation waiting for its ReserveNow; its id is the reservationId."""
-        if expires_at <= self.now():
+        """A reservation waiting for its ReserveNow; its id is the reservationId.
+
+        ``now``: the CSMS's time where this process's clock is not it (the CLI under a
+        simulated `csms serve`)."""
+        if expires_at <= (now or self.now()):
             raise ConfigError("the reservation would expire before it is sent")
         async with self._repo.unit_of_work() as s:
             if await s.get(m.ChargePoint, cp_id) is None:
