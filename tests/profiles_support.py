@@ -75,6 +75,7 @@ async def garage(
     *,
     options: StationOptions | None = None,
     speed: float = SPEED,
+    station_fields: dict[str, Any] | None = None,
     **app_options: Any,
 ) -> AsyncIterator[Garage]:
     """The CSMS with one registered, connected and accepted virtual charger ``CP1``."""
@@ -84,6 +85,8 @@ async def garage(
     task: asyncio.Task[None] | None = None
     try:
         await app.repository.add_charge_point("CP1", password=PASSWORD, max_current_a=32.0)
+        if station_fields:
+            await app.repository.update_charge_point("CP1", **station_fields)
         station = VirtualStation(
             "CP1",
             f"ws://127.0.0.1:{app.port}/ocpp",

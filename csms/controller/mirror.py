@@ -118,6 +118,7 @@ def _empty_store() -> ProfileStore:
 
 
 _UNKNOWN: Final = _Possible(_empty_store(), _ALL_PURPOSES)
+_NO_IDENTITY: Final = ChargerIdentity(None, None, None)
 
 
 def _canonical(possible: _Possible) -> _Possible:
@@ -237,7 +238,8 @@ class ProfileMirror:
         charger = self._chargers.get(cp_id)
         if charger is None:
             self._chargers[cp_id] = _Charger(identity, (_UNKNOWN,))
-        elif charger.identity is None:
+        elif charger.identity is None or charger.identity == _NO_IDENTITY:
+            # Nothing was known of the unit (a copy from before its boot was recorded).
             self._chargers[cp_id] = replace(charger, identity=identity)
         elif charger.identity != identity:
             log.warning(

@@ -393,17 +393,22 @@ class Controller:
             return True
         if cp_id not in self._preparing:
             self._preparing.add(cp_id)
-            self._spawn(self._prepare(cp_id))
+            self._spawn(self._prepare(cp_id, identity))
         return False
 
-    async def _prepare(self, cp_id: str) -> None:
+    async def _prepare(self, cp_id: str, identity: ChargerIdentity | None = None) -> None:
         """A booting charger, answered Pending: read what it can do (rate unit, stack
         levels, phase rotation: OCPP 1.6 §9.4 keys), then install its fail-safe profiles
         in a form it accepts."""
         try:
             await asyncio.sleep(0)  # the Pending answer goes out first
             info = await self._repo.get_charge_point(cp_id)
-            if info is not None:
+            if identity is not None:
+                # What this boot says: the store may not have recorded it yet.
+                self._mirror.charger_booted(
+                    cp_id, vendor=identity.vendor, model=identity.model, serial_number=None
+                )
+            elif info is not None:
                 self._mirror.charger_booted(
                     cp_id, vendor=info.vendor, model=info.model, serial_number=None
                 )
