@@ -95,7 +95,7 @@ def test_a_manager_reserves_triggers_and_asks_the_list_version(garage: str) -> N
     assert reserve["idTag"] == "TAG1" and reserve["expiryDate"] == "2026-01-05T16:45:00Z"
     assert queued[1][1] == {"requestedMessage": "StatusNotification"}
     # The reservation is in the table, waiting for its answer.
-    [table] = [d.value for d in at.dataframe if "State" in d.value.columns]
+    [table] = [d.value for d in at.dataframe if "Id tag" in d.value.columns]
     assert list(table["Id tag"]) == ["TAG1"] and list(table["State"]) == ["requested"]
 
 
