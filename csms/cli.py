@@ -314,6 +314,9 @@ async def _station_list(args: argparse.Namespace, repo: Repository) -> int:
                 "unmanaged": s.unmanaged,
                 "unmanaged_reason": s.unmanaged_reason,
                 "unmanaged_at": _iso(s.unmanaged_at),
+                "accept_boot_at_once": s.accept_boot_at_once,
+                "local_list_supported": s.local_list_supported,
+                "local_list_version": s.local_list_version,
                 # What the charger reported (GetConfiguration); None: not read yet.
                 "capabilities": (
                     capabilities_to_json(caps) | {"read_at": _iso(read_at)}
