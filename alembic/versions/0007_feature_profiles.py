@@ -27,17 +27,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("charge_points", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "accept_boot_at_once", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
-        )
-        batch_op.add_column(sa.Column("local_list_supported", sa.Boolean(), nullable=True))
-        batch_op.add_column(sa.Column("local_list_version", sa.Integer(), nullable=True))
-        batch_op.add_column(
-            sa.Column("local_list_in_sync", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # Plain ALTER TABLE ... ADD COLUMN, not batch mode: batch mode may copy charge_points
+    # on SQLite, and dropping the old copy with foreign keys on deletes every row that
+    # references it (ON DELETE CASCADE): transactions, samples, statuses (see 0005).
+    op.add_column(
+        "charge_points",
+        sa.Column("accept_boot_at_once", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("charge_points", sa.Column("local_list_supported", sa.Boolean(), nullable=True))
+    op.add_column("charge_points", sa.Column("local_list_version", sa.Integer(), nullable=True))
+    op.add_column(
+        "charge_points",
+        sa.Column("local_list_in_sync", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
 
     op.create_table(
         "local_list_entries",

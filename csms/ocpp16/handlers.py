@@ -194,7 +194,9 @@ class ChargePointSession(OcppConnection):
         accepted = asyncio.ensure_future(self._accepted_event.wait())
         closed = asyncio.ensure_future(self._connection.wait_closed())
         try:
-            await asyncio.wait((accepted, closed), timeout=timeout_s, return_when="FIRST_COMPLETED")
+            await asyncio.wait(
+                (accepted, closed), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             accepted.cancel()
             closed.cancel()
