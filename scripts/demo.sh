@@ -9,6 +9,8 @@ SPEED="${SPEED:-60}"
 SCENARIO="${SCENARIO:-garage-20}"
 PORT="${PORT:-9000}"
 MONITOR_PORT="${MONITOR_PORT:-8501}"
+# Firmware downloads and diagnostics uploads (csms serve --files-port, loopback only).
+FILES_PORT="${FILES_PORT:-9001}"
 CLOCK_START="${CLOCK_START:-$(date -u +%Y-%m-%dT%H:%M:%S+00:00)}"
 export GARAGEGRID_DATABASE_URL="${GARAGEGRID_DATABASE_URL:-sqlite+aiosqlite:///garagegrid.db}"
 
@@ -31,8 +33,12 @@ $BIN/csms provision --scenario "$SCENARIO" --site --password "$STATION_KEY"
 DEMO_RESIDENTS="${DEMO_RESIDENTS:---resident CP03:TAG03 --resident CP06:TAG06}"
 # shellcheck disable=SC2086
 accounts="$($BIN/python -m csms.store.seed --accounts-only $DEMO_RESIDENTS)"
+# A firmware file for `csms firmware update CP01 --file vc-1.1.0.bin` (its first line is
+# the version the virtual charger reports after the update).
+mkdir -p garagegrid-files/firmware
+printf '1.1.0\nGarageGrid virtual wallbox firmware\n' > garagegrid-files/firmware/vc-1.1.0.bin
 $BIN/csms serve --auto-register --port "$PORT" --speed "$SPEED" --clock-start "$CLOCK_START" \
-    2>> csms.log &
+    --files-port "$FILES_PORT" 2>> csms.log &
 pids+=($!)
 $BIN/streamlit run monitor_app.py --server.headless true --server.port "$MONITOR_PORT" \
     --browser.gatherUsageStats false > monitor.log 2>&1 &
@@ -43,6 +49,7 @@ for _ in $(seq 50); do
 done
 echo "CSMS:    ws://127.0.0.1:$PORT/ocpp/<id>   (log: csms.log)"
 echo "Monitor: http://localhost:$MONITOR_PORT    (log: monitor.log)"
+echo "Files:   http://127.0.0.1:$FILES_PORT   (export GARAGEGRID_FILES_URL=http://127.0.0.1:$FILES_PORT)"
 echo "$accounts"
 $BIN/virtual-chargers run --csms-url "ws://127.0.0.1:$PORT/ocpp" --scenario "$SCENARIO" \
     --speed "$SPEED" --clock-start "$CLOCK_START" --password "$STATION_KEY" --log-level WARNING \
