@@ -64,9 +64,7 @@ async def main(chargers: int, tags: int) -> None:
             full_s = await until(lambda: all(len(s.features.local_list) == tags for s in stations))
             await app.repository.set_id_tag_blocked("TAG00000")
             diff_s = await until(
-                lambda: all(
-                    s.features.local_list["TAG00000"].status == "Blocked" for s in stations
-                )
+                lambda: all(s.features.local_list["TAG00000"].status == "Blocked" for s in stations)
             )
             cpu = time.process_time() - cpu0
             print(f"chargers {chargers}, id tags {tags}, sync poll 2 s")
