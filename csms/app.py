@@ -10,6 +10,7 @@ import signal
 import socket
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -20,6 +21,8 @@ from csms.clock import Clock, ClockAnchor, make_clock
 from csms.controller.service import Controller
 from csms.errors import ConfigError
 from csms.events import EventBus
+from csms.files import FileEndpoint
+from csms.local_list_sync import LocalListSync
 from csms.ocpp16.server import CentralSystem, make_ssl_context
 from csms.outbox import OutboxWorker
 from csms.pki import SiteCA
@@ -56,6 +59,13 @@ class ServeConfig:
     # Loopback unless told otherwise: the API changes the garage, give it to the network
     # on purpose (--api-host 0.0.0.0, ideally behind a TLS reverse proxy).
     api_host: str = "127.0.0.1"
+    # Local Auth List Management: push id tag changes to the chargers' local lists.
+    local_list_sync: bool = True
+    local_list_poll_s: float = 2.0
+    # Firmware Management: the HTTP file endpoint (off unless a port is given; 0 = any).
+    files_port: int | None = None
+    files_host: str = "127.0.0.1"
+    files_dir: str = "garagegrid-files"
 
 
 class CsmsApp:
@@ -85,6 +95,22 @@ class CsmsApp:
         )
         if self.controller is not None:
             self.central.boot_gate = self.controller.boot_gate
+        self.local_lists = (
+            LocalListSync(
+                self.repository,
+                self.central,
+                self.events,
+                self.clock,
+                poll_s=config.local_list_poll_s,
+            )
+            if config.local_list_sync
+            else None
+        )
+        self.files = (
+            FileEndpoint(Path(config.files_dir), config.files_host, config.files_port)
+            if config.files_port is not None
+            else None
+        )
         self._tasks: list[asyncio.Task[None]] = []
         metrics.instrument_engine(self.engine)
         self.api: ApiServer | None = None
@@ -109,6 +135,14 @@ class CsmsApp:
         )
         await self.central.start(self.config.host, self.config.port, ssl_context=ssl_context)
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
+        if self.local_lists is not None:
+            self._tasks.append(asyncio.create_task(self.local_lists.run(), name="local-lists"))
+        if self.files is not None:
+            self.files.start()
+            log.info(
+                "firmware and diagnostics files served",
+                extra={"url": self.files.base_url, "dir": str(self.files.root)},
+            )
         if self.controller is not None:
             self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
         if self.config.api_port is not None:
@@ -151,6 +185,8 @@ class CsmsApp:
                 await task
         self._tasks.clear()
         await self.outbox.drain()
+        if self.files is not None:
+            self.files.stop()
         await self.central.close()
         await self.engine.dispose()
         log.info("CSMS stopped")

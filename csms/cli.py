@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 
-from csms import simcli
+from csms import cli_features, simcli
 from csms.auth import (
     Role,
     check_new_password,
@@ -154,6 +154,8 @@ async def _station_set(args: argparse.Namespace, repo: Repository) -> int:
         changes["name"] = args.name
     if args.password is not None:
         changes["password"] = args.password
+    if args.accept_boot_at_once is not None:
+        changes["accept_boot_at_once"] = args.accept_boot_at_once == "yes"
     profile = _profile_option(args, station.security_profile)
     if profile != station.security_profile:
         changes["security_profile"] = profile
@@ -312,6 +314,9 @@ async def _station_list(args: argparse.Namespace, repo: Repository) -> int:
                 "unmanaged": s.unmanaged,
                 "unmanaged_reason": s.unmanaged_reason,
                 "unmanaged_at": _iso(s.unmanaged_at),
+                "accept_boot_at_once": s.accept_boot_at_once,
+                "local_list_supported": s.local_list_supported,
+                "local_list_version": s.local_list_version,
                 # What the charger reported (GetConfiguration); None: not read yet.
                 "capabilities": (
                     capabilities_to_json(caps) | {"read_at": _iso(read_at)}
@@ -766,6 +771,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--api-host", default="127.0.0.1", help="the API's listen address (default 127.0.0.1)"
     )
+    serve.add_argument(
+        "--no-local-list-sync",
+        action="store_true",
+        help="do not push id tag changes to the chargers' local authorization lists",
+    )
+    serve.add_argument(
+        "--files-port",
+        type=int,
+        help="serve firmware (GET /firmware/NAME) and take diagnostics uploads "
+        "(PUT/POST /diagnostics/CP/NAME) over HTTP on this port (off unless given)",
+    )
+    serve.add_argument(
+        "--files-host",
+        default="127.0.0.1",
+        help="address of the files endpoint (default 127.0.0.1; it has no authentication)",
+    )
+    serve.add_argument(
+        "--files-dir", default="garagegrid-files", help="its directory (default ./garagegrid-files)"
+    )
     serve.set_defaults(handler=None)
 
     api = sub.add_parser(
@@ -849,6 +873,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=(0, 1, 2, 3),
         help="0 none, 1 HTTP Basic, 2 HTTP Basic over TLS only, 3 TLS client certificate "
         "(common name = the id; csms serve --client-ca)",
+    )
+    st_set.add_argument(
+        "--accept-boot-at-once",
+        choices=("yes", "no"),
+        help="yes: answer its first BootNotification Accepted, then install the fail-safe "
+        "profiles (for chargers that never boot again after Pending); no: Pending first",
     )
     st_set.set_defaults(handler=_station_set)
     rotate = st_sub.add_parser(
@@ -1010,6 +1040,7 @@ def build_parser() -> argparse.ArgumentParser:
     us_remove.set_defaults(handler=_user_remove)
 
     simcli.add_commands(sub)
+    cli_features.add_commands(sub)
     return parser
 
 
@@ -1047,6 +1078,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 controller=not args.no_controller,
                 api_port=args.api_port,
                 api_host=args.api_host,
+                local_list_sync=not args.no_local_list_sync,
+                files_port=args.files_port,
+                files_host=args.files_host,
+                files_dir=args.files_dir,
             )
             asyncio.run(serve_forever(config))
             return 0

@@ -79,6 +79,12 @@ class ChargePointInfo:
     # A rotated key the charger may or may not have taken (no answer, RebootRequired):
     # accepted besides the current one until the charger first logs in with it.
     pending_password_hash: str | None = None
+    # Answered Accepted at its first BootNotification (it mishandles Pending).
+    accept_boot_at_once: bool = False
+    # Local Auth List Management: kept by the charger (None: not known yet), its version.
+    local_list_supported: bool | None = None
+    local_list_version: int | None = None
+    local_list_in_sync: bool = False
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ async def start_app(db_url: str, *, clock: Clock | None = None, **overrides: obj
     """The real CSMS on 127.0.0.1, a free port, on a clock that starts at ``T0`` (or
     ``clock``); load management only when asked for."""
     overrides.setdefault("controller", False)
+    # The local list sync talks to every charger after its boot: only where a test asks.
+    overrides.setdefault("local_list_sync", False)
     config = ServeConfig(
         database_url=db_url,
         host="127.0.0.1",

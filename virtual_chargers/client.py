@@ -80,6 +80,24 @@ class StationApi(Protocol):
     def composite_schedule(
         self, connector_id: int, duration_s: int, rate_unit: str | None
     ) -> dict[str, Any]: ...
+    def send_local_list(self, payload: dict[str, Any]) -> str: ...
+    def get_local_list_version(self) -> int: ...
+    def reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None,
+    ) -> str: ...
+    def cancel_reservation(self, reservation_id: int) -> str: ...
+    def after_reservation(self) -> None: ...
+    def update_firmware(
+        self, location: str, retrieve_date: str, retries: int | None, retry_interval: int | None
+    ) -> None: ...
+    def get_diagnostics(
+        self, location: str, retries: int | None, retry_interval: int | None
+    ) -> str | None: ...
 
 
 class OcppClient(ChargePoint):  # type: ignore[misc]  # the ocpp package is untyped
@@ -261,6 +279,88 @@ class OcppClient(ChargePoint):  # type: ignore[misc]  # the ocpp package is unty
         answer = self._station.composite_schedule(connector_id, duration, charging_rate_unit)
         return call_result.GetCompositeSchedule(**answer)
 
+    # ------------------------------------------- local auth list, reservation, firmware
+    @_on(Action.send_local_list)
+    def on_send_local_list(
+        self,
+        list_version: int,
+        update_type: str,
+        local_authorization_list: list[dict[str, Any]] | None = None,
+        **_: Any,
+    ) -> Any:
+        # The library hands over snake_case; the list arithmetic reads OCPP's camelCase.
+        items = [
+            {"idTag": item["id_tag"]}
+            | (
+                {"idTagInfo": _camel_info(item["id_tag_info"])}
+                if item.get("id_tag_info") is not None
+                else {}
+            )
+            for item in local_authorization_list or []
+        ]
+        payload = {
+            "listVersion": list_version,
+            "updateType": update_type,
+            "localAuthorizationList": items,
+        }
+        return call_result.SendLocalList(status=self._station.send_local_list(payload))
+
+    @_on(Action.get_local_list_version)
+    def on_get_local_list_version(self, **_: Any) -> Any:
+        return call_result.GetLocalListVersion(list_version=self._station.get_local_list_version())
+
+    @_on(Action.reserve_now)
+    def on_reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None = None,
+        **_: Any,
+    ) -> Any:
+        status = self._station.reserve_now(
+            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
+        )
+        return call_result.ReserveNow(status=status)
+
+    @_after(Action.reserve_now)
+    def after_reserve_now(self, **_: Any) -> None:
+        self._station.after_reservation()
+
+    @_on(Action.cancel_reservation)
+    def on_cancel_reservation(self, reservation_id: int, **_: Any) -> Any:
+        return call_result.CancelReservation(
+            status=self._station.cancel_reservation(reservation_id)
+        )
+
+    @_after(Action.cancel_reservation)
+    def after_cancel_reservation(self, **_: Any) -> None:
+        self._station.after_reservation()
+
+    @_on(Action.update_firmware)
+    def on_update_firmware(
+        self,
+        location: str,
+        retrieve_date: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **_: Any,
+    ) -> Any:
+        self._station.update_firmware(location, retrieve_date, retries, retry_interval)
+        return call_result.UpdateFirmware()
+
+    @_on(Action.get_diagnostics)
+    def on_get_diagnostics(
+        self,
+        location: str,
+        retries: int | None = None,
+        retry_interval: int | None = None,
+        **_: Any,
+    ) -> Any:
+        name = self._station.get_diagnostics(location, retries, retry_interval)
+        return call_result.GetDiagnostics(file_name=name)
+
     @_on(Action.clear_cache)
     def on_clear_cache(self, **_: Any) -> Any:
         return call_result.ClearCache(status=ClearCacheStatus.accepted)
@@ -269,3 +369,9 @@ class OcppClient(ChargePoint):  # type: ignore[misc]  # the ocpp package is unty
     def on_data_transfer(self, vendor_id: str, **_: Any) -> Any:
         # No vendor extensions (spec 4.3: unknown vendor -> UnknownVendorId).
         return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
+
+
+def _camel_info(info: dict[str, Any]) -> dict[str, Any]:
+    """An IdTagInfo as the library hands it over (snake_case) in OCPP's camelCase."""
+    names = {"status": "status", "expiry_date": "expiryDate", "parent_id_tag": "parentIdTag"}
+    return {names[k]: v for k, v in info.items() if k in names and v is not None}

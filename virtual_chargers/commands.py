@@ -83,6 +83,11 @@ class CentralSystemCommands:
             return rejected
         if station.closing or not station.state.operative:
             return rejected
+        reservation = station.features.active_reservation(station.now())
+        if reservation is not None and not station.features.may_use(
+            reservation, id_tag, station.now()
+        ):
+            return rejected  # reserved for someone else (section 5.13)
         parsed = None
         if profile is not None:
             try:
@@ -164,18 +169,25 @@ class CentralSystemCommands:
             self._defer(lambda: station.spawn(uplink.call_now("Heartbeat", {}), "trigger"))
         elif message == MessageTrigger.boot_notification:
             payload = messages.boot_notification(
-                options.vendor, options.model, f"VC-{station.id}", options.firmware_version
+                options.vendor, options.model, f"VC-{station.id}", station.firmware_version
             )
             self._defer(
                 lambda: station.spawn(uplink.call_now("BootNotification", payload), "trigger")
             )
-        elif message in (
-            MessageTrigger.diagnostics_status_notification,
-            MessageTrigger.firmware_status_notification,
-        ):
-            action = str(message)
+        elif message == MessageTrigger.firmware_status_notification:
+            # Errata 3.x: Idle unless an update is under way (the current status then).
+            firmware = {"status": station.features.firmware_status}
             self._defer(
-                lambda: station.spawn(uplink.call_now(action, {"status": "Idle"}), "trigger")
+                lambda: station.spawn(
+                    uplink.call_now("FirmwareStatusNotification", firmware), "trigger"
+                )
+            )
+        elif message == MessageTrigger.diagnostics_status_notification:
+            diagnostics = {"status": station.features.diagnostics_status}
+            self._defer(
+                lambda: station.spawn(
+                    uplink.call_now("DiagnosticsStatusNotification", diagnostics), "trigger"
+                )
             )
         else:
             return str(TriggerMessageStatus.not_implemented)
@@ -299,3 +311,50 @@ class CentralSystemCommands:
             "schedule_start": messages.timestamp(now),
             "charging_schedule": composite_to_ocpp(schedule),
         }
+
+    # ------------------------------------------------------------ local auth list
+    def send_local_list(self, payload: dict[str, Any]) -> str:
+        return self._station.features.send_local_list(payload)
+
+    def get_local_list_version(self) -> int:
+        return self._station.features.get_local_list_version()
+
+    # ------------------------------------------------------------ reservation
+    def reserve_now(
+        self,
+        connector_id: int,
+        expiry_date: str,
+        id_tag: str,
+        reservation_id: int,
+        parent_id_tag: str | None,
+    ) -> str:
+        station = self._station
+        status = station.features.reserve_now(
+            connector_id, expiry_date, id_tag, reservation_id, parent_id_tag
+        )
+        if status == "Accepted":
+            self._defer(lambda: station.report_status(station.advance()))
+        return status
+
+    def cancel_reservation(self, reservation_id: int) -> str:
+        station = self._station
+        status = station.features.cancel_reservation(reservation_id)
+        if status == "Accepted":
+            self._defer(lambda: station.report_status(station.advance()))
+        return status
+
+    def after_reservation(self) -> None:
+        self._run_deferred()
+
+    # ------------------------------------------------------------ firmware management
+    def update_firmware(
+        self, location: str, retrieve_date: str, retries: int | None, retry_interval: int | None
+    ) -> None:
+        self._station.features.update_firmware(
+            location, retrieve_date, retries or 1, retry_interval or 60
+        )
+
+    def get_diagnostics(
+        self, location: str, retries: int | None, retry_interval: int | None
+    ) -> str | None:
+        return self._station.features.get_diagnostics(location, retries or 1, retry_interval or 60)

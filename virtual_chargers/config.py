@@ -57,7 +57,14 @@ SUPPORTED_MEASURANDS: Final = frozenset(
 PHASE_ROTATIONS: Final = frozenset(
     {"NotApplicable", "Unknown", "RST", "RTS", "SRT", "STR", "TRS", "TSR"}
 )
-FEATURE_PROFILES: Final = ("Core", "SmartCharging", "RemoteTrigger")
+FEATURE_PROFILES: Final = (
+    "Core",
+    "FirmwareManagement",
+    "LocalAuthListManagement",
+    "Reservation",
+    "SmartCharging",
+    "RemoteTrigger",
+)
 MAX_AUTHORIZATION_KEY_LENGTH: Final = 40  # 20 bytes as hex (security whitepaper)
 
 
@@ -112,6 +119,11 @@ STANDARD_KEYS: Final[tuple[KeyDef, ...]] = (
     _int("GetConfigurationMaxKeys", 64, readonly=True),
     _int("HeartbeatInterval", 300),
     _bool("LocalAuthorizeOffline", True),
+    # Local Auth List Management (spec 9.2) and Reservation (9.3).
+    _bool("LocalAuthListEnabled", True),
+    _int("LocalAuthListMaxLength", 1000, readonly=True),
+    _int("SendLocalListMaxLength", 1000, readonly=True),
+    _bool("ReserveConnectorZeroSupported", False, readonly=True),
     _bool("LocalPreAuthorize", False),
     _measurands(
         "MeterValuesAlignedData", "Energy.Active.Import.Register", "MeterValuesAlignedDataMaxLength"

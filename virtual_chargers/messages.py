@@ -108,14 +108,22 @@ def boot_notification(
 
 
 def start_transaction(
-    connector_id: int, id_tag: str, meter_start_wh: int, at: datetime
+    connector_id: int,
+    id_tag: str,
+    meter_start_wh: int,
+    at: datetime,
+    *,
+    reservation_id: int | None = None,
 ) -> dict[str, Any]:
-    return {
+    payload: dict[str, Any] = {
         "connectorId": connector_id,
         "idTag": id_tag,
         "meterStart": meter_start_wh,
         "timestamp": timestamp(at),
     }
+    if reservation_id is not None:
+        payload["reservationId"] = reservation_id
+    return payload
 
 
 def stop_transaction(

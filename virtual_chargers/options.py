@@ -118,6 +118,9 @@ class StationOptions:
     # (station id, action, payload as sent) for every transaction message the central
     # system answered with a CALLRESULT, in the order the answers came: a ledger for checks.
     on_delivered: Callable[[str, str, dict[str, Any]], None] | None = None
+    # Tell each session's departure and need over OCPP (the GarageGrid ChargingNeeds
+    # DataTransfer) once its transaction has an id, as a charger's own app would.
+    needs_by_data_transfer: bool = False
     seed: int | None = None
 
 

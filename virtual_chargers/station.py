@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from ocpp.v16.enums import AuthorizationStatus, Reason, ResetType
 
+from csms.charging_needs import CHARGING_NEEDS, VENDOR_ID, charging_needs_data
 from csms.clock import Clock
 from csms.profiles import ChargingProfile, ChargingRateUnit, ProfileRejectedError, ProfileStore
 from virtual_chargers import messages, simulation
@@ -40,6 +41,7 @@ from virtual_chargers.charging import CONNECTOR, ChargingPoint
 from virtual_chargers.client import CallErrorReceived
 from virtual_chargers.commands import CentralSystemCommands
 from virtual_chargers.config import ChargerConfig, phase_rotation
+from virtual_chargers.features import StationFeatures
 from virtual_chargers.options import (
     RemoteStart,
     SessionRecord,
@@ -109,6 +111,8 @@ class VirtualStation:
 
         self._flash: dict[str, Any] = {}
         self._config = self._initial_config()
+        # Local list, reservation, firmware and diagnostics (virtual_chargers.features).
+        self.features = StationFeatures(self)
         self._queue = MessageQueue()
         self.charging = ChargingPoint(
             electrics,
@@ -183,6 +187,7 @@ class VirtualStation:
         self._flash["profiles"] = self.charging.profiles.to_dict()
         self._flash["config"] = self._config.to_dict()
         self._flash["operative"] = self.charging.state.operative
+        self._flash["features"] = self.features.to_flash()
         if with_queue:
             self._flash["queue"] = self._queue.to_dict()
         path = self.options.state_file
@@ -199,6 +204,8 @@ class VirtualStation:
             self.charging.profiles = ProfileStore.from_dict(flash["profiles"])
         if "queue" in flash:
             self._queue = MessageQueue.from_dict(flash["queue"])
+        if "features" in flash:
+            self.features.from_flash(flash["features"])
         operative = bool(flash.get("operative", True))
         self.charging.state = simulation.set_operative(self.charging.state, operative)
 
@@ -210,6 +217,33 @@ class VirtualStation:
     @property
     def queue(self) -> MessageQueue:
         return self._queue
+
+    @property
+    def firmware_version(self) -> str:
+        """What BootNotification reports: the options' version until an update installs."""
+        return self.features.firmware_version
+
+    async def send_charging_needs(self, departure_at: datetime, energy_kwh: float) -> str:
+        """The charger's own app tells the central system when the car leaves and what it
+        needs (the GarageGrid DataTransfer, csms.charging_needs); returns the status."""
+        payload = {
+            "vendorId": VENDOR_ID,
+            "messageId": CHARGING_NEEDS,
+            "data": charging_needs_data(departure_at, energy_kwh, connector_id=CONNECTOR),
+        }
+        result = await self.uplink.call_in_order("DataTransfer", payload)
+        return str(result.get("status"))
+
+    async def _tell_needs(self, departure_at: datetime, needed_wh: float) -> None:
+        try:
+            status = await self.send_charging_needs(departure_at, needed_wh / 1000.0)
+        except (CallErrorReceived, TimeoutError, ConnectionLostError) as exc:
+            status = f"not delivered: {exc}"
+        log.info("charging needs told", extra={"cp_id": self.id, "status": status})
+
+    def send_volatile(self, action: str, payload: dict[str, Any]) -> None:
+        """A message that is not kept across a lost connection (status notifications)."""
+        self._enqueue(action, payload, persistent=False)
 
     @property
     def speed(self) -> float:
@@ -282,6 +316,7 @@ class VirtualStation:
         return max(0.001, min(candidates))
 
     def _on_tick(self, now: datetime) -> None:
+        self.features.active_reservation(now)  # lapses at its expiryDate
         self.report_status(now)
         tx = self._tx
         interval = self._config.integer("MeterValueSampleInterval")
@@ -381,6 +416,8 @@ class VirtualStation:
             status = "Available" if self.charging.state.operative else "Unavailable"
         else:
             status = self.charging.state.status.value
+            if status == "Available" and self.features.active_reservation(now) is not None:
+                status = "Reserved"
         if force or self._reported.get(connector) != status:
             self._reported[connector] = status
             self._enqueue(
@@ -395,6 +432,7 @@ class VirtualStation:
         now = self.advance()
         self.report_status(now, force=True, connector=0)
         self.report_status(now, force=True)
+        self.features.on_accepted()
 
     def on_answered(self, message: QueuedMessage, result: dict[str, Any]) -> None:
         if message.queued_offline:
@@ -425,6 +463,12 @@ class VirtualStation:
             hook = self.options.on_transaction_started
             if hook is not None and transaction_id is not None and transaction_id > 0:
                 hook(self.id, transaction_id, record.departure_at, record.needed_wh)
+            if (
+                self.options.needs_by_data_transfer
+                and record.departure_at is not None
+                and record.needed_wh > 0
+            ):
+                self.spawn(self._tell_needs(record.departure_at, record.needed_wh), "needs")
         status = str((result.get("idTagInfo") or {}).get("status", ""))
         log.info(
             "transaction started",
@@ -515,6 +559,13 @@ class VirtualStation:
                 continue
             if self._visit is not visit or self._tx is not None:
                 return
+            reservation = self.features.active_reservation(self.now())
+            if (
+                status == AuthorizationStatus.accepted
+                and reservation is not None
+                and not self.features.may_use(reservation, visit.id_tag, self.now())
+            ):
+                status = "Reserved"  # for someone else (section 5.13)
             if status != AuthorizationStatus.accepted:
                 log.warning(
                     "id tag not accepted",
@@ -535,7 +586,9 @@ class VirtualStation:
             if self.remote is not None and visit.remote:
                 profile = self.remote.profile
                 self.remote = None
-            self._start_transaction(visit, profile)
+            self._start_transaction(
+                visit, profile, None if reservation is None else reservation.reservation_id
+            )
             return
 
     def _cache_tag(self, id_tag: str, status: str) -> None:
@@ -550,6 +603,14 @@ class VirtualStation:
             return accepted
         if remote and not config.boolean("AuthorizeRemoteTxRequests"):
             return accepted
+        # The Local Authorization List comes before the cache (section 3.4): online with
+        # LocalPreAuthorize for an Accepted tag, offline whatever the list says.
+        listed = self.features.list_status(id_tag, self.now())
+        if listed == accepted and config.boolean("LocalPreAuthorize"):
+            return accepted
+        offline = not self.uplink.accepted
+        if listed is not None and offline and config.boolean("LocalAuthorizeOffline"):
+            return listed
         cached = self._auth_cache.get(id_tag)
         if cached == accepted and config.boolean("LocalPreAuthorize"):
             return accepted
@@ -569,7 +630,9 @@ class VirtualStation:
             return accepted
         return None
 
-    def _start_transaction(self, visit: _Visit, profile: ChargingProfile | None) -> None:
+    def _start_transaction(
+        self, visit: _Visit, profile: ChargingProfile | None, reservation_id: int | None = None
+    ) -> None:
         now = self.advance()
         local_id = self._queue.new_transaction()
         reading = self.charging.reading()
@@ -614,9 +677,13 @@ class VirtualStation:
         self.charging.update(now, simulation.start_transaction)
         self._enqueue(
             START,
-            messages.start_transaction(CONNECTOR, visit.id_tag, reading.energy_wh, now),
+            messages.start_transaction(
+                CONNECTOR, visit.id_tag, reading.energy_wh, now, reservation_id=reservation_id
+            ),
             tx_local_id=local_id,
         )
+        if reservation_id is not None:
+            self.features.reservation = None  # used up by this transaction
         self.wake()
 
     def stop_transaction(self, reason: str, *, id_tag: str | None = None) -> None:

@@ -72,6 +72,8 @@ class UplinkHost(Protocol):
     def queue(self) -> MessageQueue: ...
     @property
     def reboot_pending(self) -> bool: ...
+    @property
+    def firmware_version(self) -> str: ...
     async def power_cycle(self) -> None: ...
     def on_accepted(self) -> None: ...
     def on_answered(self, message: QueuedMessage, result: dict[str, Any]) -> None: ...
@@ -137,9 +139,10 @@ class Uplink:
             self._waiters.pop(message.seq, None)
 
     async def call_now(self, action: str, payload: dict[str, Any]) -> None:
-        """A direct CALL whose answer does not matter (triggered messages)."""
+        """A direct CALL whose answer does not matter (triggered messages: section 4.2
+        lets a Pending charger send what the central system asked for)."""
         client = self._client
-        if client is None or not self.accepted:
+        if client is None:
             return
         self._stats.sent[action] += 1
         with contextlib.suppress(CallErrorReceived, TimeoutError, ConnectionClosed):
@@ -264,7 +267,7 @@ class Uplink:
     async def _boot(self, client: OcppClient) -> None:
         options = self._options
         payload = messages.boot_notification(
-            options.vendor, options.model, f"VC-{self.id}", options.firmware_version
+            options.vendor, options.model, f"VC-{self.id}", self._host.firmware_version
         )
         while True:
             self._stats.sent["BootNotification"] += 1

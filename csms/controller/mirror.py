@@ -118,6 +118,7 @@ def _empty_store() -> ProfileStore:
 
 
 _UNKNOWN: Final = _Possible(_empty_store(), _ALL_PURPOSES)
+_NO_IDENTITY: Final = ChargerIdentity(None, None, None)
 
 
 def _canonical(possible: _Possible) -> _Possible:
@@ -163,6 +164,25 @@ class ProfileMirror:
 
     def charger_ids(self) -> tuple[str, ...]:
         return tuple(sorted(self._chargers))
+
+    def holds_defaults(
+        self,
+        cp_id: str,
+        identity: ChargerIdentity,
+        profile_ids: Mapping[ChargingProfilePurpose, int],
+    ) -> bool:
+        """Whether `cp_id`, booting as `identity`, certainly still holds the profiles with
+        these ids and purposes (its fail-safe defaults): the same unit as last time (its
+        profiles persist across a reboot, section 3.13), one possible store, no purpose
+        unknown. A first boot, another unit or any doubt: False."""
+        charger = self._chargers.get(cp_id)
+        if charger is None or charger.identity != identity or len(charger.possible) != 1:
+            return False
+        possible = charger.possible[0]
+        if possible.unknown:
+            return False
+        held = {(e.profile.purpose, e.profile.profile_id) for e in possible.store.entries}
+        return all((purpose, pid) in held for purpose, pid in profile_ids.items())
 
     def _for_fuse(self, cp_id: str) -> tuple[ProfileStore, ...] | None:
         charger = self._chargers.get(cp_id)
@@ -218,7 +238,8 @@ class ProfileMirror:
         charger = self._chargers.get(cp_id)
         if charger is None:
             self._chargers[cp_id] = _Charger(identity, (_UNKNOWN,))
-        elif charger.identity is None:
+        elif charger.identity is None or charger.identity == _NO_IDENTITY:
+            # Nothing was known of the unit (a copy from before its boot was recorded).
             self._chargers[cp_id] = replace(charger, identity=identity)
         elif charger.identity != identity:
             log.warning(

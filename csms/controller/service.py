@@ -25,7 +25,7 @@ from csms import metrics
 from csms.clock import Clock
 from csms.controller.capabilities import read_capabilities
 from csms.controller.headroom import fuse_headroom_a
-from csms.controller.mirror import ProfileMirror
+from csms.controller.mirror import ChargerIdentity, ProfileMirror
 from csms.controller.planning import (
     CHARGE_POINT_MAX_PROFILE_ID,
     IDLE_ROOM_GAIN_A,
@@ -382,29 +382,58 @@ class Controller:
             rejection.confirmed = True
             self._wake.set()
 
-    def boot_gate(self, cp_id: str) -> bool:
+    def boot_gate(self, cp_id: str, identity: ChargerIdentity | None = None) -> bool:
         """Whether a booting charger may be Accepted now.
 
         Not before its fail-safe profiles are in place: until then its BootNotification is
         answered Pending (OCPP 1.6 section 4.2 lets the central system configure a Pending
         charger) and the profiles are sent; the charger's next BootNotification is
         Accepted. So no car can start on a charger that has no limit at all.
+
+        A charger that reconnects as the same unit (``identity``: what its BootNotification
+        says) while the copy of its profiles certainly holds our fail-safe defaults is
+        Accepted at once: profiles persist across reboots (section 3.13), and the fuse
+        model counts what the copy holds; a changed default follows with the next plan,
+        lowering first (issue 13 finding a).
         """
         if cp_id in self._ready:
             return True
+        if (
+            identity is not None
+            and cp_id not in self._preparing
+            and self._mirror.holds_defaults(
+                cp_id,
+                identity,
+                {
+                    ChargingProfilePurpose.ChargePointMaxProfile: CHARGE_POINT_MAX_PROFILE_ID,
+                    ChargingProfilePurpose.TxDefaultProfile: TX_DEFAULT_PROFILE_ID,
+                },
+            )
+        ):
+            log.info(
+                "charger reconnected with its fail-safe profiles in place: accepted at once",
+                extra={"cp_id": cp_id},
+            )
+            self._ready.add(cp_id)
+            return True
         if cp_id not in self._preparing:
             self._preparing.add(cp_id)
-            self._spawn(self._prepare(cp_id))
+            self._spawn(self._prepare(cp_id, identity))
         return False
 
-    async def _prepare(self, cp_id: str) -> None:
+    async def _prepare(self, cp_id: str, identity: ChargerIdentity | None = None) -> None:
         """A booting charger, answered Pending: read what it can do (rate unit, stack
         levels, phase rotation: OCPP 1.6 §9.4 keys), then install its fail-safe profiles
         in a form it accepts."""
         try:
             await asyncio.sleep(0)  # the Pending answer goes out first
             info = await self._repo.get_charge_point(cp_id)
-            if info is not None:
+            if identity is not None:
+                # What this boot says: the store may not have recorded it yet.
+                self._mirror.charger_booted(
+                    cp_id, vendor=identity.vendor, model=identity.model, serial_number=None
+                )
+            elif info is not None:
                 self._mirror.charger_booted(
                     cp_id, vendor=info.vendor, model=info.model, serial_number=None
                 )

@@ -174,6 +174,33 @@ def send_command(account: Account, cp_id: str, command: actions.Command) -> int:
     return command_id
 
 
+def reserve(
+    account: Account,
+    cp_id: str,
+    connector_id: int,
+    id_tag: str,
+    expires_at: datetime,
+    *,
+    now: datetime,
+) -> int:
+    """A reservation and its ReserveNow in the outbox; returns the command's id."""
+    from csms.reservations import reserve_now_payload
+    from csms.store.features import FeatureStore
+
+    _require(account, Permission.write_garage, "reserve", cp_id)
+    reservation = ui.run(
+        FeatureStore(ui.store().repo).add_reservation(
+            cp_id,
+            connector_id,
+            id_tag,
+            expires_at,
+            requested_by=f"monitor:{account.name}"[:REQUESTED_BY_MAX],
+            now=now,
+        )
+    )
+    return send_command(account, cp_id, ("ReserveNow", reserve_now_payload(reservation)))
+
+
 # ----------------------------------------------------------------------- residents
 def save_session_input(account: Account, transaction_id: int, values: dict[str, Any]) -> None:
     """A car's departure and need: a manager's for any car, a resident's for their own."""

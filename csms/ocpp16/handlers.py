@@ -8,6 +8,7 @@ confirms is committed before the handler returns.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
@@ -29,9 +30,11 @@ from ocpp.v16.enums import (
 )
 
 from csms.auth import authorization_key_change
+from csms.charging_needs import CHARGING_NEEDS, VENDOR_ID, parse_charging_needs
 from csms.clock import Clock
+from csms.controller.mirror import ChargerIdentity
 from csms.domain import IdTagInfo, SampledValue
-from csms.errors import CallFailedError, ChargePointError
+from csms.errors import CallFailedError, ChargePointError, ConfigError
 from csms.events import (
     ChargePointBooted,
     ConnectorStatusChanged,
@@ -45,13 +48,14 @@ from csms.ocpp16.errors import PropertyConstraintViolation
 from csms.ocpp16.protocol import AnswerUnknownError, OcppConnection
 from csms.ocpp16.validation import parse_timestamp
 from csms.pki import CertificateRequestError, SiteCA, read_csr
+from csms.store.features import FeatureStore
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.ocpp")
 
-# Vendors whose DataTransfer messages GarageGrid understands. None yet: every vendor
-# id gets UnknownVendorId, as OCPP 1.6 section 4.3 prescribes.
-KNOWN_VENDORS: frozenset[str] = frozenset()
+# Vendors whose DataTransfer messages GarageGrid understands (csms.charging_needs); any
+# other vendor id gets UnknownVendorId, as OCPP 1.6 section 4.3 prescribes.
+KNOWN_VENDORS: frozenset[str] = frozenset({VENDOR_ID})
 # A heartbeat refreshes the charge point's last_seen_at in the database at most this often
 # (real seconds); every other message refreshes it anyway.
 TOUCH_EVERY_S = 30.0
@@ -144,14 +148,23 @@ class ChargePointSession(OcppConnection):
         heartbeat_interval_s: int,
         accepted: bool,
         response_timeout: float = 30.0,
-        boot_gate: Callable[[str], bool] | None = None,
+        boot_gate: Callable[[str, ChargerIdentity | None], bool] | None = None,
         certificate_authority: SiteCA | None = None,
     ) -> None:
+        self._accepted_event = asyncio.Event()
         self.accepted = accepted
+        # What this central system asked for with TriggerMessage while the charger was not
+        # accepted: section 4.2 lets a Pending charger send exactly that.
+        self._triggered: set[str] = set()
         super().__init__(
-            cp_id, connection, is_accepted=lambda: self.accepted, response_timeout=response_timeout
+            cp_id,
+            connection,
+            is_accepted=lambda: self.accepted,
+            response_timeout=response_timeout,
+            allowed_before_accepted=self._triggered.__contains__,
         )
         self._repo = repository
+        self._features = FeatureStore(repository)
         self._events = events
         self._clock = clock
         self._heartbeat_interval_s = heartbeat_interval_s
@@ -161,6 +174,33 @@ class ChargePointSession(OcppConnection):
         # CSRs accepted by SignCertificate, signed once the CALLRESULT is out.
         self._csrs_to_sign: dict[str, x509.CertificateSigningRequest] = {}
         self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def accepted(self) -> bool:
+        """Whether its last BootNotification was Accepted (on this connection or before)."""
+        return self._accepted_event.is_set()
+
+    @accepted.setter
+    def accepted(self, value: bool) -> None:
+        if value:
+            self._accepted_event.set()
+        else:
+            self._accepted_event.clear()
+
+    async def wait_accepted(self, timeout_s: float) -> bool:
+        """Wait until the charger is accepted; False when ``timeout_s`` passes first."""
+        if self.accepted:
+            return True
+        accepted = asyncio.ensure_future(self._accepted_event.wait())
+        closed = asyncio.ensure_future(self._connection.wait_closed())
+        try:
+            await asyncio.wait(
+                (accepted, closed), timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            accepted.cancel()
+            closed.cancel()
+        return self.accepted
 
     def _now_iso(self) -> str:
         return self._clock.now().isoformat().replace("+00:00", "Z")
@@ -176,6 +216,8 @@ class ChargePointSession(OcppConnection):
         (the charger may have taken it) -> the old key stays and the new one is accepted
         too, until the charger first logs in with it.
         """
+        if action == Action.trigger_message and not self.accepted:
+            return await self._send_trigger_while_pending(payload)
         key = authorization_key_change(action, payload)
         if key is None:
             return await super().send_call(action, payload)
@@ -211,16 +253,42 @@ class ChargePointSession(OcppConnection):
             )
         return answer
 
+    async def _send_trigger_while_pending(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """TriggerMessage to a charger that is not accepted yet: the message it asks for
+        may come in before the answer is read, so it is allowed from the start and stays
+        allowed only if the charger answers Accepted (until its next BootNotification)."""
+        requested = str(payload.get("requestedMessage", ""))
+        already = requested in self._triggered
+        self._triggered.add(requested)
+        answer: dict[str, Any] | None = None
+        try:
+            answer = await super().send_call(Action.trigger_message.value, payload)
+            return answer
+        finally:
+            if not already and (answer is None or answer.get("status") != "Accepted"):
+                self._triggered.discard(requested)
+
     @on(Action.boot_notification, skip_schema_validation=True)
     async def on_boot_notification(
         self, charge_point_vendor: str, charge_point_model: str, **kwargs: Any
     ) -> call_result.BootNotification:
+        self._triggered.clear()
         gate = self._boot_gate
-        status = (
-            RegistrationStatus.accepted
-            if gate is None or gate(self.id)
-            else RegistrationStatus.pending
-        )
+        # The serial number stays out, as in the profile mirror's record of the unit.
+        identity = ChargerIdentity(charge_point_vendor, charge_point_model, None)
+        allowed = gate is None or gate(self.id, identity)
+        if not allowed:
+            station = await self._repo.get_charge_point(self.id)
+            if station is not None and station.accept_boot_at_once:
+                # A charger that never boots again after Pending (issue 13): accepted now;
+                # the controller installs its fail-safe profiles meanwhile, and counts it
+                # at its maximum until they are in place.
+                log.info(
+                    "boot accepted at once (station setting); fail-safe profiles follow",
+                    extra={"cp_id": self.id},
+                )
+                allowed = True
+        status = RegistrationStatus.accepted if allowed else RegistrationStatus.pending
         await self._repo.record_boot(
             self.id,
             status.value,
@@ -291,6 +359,21 @@ class ChargePointSession(OcppConnection):
             parse_timestamp(timestamp),
             kwargs.get("reservation_id"),
         )
+        reservation_id = kwargs.get("reservation_id")
+        if reservation_id is not None and not result.duplicate:
+            used = await self._features.use_reservation(
+                self.id, reservation_id, result.transaction_id
+            )
+            log.info(
+                "transaction took its reservation"
+                if used is not None
+                else "StartTransaction names a reservation this charger does not have",
+                extra={
+                    "cp_id": self.id,
+                    "reservation_id": reservation_id,
+                    "transaction_id": result.transaction_id,
+                },
+            )
         self._events.publish(
             TransactionStarted(
                 self.id, connector_id, result.transaction_id, resent=result.duplicate
@@ -370,20 +453,61 @@ class ChargePointSession(OcppConnection):
         )
         if vendor_id not in KNOWN_VENDORS:
             return call_result.DataTransfer(status=DataTransferStatus.unknown_vendor_id)
-        return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
+        if kwargs.get("message_id") != CHARGING_NEEDS:
+            return call_result.DataTransfer(status=DataTransferStatus.unknown_message_id)
+        return await self._charging_needs(kwargs.get("data"))
+
+    async def _charging_needs(self, data: str | None) -> call_result.DataTransfer:
+        """GarageGrid/ChargingNeeds: the running session's departure and energy need."""
+        extra: dict[str, Any] = {"cp_id": self.id, "data_message_id": CHARGING_NEEDS}
+        try:
+            needs = parse_charging_needs(data, self._clock.now())
+            if needs.transaction_id is not None:
+                tx = await self._repo.get_transaction(needs.transaction_id)
+                if tx is None or tx["charge_point_id"] != self.id or tx["stopped_at"]:
+                    raise ConfigError(f"no running transaction {needs.transaction_id} here")
+                transaction_id = needs.transaction_id
+            else:
+                running = await self._features.open_transaction(self.id, needs.connector_id)
+                if running is None:
+                    raise ConfigError("no single running session on this charger")
+                transaction_id = int(running["transaction_id"])
+            await self._repo.set_session_input(
+                transaction_id,
+                departure_at=needs.departure_at,
+                energy_needed_wh=needs.energy_wh,
+            )
+        except ConfigError as exc:
+            log.warning("ChargingNeeds rejected", extra=extra | {"why": str(exc)})
+            return call_result.DataTransfer(status=DataTransferStatus.rejected, data=str(exc))
+        log.info(
+            "ChargingNeeds stored",
+            extra=extra
+            | {
+                "transaction_id": transaction_id,
+                "departure_at": needs.departure_at.isoformat(),
+                "energy_needed_wh": round(needs.energy_wh),
+            },
+        )
+        return call_result.DataTransfer(
+            status=DataTransferStatus.accepted,
+            data=json.dumps({"transactionId": transaction_id}),
+        )
 
     @on(Action.diagnostics_status_notification, skip_schema_validation=True)
     async def on_diagnostics_status_notification(
         self, status: str
     ) -> call_result.DiagnosticsStatusNotification:
-        await self._repo.set_charge_point_status_field(self.id, "diagnostics_status", status)
+        await self._features.record_maintenance(self.id, "diagnostics", status)
+        log.info("diagnostics status", extra={"cp_id": self.id, "status": status})
         return call_result.DiagnosticsStatusNotification()
 
     @on(Action.firmware_status_notification, skip_schema_validation=True)
     async def on_firmware_status_notification(
         self, status: str
     ) -> call_result.FirmwareStatusNotification:
-        await self._repo.set_charge_point_status_field(self.id, "firmware_status", status)
+        await self._features.record_maintenance(self.id, "firmware", status)
+        log.info("firmware status", extra={"cp_id": self.id, "status": status})
         return call_result.FirmwareStatusNotification()
 
     # ------------------------------------------- 1.6 security extension (whitepaper)

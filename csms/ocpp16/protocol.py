@@ -67,9 +67,13 @@ class OcppConnection(_LibChargePoint):
         *,
         is_accepted: Callable[[], bool],
         response_timeout: float = 30.0,
+        allowed_before_accepted: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(cp_id, connection, response_timeout=response_timeout, logger=log)
         self._is_accepted = is_accepted
+        # Actions a charger not yet accepted may send all the same (what the central
+        # system asked for with TriggerMessage while it was Pending, section 4.2).
+        self._allowed_before_accepted = allowed_before_accepted
         self._answered: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._current: dict[str, str] = {}
         # Outgoing calls: one at a time, each waiting for the answer with its message id.
@@ -147,7 +151,14 @@ class OcppConnection(_LibChargePoint):
                 raise NotImplementedAction(f"{action!r} is not an OCPP 1.6 action")
             if action not in self.route_map or "_on_action" not in self.route_map[action]:
                 raise NotSupportedAction(f"{action} is not accepted by this central system")
-            if action != Action.boot_notification and not self._is_accepted():
+            if (
+                action != Action.boot_notification
+                and not self._is_accepted()
+                and not (
+                    self._allowed_before_accepted is not None
+                    and self._allowed_before_accepted(action)
+                )
+            ):
                 raise SecurityError(
                     f"{action} before the charge point was accepted by a BootNotification"
                 )

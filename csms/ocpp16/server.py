@@ -36,6 +36,7 @@ from websockets.typing import Subprotocol
 
 from csms.auth import verify_charger_password
 from csms.clock import Clock
+from csms.controller.mirror import ChargerIdentity
 from csms.domain import ChargePointInfo
 from csms.errors import ConfigError, GarageGridError, NotConnectedError, StoreError
 from csms.events import ChargePointConnected, ChargePointDisconnected, EventBus
@@ -178,8 +179,9 @@ class CentralSystem:
         self._server: Server | None = None
         self._call_observers: list[CallObserver] = []
         self.started_at = time.monotonic()
-        # Set by load management: whether a booting charger may be Accepted yet.
-        self.boot_gate: Callable[[str], bool] | None = None
+        # Set by load management: whether a booting charger (its id, and the unit its
+        # BootNotification describes) may be Accepted yet.
+        self.boot_gate: Callable[[str, ChargerIdentity | None], bool] | None = None
 
     # ----------------------------------------------------------- lifecycle
     async def start(
@@ -249,6 +251,21 @@ class CentralSystem:
 
     def is_connected(self, cp_id: str) -> bool:
         return cp_id in self._sessions
+
+    def is_accepted(self, cp_id: str) -> bool:
+        """Connected and its BootNotification was Accepted (section 4.2)."""
+        session = self._sessions.get(cp_id)
+        return session is not None and session.accepted
+
+    async def wait_accepted(self, cp_id: str, timeout_s: float) -> bool:
+        """Wait until the connected charger ``cp_id`` is accepted; False when it is not
+        connected, disconnects, or ``timeout_s`` passes first."""
+        session = self._sessions.get(cp_id)
+        if session is None:
+            return False
+        if not await session.wait_accepted(timeout_s):
+            return False
+        return self._sessions.get(cp_id) is session
 
     # ----------------------------------------------------- the internal API
     async def call(self, cp_id: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     types,
 )
 from sqlalchemy.engine import Dialect
@@ -175,6 +176,17 @@ class ChargePoint(Base):
     installed_profiles: Mapped[dict[str, Any] | None] = mapped_column(
         JSON(none_as_null=True), default=None
     )
+    # Chargers that mishandle a Pending BootNotification (never boot again): answered
+    # Accepted at once; the controller installs their defaults before raising anything.
+    accept_boot_at_once: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    # Local Auth List Management (OCPP 1.6 section 3.4): whether the charger keeps a list
+    # (None: not asked yet) and the version its list has as far as the CSMS knows.
+    local_list_supported: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    local_list_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Whether local_list_entries is what the charger holds (else the next update is Full).
+    local_list_in_sync: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Connector(Base):
@@ -495,3 +507,53 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# ---------------------------------------------------- the other 1.6 feature profiles
+class LocalListEntry(Base):
+    """The CSMS's copy of one entry of a charger's Local Authorization List (section 3.4):
+    what the charger holds after the SendLocalList calls it accepted."""
+
+    __tablename__ = "local_list_entries"
+
+    charge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("charge_points.id", ondelete="CASCADE"), primary_key=True
+    )
+    id_tag: Mapped[str] = mapped_column(String(20), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    expiry_date: Mapped[datetime | None] = mapped_column(default=None)
+    parent_id_tag: Mapped[str | None] = mapped_column(String(20), default=None)
+
+
+class Reservation(Base):
+    """A ReserveNow (section 5.13); the primary key is the OCPP reservationId."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (Index("ix_reservations_cp_status", "charge_point_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(ForeignKey("charge_points.id", ondelete="CASCADE"))
+    connector_id: Mapped[int] = mapped_column(Integer)
+    id_tag: Mapped[str] = mapped_column(String(20))
+    parent_id_tag: Mapped[str | None] = mapped_column(String(20), default=None)
+    expires_at: Mapped[datetime]
+    # requested (queued), Accepted, Faulted, Occupied, Rejected, Unavailable (the
+    # charger's answer), failed (no answer), cancelled, used (a transaction took it).
+    status: Mapped[str] = mapped_column(String(16), default="requested")
+    created_at: Mapped[datetime]
+    requested_by: Mapped[str] = mapped_column(String(64), default="cli")
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    transaction_id: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class MaintenanceEvent(Base):
+    """A FirmwareStatusNotification or DiagnosticsStatusNotification (sections 4.4, 4.5)."""
+
+    __tablename__ = "maintenance_events"
+    __table_args__ = (Index("ix_maintenance_events_cp_time", "charge_point_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    charge_point_id: Mapped[str] = mapped_column(ForeignKey("charge_points.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # firmware | diagnostics
+    status: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime]

@@ -113,6 +113,10 @@ def _charge_point_info(row: m.ChargePoint) -> ChargePointInfo:
         wiring_set_by=row.wiring_set_by or "manager",
         security_profile=row.security_profile,
         pending_password_hash=row.pending_password_hash,
+        accept_boot_at_once=bool(row.accept_boot_at_once),
+        local_list_supported=row.local_list_supported,
+        local_list_version=row.local_list_version,
+        local_list_in_sync=bool(row.local_list_in_sync),
     )
 
 
@@ -230,6 +234,10 @@ class Repository:
 
     def now(self) -> datetime:
         return self._clock.now()
+
+    def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        """One unit of work for a store module beside this one (csms.store.features)."""
+        return self._unit()
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:

@@ -23,7 +23,7 @@ import streamlit as st
 from csms.auth import Account, Permission
 from csms.controller.capabilities import Capabilities, capabilities_from_json, describe
 from csms.errors import ConfigError
-from csms.monitor import access, actions, ui, writes
+from csms.monitor import access, actions, station_profiles, ui, writes
 from csms.monitor.frames import records
 from csms.settings import validate_station
 from csms.store import queries
@@ -393,16 +393,19 @@ def _render(account: Account) -> None:
     station = next(r for r in _rows(table) if r.id == cp_id)
     _managed(account, station, site.timezone)
     if not writer:
+        station_profiles.render(account, station, site.timezone)
         st.markdown("**Command results**")
         _results(cp_id, site.timezone)
         return
-    edit, act = st.tabs(["Edit", "Commands"])
+    edit, act, more = st.tabs(["Edit", "Commands", "Lists, reservations, firmware"])
     with edit:
         _edit(account, station)
     with act:
         _actions(account, station, site.voltage_v)
         st.markdown("**Command results**")
         _results(cp_id, site.timezone)
+    with more:
+        station_profiles.render(account, station, site.timezone)
 
 
 if __name__ == "__main__":

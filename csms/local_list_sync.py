@@ -1,0 +1,154 @@
+"""Keeps every charger's Local Authorization List equal to the store's id tags.
+
+Part of `csms serve`. Every ``poll_s`` (2 real seconds) it compares, for each connected
+and accepted charger not known to lack a list, the list it should hold
+(`csms.local_list.desired_entries`: every id tag, blocked and expired ones with that
+status) with our copy of what it holds, and sends the difference (`plan_update`): a
+tag added, blocked, unblocked or removed with `csms idtag`, the monitor or the API
+reaches the chargers within a poll, in a Differential update with the next version.
+
+After each BootNotification it asks GetLocalListVersion first: a charger that answers
+NotSupported / NotImplemented (or -1, list disabled) is left alone; one that reports a
+version other than ours gets a Full update. A Full update the charger refuses is not
+sent again until the tags change or the charger boots again (no loop every poll).
+
+Its calls go straight through `CentralSystem.call`, like the controller's; their answers
+are recorded like the outbox's (`csms.answers`). A SendLocalList queued by hand (`csms
+locallist push`) is let through first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from csms.answers import record_answer
+from csms.clock import Clock
+from csms.errors import CallFailedError, GarageGridError
+from csms.events import ChargePointBooted, ChargePointDisconnected, EventBus
+from csms.local_list import ListEntry, ListUpdate, UpdateType, desired_entries, plan_update
+from csms.ocpp16.server import CentralSystem
+from csms.store.features import FeatureStore, LocalListState
+from csms.store.repository import Repository
+
+log = logging.getLogger("csms.local_list")
+
+POLL_S = 2.0
+
+
+class LocalListSync:
+    def __init__(
+        self,
+        repository: Repository,
+        central: CentralSystem,
+        events: EventBus,
+        clock: Clock,
+        *,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self._features = FeatureStore(repository)
+        self._central = central
+        self._clock = clock
+        self._poll_s = poll_s
+        self._queue = events.subscribe()
+        # Chargers that booted since their list version was last asked for.
+        self._to_check: set[str] = set()
+        # Charger -> the update it refused last time (not sent again as it is).
+        self._refused: dict[str, str] = {}
+        # Chargers asked on their current connection: a boot event that the round which
+        # asked had not seen yet does not ask again.
+        self._asked: set[str] = set()
+
+    async def run(self) -> None:
+        while True:
+            self._drain_events()
+            try:
+                await self.sync_once()
+            except GarageGridError:
+                log.exception("local list sync failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_s):
+                    event = await self._queue.get()
+                    self._on_event(event)
+
+    def _drain_events(self) -> None:
+        while not self._queue.empty():
+            self._on_event(self._queue.get_nowait())
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, ChargePointBooted):
+            if event.charge_point_id not in self._asked:
+                self._to_check.add(event.charge_point_id)
+            self._refused.pop(event.charge_point_id, None)
+        elif isinstance(event, ChargePointDisconnected):
+            self._to_check.discard(event.charge_point_id)
+            self._asked.discard(event.charge_point_id)
+
+    async def sync_once(self) -> None:
+        """One round: every connected, accepted charger gets what changed."""
+        desired = desired_entries(await self._features.id_tags(), self._clock.now())
+        copies = await self._features.local_list_copies()
+        # Each charger in its own task: a silent one does not hold up the others.
+        await asyncio.gather(
+            *(
+                self._sync(cp_id, copies[cp_id], desired)
+                for cp_id in self._central.connected_ids()
+                # Not known to keep no list, and accepted (section 4.2).
+                if cp_id in copies and self._central.is_accepted(cp_id)
+            )
+        )
+
+    async def _sync(self, cp_id: str, state: LocalListState, desired: dict[str, ListEntry]) -> None:
+        if cp_id in self._to_check or state.supported is None:
+            self._to_check.discard(cp_id)
+            checked = await self._ask_version(cp_id)
+            if checked is None:
+                return
+            state = checked
+        update = plan_update(desired, state.entries if state.in_sync else None, state.version)
+        if update is not None:
+            await self._send_update(cp_id, update)
+
+    async def _send_update(self, cp_id: str, update: ListUpdate) -> None:
+        payload = update.to_ocpp()
+        fingerprint = json.dumps(
+            {"type": payload["updateType"], "list": payload["localAuthorizationList"]},
+            sort_keys=True,
+        )
+        if self._refused.get(cp_id) == fingerprint:
+            return
+        if await self._features.has_open_command(cp_id, "SendLocalList"):
+            return
+        status = await self._send(cp_id, "SendLocalList", payload)
+        if status != "Accepted" and update.update_type is UpdateType.full:
+            self._refused[cp_id] = fingerprint
+        elif status == "Accepted":
+            self._refused.pop(cp_id, None)
+
+    async def _ask_version(self, cp_id: str) -> LocalListState | None:
+        self._asked.add(cp_id)
+        await self._send(cp_id, "GetLocalListVersion", {})
+        state = await self._features.local_list(cp_id)
+        return state if state.supported else None
+
+    async def _send(self, cp_id: str, action: str, payload: dict[str, object]) -> str | None:
+        answer = None
+        code = None
+        try:
+            answer = await self._central.call(cp_id, action, dict(payload))
+        except CallFailedError as exc:
+            code = exc.code
+            log.warning(
+                "local list call failed",
+                extra={"cp_id": cp_id, "action": action, "error": str(exc)},
+            )
+        except GarageGridError as exc:
+            log.info(
+                "local list call not sent",
+                extra={"cp_id": cp_id, "action": action, "error": str(exc)},
+            )
+            return None
+        await record_answer(self._features, cp_id, action, dict(payload), answer, error_code=code)
+        return None if answer is None else str(answer.get("status", "Accepted"))
