@@ -554,10 +554,23 @@ async def provision(url: str, chargers: int, fuse_a: float, strategy: str) -> No
 class Target:
     """The server under test: ``csms serve`` or the echo server, a child process."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        health_url: str | None = None,
+    ) -> None:
         self.name = name
+        self.health_url = health_url
         self.log = log_path.open("w")
         self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def health(self) -> dict[str, Any]:
+        assert self.health_url is not None
+        with urllib.request.urlopen(self.health_url, timeout=10) as response:
+            return dict(json.loads(response.read()))
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -619,12 +632,36 @@ def run_against(
         tell(gen, "measure")
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         gen_cpu0 = cpu_seconds(gen_pid)
+        profiler = None
+        if args.profile and target.name == "csms":
+            # py-spy (pip install py-spy) samples the server during the measured window.
+            profiler = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "-p",
+                    str(pid),
+                    "-d",
+                    str(int(args.duration)),
+                    "-r",
+                    "200",
+                    "-f",
+                    "raw",
+                    "-o",
+                    args.profile,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         time.sleep(args.duration)
         cpu1, t1 = cpu_seconds(pid), time.monotonic()
         gen_cpu1 = cpu_seconds(gen_pid)
         tell(gen, "report")
         report = read_event(gen, 60)
+        if profiler is not None:
+            profiler.wait(60)
         rss_after = rss_bytes(pid)
+        health = target.health() if target.health_url else {}
         result: dict[str, Any] = {
             "target": target.name,
             "chargers": args.chargers,
@@ -644,6 +681,7 @@ def run_against(
             "cpu_ms_per_message": (
                 1000 * (cpu1 - cpu0) / report["answered"] if report["answered"] else None
             ),
+            "meter_writer": health.get("meter_writer"),
             "rss_mb": rss_after / 2**20,
             "rss_kb_per_connection": (
                 (rss_after - rss_before) / 1024 / report["connected"]
@@ -700,6 +738,12 @@ def print_result(result: dict[str, Any]) -> None:
         f" ({f(result['rss_kb_per_connection'], '.1f')} KB/connection), errors"
         f" {result['errors'] or 0} setup failures {result['setup_failures'] or 0}"
     )
+    if result.get("meter_writer"):
+        w = result["meter_writer"]
+        print(
+            f"         group commit: {w['messages']} MeterValues in {w['batches']} commits"
+            f" ({w['messages'] / max(1, w['batches']):.1f} a commit, at most {w['largest_batch']})"
+        )
     if "control" in result:
         c = result["control"]
         print(
@@ -754,7 +798,7 @@ def orchestrate(args: argparse.Namespace) -> int:
             "--port",
             str(port),
         ] + (["--no-controller"] if args.no_controller else [])
-        server = Target("csms", argv, env, workdir / "csms.log")
+        server = Target("csms", argv, env, workdir / "csms.log", f"http://127.0.0.1:{port}/healthz")
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
             control = change_fuse(args, env, args.chargers * 10.0) if args.control else None
@@ -804,6 +848,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--keep-log", help="copy csms serve's log here")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--profile", help="py-spy's collapsed stacks of csms serve go here")
     args = parser.parse_args(argv)
     if args.command == "generate":
         asyncio.run(generate(args))

@@ -252,21 +252,26 @@ class Controller:
             self._wake.set()  # someone else's profile (an override): plan around it
 
     async def _save_mirror(self) -> None:
-        """Persist the copy of the profiles of every charger it changed for."""
+        """Persist the copy of the profiles of every charger it changed for, in one unit
+        of work (only those chargers are serialised: a site-wide copy per charger was
+        quadratic in the number of chargers at a mass boot)."""
         if not self._mirror_dirty:
             return
-        document = json.loads(self._mirror.to_json())
-        for cp_id in sorted(self._mirror_dirty):
+        dirty = sorted(self._mirror_dirty)
+        self._mirror_dirty.difference_update(dirty)
+        document = json.loads(self._mirror.to_json(only=dirty))
+        profiles: dict[str, dict[str, Any] | None] = {}
+        for cp_id in dirty:
             item = document["chargers"].get(cp_id)
-            data = (
+            profiles[cp_id] = (
                 None if item is None else {"format": document["format"], "chargers": {cp_id: item}}
             )
-            try:
-                await self._repo.save_installed_profiles(cp_id, data)
-            except GarageGridError:
-                log.exception("could not store a charger's profiles", extra={"cp_id": cp_id})
-                return
-            self._mirror_dirty.discard(cp_id)
+        try:
+            await self._repo.save_installed_profiles_many(profiles)
+        except GarageGridError:
+            log.exception("could not store chargers' profiles", extra={"cp_ids": dirty[:20]})
+            # Saved again with the next change: what changed meanwhile is marked again.
+            self._mirror_dirty.update(dirty)
 
     async def _consume_events(self) -> None:
         while True:

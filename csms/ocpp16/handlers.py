@@ -45,6 +45,7 @@ from csms.ocpp16.errors import PropertyConstraintViolation
 from csms.ocpp16.protocol import AnswerUnknownError, OcppConnection
 from csms.ocpp16.validation import parse_timestamp
 from csms.pki import CertificateRequestError, SiteCA, read_csr
+from csms.store.meter_writer import MeterWriter
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.ocpp")
@@ -67,12 +68,15 @@ def _id_tag_info(info: IdTagInfo) -> OcppIdTagInfo:
     )
 
 
-def sampled_values(meter_values: Sequence[dict[str, Any]]) -> list[SampledValue]:
-    """Flatten OCPP meterValue entries (already snake_case) into SampledValues."""
+def sampled_values(
+    meter_values: Sequence[dict[str, Any]], *, key: str = "sampled_value"
+) -> list[SampledValue]:
+    """Flatten OCPP meterValue entries into SampledValues (``key``: "sampled_value" once
+    the library made them snake_case, "sampledValue" as they came)."""
     out: list[SampledValue] = []
     for entry in meter_values:
         timestamp = parse_timestamp(entry["timestamp"])
-        for sv in entry.get("sampled_value", []):
+        for sv in entry.get(key, []):
             out.append(
                 SampledValue(
                     timestamp=timestamp,
@@ -146,6 +150,7 @@ class ChargePointSession(OcppConnection):
         response_timeout: float = 30.0,
         boot_gate: Callable[[str], bool] | None = None,
         certificate_authority: SiteCA | None = None,
+        meter_writer: MeterWriter | None = None,
     ) -> None:
         self.accepted = accepted
         super().__init__(
@@ -161,6 +166,9 @@ class ChargePointSession(OcppConnection):
         # CSRs accepted by SignCertificate, signed once the CALLRESULT is out.
         self._csrs_to_sign: dict[str, x509.CertificateSigningRequest] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # MeterValues go to the group-commit writer when there is one (csms serve).
+        self._meter_writer = meter_writer
+        self.direct_handlers[Action.meter_values.value] = self._direct_meter_values
 
     def _now_iso(self) -> str:
         return self._clock.now().isoformat().replace("+00:00", "Z")
@@ -338,9 +346,34 @@ class ChargePointSession(OcppConnection):
     async def on_meter_values(
         self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
     ) -> call_result.MeterValues:
-        transaction_id = kwargs.get("transaction_id")
-        samples = sampled_values(meter_value)
-        flags = await self._repo.add_meter_values(self.id, connector_id, transaction_id, samples)
+        # Registered for the route map; CALLs take the direct path (_direct_meter_values).
+        await self._meter_values(connector_id, kwargs.get("transaction_id"), meter_value)
+        return call_result.MeterValues()
+
+    async def _direct_meter_values(self, payload: dict[str, Any]) -> dict[str, Any]:
+        await self._meter_values(
+            payload["connectorId"],
+            payload.get("transactionId"),
+            payload["meterValue"],
+            key="sampledValue",
+        )
+        return {}
+
+    async def _meter_values(
+        self,
+        connector_id: int,
+        transaction_id: int | None,
+        meter_value: list[dict[str, Any]],
+        *,
+        key: str = "sampled_value",
+    ) -> None:
+        samples = sampled_values(meter_value, key=key)
+        if self._meter_writer is not None:
+            flags = await self._meter_writer.add(self.id, connector_id, transaction_id, samples)
+        else:
+            flags = await self._repo.add_meter_values(
+                self.id, connector_id, transaction_id, samples
+            )
         if any(flags):
             log.warning(
                 "implausible energy register reading stored flagged",
@@ -356,7 +389,6 @@ class ChargePointSession(OcppConnection):
         summary = summarise_samples(self.id, connector_id, transaction_id, plausible)
         if summary is not None:
             self._events.publish(summary)
-        return call_result.MeterValues()
 
     @on(Action.data_transfer, skip_schema_validation=True)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:

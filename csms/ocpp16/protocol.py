@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ocpp.exceptions import OCPPError
@@ -49,6 +49,10 @@ MAX_MESSAGE_ID_LEN = 36
 DUPLICATE_WINDOW = 256
 KNOWN_ACTIONS = frozenset(a.value for a in Action)
 
+#: A handler that takes the CALL's payload as it came (camelCase, validated) and returns
+#: the CALLRESULT's payload (camelCase): no conversions by the ``ocpp`` package.
+DirectHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
 
 class AnswerUnknownError(CallFailedError):
     """A CALL went out but no valid answer came back (no answer within the timeout, the
@@ -74,6 +78,10 @@ class OcppConnection(_LibChargePoint):
         # Outgoing calls: one at a time, each waiting for the answer with its message id.
         self._outgoing = asyncio.Lock()
         self._awaiting: dict[str, asyncio.Future[CallResult | CallError]] = {}
+        # Actions on the hot path, handled without the library's dispatch (its snake_case
+        # conversions, signature inspection and dataclass round trip cost more than the
+        # handler itself for a MeterValues).
+        self.direct_handlers: dict[str, DirectHandler] = {}
 
     # ---------------------------------------------------------------- incoming
     async def start(self) -> None:
@@ -153,12 +161,48 @@ class OcppConnection(_LibChargePoint):
         except OCPPError as error:
             await self._send_error(message_id, error, action=action)
             return
+        direct = self.direct_handlers.get(action)
+        if direct is not None:
+            await self._handle_direct(direct, message_id, action, payload, fingerprint)
+            return
         self._current[message_id] = fingerprint
         call = Call(message_id, action, payload)
         try:
             await self._handle_call(call)
         finally:
             self._current.pop(message_id, None)
+
+    async def _handle_direct(
+        self,
+        handler: DirectHandler,
+        message_id: str,
+        action: str,
+        payload: dict[str, Any],
+        fingerprint: str,
+    ) -> None:
+        try:
+            answer = await handler(payload)
+        except Exception as error:
+            # As the library answers a failing handler: its OCPP error, else InternalError.
+            log.exception(
+                "handler failed",
+                extra={"cp_id": self.id, "action": action, "message_id": message_id},
+            )
+            call = Call(message_id, action, payload)
+            await self._send(call.create_call_error(error).to_json())
+            return
+        message = json.dumps([MessageType.CallResult, message_id, answer], separators=(",", ":"))
+        log.info(
+            "sending CALLRESULT",
+            extra={"cp_id": self.id, "direction": "out", "message_id": message_id},
+        )
+        self._remember_answer(message_id, fingerprint, message)
+        await self._connection.send(message)
+
+    def _remember_answer(self, message_id: str, fingerprint: str, message: str) -> None:
+        self._answered[message_id] = (fingerprint, message)
+        while len(self._answered) > DUPLICATE_WINDOW:
+            self._answered.popitem(last=False)
 
     def _route_response(self, frame: list[Any], message_id: str | None) -> None:
         if message_id is None:
@@ -245,9 +289,7 @@ class OcppConnection(_LibChargePoint):
                 )
             fingerprint = self._current.get(message_id)
             if fingerprint is not None and frame[0] == MessageType.CallResult:
-                self._answered[message_id] = (fingerprint, message)
-                while len(self._answered) > DUPLICATE_WINDOW:
-                    self._answered.popitem(last=False)
+                self._remember_answer(message_id, fingerprint, message)
         await self._connection.send(message)
 
     # ---------------------------------------------------------------- outgoing

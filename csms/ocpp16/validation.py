@@ -10,6 +10,11 @@ the error mapping is GarageGrid's own, in OCPP 1.6 terms:
 
 On top of the schemas: timestamps must parse (``format: date-time``, which Draft 4 does
 not enforce by default), integers must fit in 64 bits, connector ids are never negative.
+
+Speed: each schema is compiled once to Python code by ``fastjsonschema``; a payload it
+passes is valid. Only a payload it refuses is checked again by ``jsonschema`` (the
+reference), which names the rule broken for the error code, and decides: a payload the
+reference passes is valid. The compiled check was ~10x faster on a MeterValues.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import ocpp
 from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
@@ -78,6 +84,44 @@ def _validator(schema_name: str) -> Draft4Validator:
     return Draft4Validator(schema, format_checker=_format_checker)
 
 
+def _is_date_time_text(value: str) -> bool:
+    try:
+        parse_timestamp(value)
+    except ValueError:
+        return False
+    return True
+
+
+_FAST_FORMATS: dict[str, Any] = {
+    "date-time": _is_date_time_text,
+    # Not checked by the reference either (its format checker knows only date-time).
+    "uri": lambda _value: True,
+}
+
+
+@cache
+def _compiled(schema_name: str) -> Any:
+    """The schema compiled to a function; None where only the reference may judge
+    (``multipleOf`` on decimals)."""
+    if schema_name in _DECIMAL_SCHEMAS:
+        return None
+    path = SCHEMA_DIR / f"{schema_name}.json"
+    with path.open(encoding="utf-8-sig") as fh:
+        schema = json.load(fh)
+    return fastjsonschema.compile(schema, formats=_FAST_FORMATS)
+
+
+def _passes_compiled(schema_name: str, payload: dict[str, Any]) -> bool:
+    check = _compiled(schema_name)
+    if check is None:
+        return False
+    try:
+        check(payload)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
 def _as_checked(schema_name: str, payload: dict[str, Any]) -> Any:
     if schema_name in _DECIMAL_SCHEMAS:
         return json.loads(json.dumps(payload), parse_float=Decimal)
@@ -125,17 +169,20 @@ def _check_values(value: Any, path: str = "") -> None:
 
 def validate_request(action: str, payload: dict[str, Any]) -> None:
     """Raise an OCPP 1.6 CALLERROR exception if ``payload`` is not a valid ``action`` request."""
-    validator = _validator(action)
-    checked = _as_checked(action, payload)
-    error = next(iter(sorted(validator.iter_errors(checked), key=_error_rank)), None)
-    if error is not None:
-        raise _error_for(error)
+    if not _passes_compiled(action, payload):
+        validator = _validator(action)
+        checked = _as_checked(action, payload)
+        error = next(iter(sorted(validator.iter_errors(checked), key=_error_rank)), None)
+        if error is not None:
+            raise _error_for(error)
     _check_values(payload)
 
 
 def validate_response(action: str, payload: dict[str, Any]) -> None:
     """Raise if a charge point's CALLRESULT payload breaks the 1.6 response schema."""
     name = f"{action}Response"
+    if _passes_compiled(name, payload):
+        return
     validator = _validator(name)
     checked = _as_checked(name, payload)
     error = next(iter(sorted(validator.iter_errors(checked), key=_error_rank)), None)
