@@ -134,7 +134,10 @@ class OcppConnection(_LibChargePoint):
             )
             return
         action, payload = frame[2], frame[3]
-        log.info(
+        direct = self.direct_handlers.get(action)
+        # A direct (hot path) call gets one line at INFO, when answered (_handle_direct).
+        log.log(
+            logging.DEBUG if direct is not None else logging.INFO,
             "received CALL",
             extra={"cp_id": self.id, "direction": "in", "action": action, "message_id": message_id},
         )
@@ -161,7 +164,6 @@ class OcppConnection(_LibChargePoint):
         except OCPPError as error:
             await self._send_error(message_id, error, action=action)
             return
-        direct = self.direct_handlers.get(action)
         if direct is not None:
             await self._handle_direct(direct, message_id, action, payload, fingerprint)
             return
@@ -193,8 +195,13 @@ class OcppConnection(_LibChargePoint):
             return
         message = json.dumps([MessageType.CallResult, message_id, answer], separators=(",", ":"))
         log.info(
-            "sending CALLRESULT",
-            extra={"cp_id": self.id, "direction": "out", "message_id": message_id},
+            "CALL answered",
+            extra={
+                "cp_id": self.id,
+                "direction": "out",
+                "action": action,
+                "message_id": message_id,
+            },
         )
         self._remember_answer(message_id, fingerprint, message)
         await self._connection.send(message)

@@ -48,7 +48,8 @@ class MeterWriter:
         self._repo = repository
         self._max_batch = max_batch
         self._max_delay_s = max_delay_s
-        self._before_commit = before_commit
+        # Runs inside each batch's unit of work, before its commit (tests hold or fail it).
+        self.before_commit = before_commit
         self._queue: deque[tuple[MeterBatchItem, asyncio.Future[list[str | None]]]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -114,7 +115,7 @@ class MeterWriter:
         items = [item for item, _ in batch]
         try:
             results = await self._repo.add_meter_values_batch(
-                items, before_commit=self._before_commit
+                items, before_commit=self.before_commit
             )
         except Exception as exc:
             if len(batch) == 1:
