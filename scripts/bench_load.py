@@ -16,10 +16,11 @@ errors. The same generator then runs against a bare ``websockets`` JSON echo ser
 (canned answers, another process) and the ratio of the two is printed.
 
 ``--control``: after the measured window, the site's fuse limit is changed the way an
-operator does it (``csms site set --fuse-limit-a``, the controller notices within its
-poll second) and the time is measured until every charger holds its new TxProfile limit
-(each charger records when its SetChargingProfile arrived; the clock is the shared
-``CLOCK_MONOTONIC``; t0 = the CLI has exited, i.e. the change is committed).
+operator does it (what ``csms site set --fuse-limit-a`` does: validate, update the
+settings row, commit; the controller notices within its poll second) and the time is
+measured until every charger holds its new TxProfile limit (each charger records when
+its SetChargingProfile arrived; the clock is the shared ``CLOCK_MONOTONIC``; t0 = just
+after the commit).
 
 ``--idle``: many idle connections: each charger boots, says Available, and then sends a
 Heartbeat and a MeterValues once every ``--interval`` seconds (60), spread evenly; the
@@ -266,6 +267,7 @@ class LightChargePoint:
                 },
             )
             self.transaction_id = int(answer["transactionId"])
+            self.last_meter = time.monotonic()  # the register counts from meterStart
             await self.call(
                 "StatusNotification",
                 {
@@ -700,18 +702,26 @@ def run_against(
             gen.wait()
 
 
-def change_fuse(args: argparse.Namespace, env: dict[str, str], fuse_a: float) -> Any:
+async def set_fuse(url: str, fuse_a: float) -> float:
+    """What ``csms site set --fuse-limit-a`` does (validate, update, commit); returns the
+    monotonic time just after the commit."""
+    from csms.settings import validate_site_update
+    from csms.store.engine import create_engine, create_sessionmaker
+    from csms.store.repository import Repository
+
+    engine = create_engine(url)
+    try:
+        repo = Repository(create_sessionmaker(engine))
+        clean = validate_site_update(await repo.site_config(), {"fuse_limit_a": fuse_a})
+        await repo.update_site(**clean)
+        return time.monotonic()
+    finally:
+        await engine.dispose()
+
+
+def change_fuse(args: argparse.Namespace, url: str, fuse_a: float) -> Any:
     def measure(gen: subprocess.Popen[str]) -> dict[str, Any]:
-        csms = Path(sys.executable).with_name("csms")
-        done = subprocess.run(
-            [str(csms), "site", "set", "--fuse-limit-a", f"{fuse_a:g}"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        del done
-        t0 = time.monotonic()
+        t0 = asyncio.run(set_fuse(url, fuse_a))
         time.sleep(args.control_wait)
         tell(gen, f"limits {t0}")
         report = read_event(gen, 60)
@@ -801,7 +811,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         server = Target("csms", argv, env, workdir / "csms.log", f"http://127.0.0.1:{port}/healthz")
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            control = change_fuse(args, env, args.chargers * 10.0) if args.control else None
+            control = change_fuse(args, url, min(args.chargers * 10.0, 4000.0)) if args.control else None
             results.append(
                 run_against(args, server, f"ws://127.0.0.1:{port}/ocpp", control=control)
             )

@@ -21,6 +21,7 @@ from sqlalchemy import Insert, Table, Update, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defer
 
 from csms.auth import Account, LoginThrottle, Role, hash_password, redact_secrets
 from csms.clock import Clock, ClockAnchor, WallClock
@@ -383,8 +384,73 @@ class Repository:
 
     async def list_charge_points(self) -> list[ChargePointInfo]:
         async with self._unit() as s:
-            rows = (await s.execute(select(m.ChargePoint).order_by(m.ChargePoint.id))).scalars()
+            rows = (
+                await s.execute(
+                    select(m.ChargePoint)
+                    # The profile copies are big JSON documents no ChargePointInfo needs:
+                    # decoding them was most of a controller snapshot at 1,000 chargers.
+                    .options(defer(m.ChargePoint.installed_profiles))
+                    .order_by(m.ChargePoint.id)
+                )
+            ).scalars()
             return [_charge_point_info(r) for r in rows]
+
+    async def controller_inputs(self) -> tuple[object, ...]:
+        """What the controller plans with that other processes (the CLI, the monitor) may
+        change: the settings, the newest building load, each station's size, wiring,
+        connection and management, its connectors, and the open sessions' inputs. Plain
+        rows, no ORM objects: read every second, it must stay cheap at 10,000 chargers."""
+        cp, tx, conn = m.ChargePoint, m.Transaction, m.Connector
+        async with self._unit() as s:
+            site_row = await s.get(m.SiteSettings, SITE_ROW_ID)
+            site = _site_config(site_row) if site_row is not None else None
+            building = (
+                await s.execute(
+                    select(
+                        m.BuildingLoad.measured_at,
+                        m.BuildingLoad.l1_a,
+                        m.BuildingLoad.l2_a,
+                        m.BuildingLoad.l3_a,
+                    )
+                    .order_by(m.BuildingLoad.measured_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            stations = (
+                await s.execute(
+                    select(
+                        cp.id, cp.max_current_a, cp.phases, cp.wiring, cp.connected, cp.unmanaged
+                    ).order_by(cp.id)
+                )
+            ).all()
+            connectors = (
+                await s.execute(
+                    select(conn.charge_point_id, conn.connector_id)
+                    .where(conn.connector_id > 0)
+                    .order_by(conn.charge_point_id, conn.connector_id)
+                )
+            ).all()
+            sessions = (
+                await s.execute(
+                    select(
+                        tx.id,
+                        tx.departure_at,
+                        tx.energy_needed_wh,
+                        tx.ev_model,
+                        tx.battery_kwh,
+                        tx.target_soc,
+                    )
+                    .where(tx.stopped_at.is_(None))
+                    .order_by(tx.id)
+                )
+            ).all()
+        return (
+            site,
+            None if building is None else tuple(building),
+            tuple(tuple(r) for r in stations),
+            tuple(tuple(r) for r in connectors),
+            tuple(tuple(r) for r in sessions),
+        )
 
     async def add_charge_point(
         self,
