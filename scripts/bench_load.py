@@ -635,7 +635,7 @@ def run_against(
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         gen_cpu0 = cpu_seconds(gen_pid)
         profiler = None
-        if args.profile and target.name == "csms":
+        if args.profile and target.name == "csms" and args.profile_phase == "measure":
             # py-spy (pip install py-spy) samples the server during the measured window.
             profiler = subprocess.Popen(
                 [
@@ -692,7 +692,28 @@ def run_against(
             ),
         }
         if control is not None:
+            if args.profile and args.profile_phase == "control":
+                profiler = subprocess.Popen(
+                    [
+                        str(Path(sys.executable).with_name("py-spy")),
+                        "record",
+                        "-p",
+                        str(pid),
+                        "-d",
+                        str(int(args.control_wait)),
+                        "-r",
+                        "200",
+                        "-f",
+                        "raw",
+                        "-o",
+                        args.profile,
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             result["control"] = control(gen)
+            if profiler is not None:
+                profiler.wait(60)
         tell(gen, "stop")
         gen.wait(60)
         return result
@@ -811,7 +832,9 @@ def orchestrate(args: argparse.Namespace) -> int:
         server = Target("csms", argv, env, workdir / "csms.log", f"http://127.0.0.1:{port}/healthz")
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
-            control = change_fuse(args, url, min(args.chargers * 10.0, 4000.0)) if args.control else None
+            control = (
+                change_fuse(args, url, min(args.chargers * 10.0, 4000.0)) if args.control else None
+            )
             results.append(
                 run_against(args, server, f"ws://127.0.0.1:{port}/ocpp", control=control)
             )
@@ -859,6 +882,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-log", help="copy csms serve's log here")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--profile", help="py-spy's collapsed stacks of csms serve go here")
+    parser.add_argument(
+        "--profile-phase",
+        choices=("measure", "control"),
+        default="measure",
+        help="profile the measured window or the fuse change",
+    )
     args = parser.parse_args(argv)
     if args.command == "generate":
         asyncio.run(generate(args))

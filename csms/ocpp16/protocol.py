@@ -82,12 +82,17 @@ class OcppConnection(_LibChargePoint):
         # conversions, signature inspection and dataclass round trip cost more than the
         # handler itself for a MeterValues).
         self.direct_handlers: dict[str, DirectHandler] = {}
+        self._closed_waiter: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- incoming
     async def start(self) -> None:
-        while True:
-            message = await self._connection.recv()
-            await self.route_message(message)
+        try:
+            while True:
+                message = await self._connection.recv()
+                await self.route_message(message)
+        finally:
+            if self._closed_waiter is not None:
+                self._closed_waiter.cancel()
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         if isinstance(raw_msg, bytes):
@@ -217,7 +222,8 @@ class OcppConnection(_LibChargePoint):
             return
         response: CallResult | CallError
         if frame[0] == MessageType.CallResult and len(frame) == 3:
-            log.info(
+            # DEBUG: the caller logs "call answered" (with the action and the time taken).
+            log.debug(
                 "received CALLRESULT",
                 extra={"cp_id": self.id, "direction": "in", "message_id": message_id},
             )
@@ -378,15 +384,15 @@ class OcppConnection(_LibChargePoint):
     ) -> CallResult | CallError:
         """The answer; AnswerUnknownError after the timeout or as soon as the connection
         closes (a silent charger never holds up another one: each has its own session)."""
-        closed = asyncio.ensure_future(self._connection.wait_closed())
-        try:
-            await asyncio.wait(
-                (answer, closed),
-                timeout=self._response_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            closed.cancel()
+        # One waiter on the connection's end for all its calls, not a task per call.
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.ensure_future(self._connection.wait_closed())
+        closed = self._closed_waiter
+        await asyncio.wait(
+            (answer, closed),
+            timeout=self._response_timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         if answer.done():
             return answer.result()
         if closed.done():
