@@ -169,6 +169,7 @@ class ChargePointSession(OcppConnection):
         # MeterValues go to the group-commit writer when there is one (csms serve).
         self._meter_writer = meter_writer
         self.direct_handlers[Action.meter_values.value] = self._direct_meter_values
+        self.direct_handlers[Action.heartbeat.value] = self._direct_heartbeat
 
     def _now_iso(self) -> str:
         return self._clock.now().isoformat().replace("+00:00", "Z")
@@ -255,12 +256,21 @@ class ChargePointSession(OcppConnection):
 
     @on(Action.heartbeat, skip_schema_validation=True)
     async def on_heartbeat(self) -> call_result.Heartbeat:
+        # Registered for the route map; CALLs take the direct path (_direct_heartbeat).
+        return call_result.Heartbeat(current_time=(await self._direct_heartbeat({}))["currentTime"])
+
+    async def _direct_heartbeat(self, _payload: dict[str, Any]) -> dict[str, Any]:
         # last_seen_at to the minute is enough; a write per heartbeat is not.
         now = time.monotonic()
         if now - self._last_touch >= TOUCH_EVERY_S:
             self._last_touch = now
-            await self._repo.touch(self.id)
-        return call_result.Heartbeat(current_time=self._now_iso())
+            if self._meter_writer is not None:
+                # A MeterValues without samples: the last-seen UPDATE in the next group
+                # commit instead of a commit of its own.
+                await self._meter_writer.add(self.id, 0, None, ())
+            else:
+                await self._repo.touch(self.id)
+        return {"currentTime": self._now_iso()}
 
     @on(Action.status_notification, skip_schema_validation=True)
     async def on_status_notification(
