@@ -291,16 +291,6 @@ class MeterSample(Base):
     __table_args__ = (
         Index("ix_meter_samples_cp_time", "charge_point_id", "timestamp"),
         Index("ix_meter_samples_tx", "transaction_id"),
-        # The History's load chart (csms.store.queries.sample_buckets): one measurand over
-        # a time range, read from the index alone (migration 0008).
-        Index(
-            "ix_meter_samples_measurand_time",
-            "measurand",
-            "timestamp",
-            "charge_point_id",
-            "phase",
-            "value",
-        ),
         # Exactly once: a sample a charger resends (OCPP 1.6 section 3.7, maybe on a new
         # connection with a new message id) is the same row. Inserts ignore a conflict.
         Index(
