@@ -28,6 +28,7 @@ from csms.outbox import OutboxWorker
 from csms.pki import SiteCA
 from csms.store import migrate
 from csms.store.engine import create_engine, create_sessionmaker, database_url
+from csms.store.meter_writer import MeterWriter
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.app")
@@ -78,6 +79,8 @@ class CsmsApp:
         self.engine = create_engine(self.url, busy_timeout_ms=config.sqlite_busy_timeout_ms)
         self.repository = Repository(create_sessionmaker(self.engine), self.clock)
         self.events = EventBus()
+        # MeterValues: many chargers' messages per commit (csms.store.meter_writer).
+        self.meter_writer = MeterWriter(self.repository)
         self.central = CentralSystem(
             self.repository,
             self.events,
@@ -86,6 +89,7 @@ class CsmsApp:
             auto_register_unsecured=config.auto_register_unsecured,
             response_timeout_s=config.response_timeout_s,
             certificate_authority=_site_ca(config),
+            meter_writer=self.meter_writer,
         )
         self.outbox = OutboxWorker(self.repository, self.central, poll_s=config.outbox_poll_s)
         self.controller = (
@@ -133,6 +137,7 @@ class CsmsApp:
             if self.config.certfile
             else None
         )
+        self.meter_writer.start()
         await self.central.start(self.config.host, self.config.port, ssl_context=ssl_context)
         self._tasks.append(asyncio.create_task(self.outbox.run(), name="outbox"))
         if self.local_lists is not None:
@@ -188,6 +193,7 @@ class CsmsApp:
         if self.files is not None:
             self.files.stop()
         await self.central.close()
+        await self.meter_writer.close()
         await self.engine.dispose()
         log.info("CSMS stopped")
 

@@ -145,3 +145,15 @@ def register_flag(
         if after.energy_wh - reading.energy_wh > max_energy_wh(max_power_w, elapsed_s):
             return JUMP
     return None
+
+
+def sample_key(
+    transaction_id: int | None, measurand: str, phase: str | None, location: str | None
+) -> str:
+    """What identifies a sample besides its station, time and connector.
+
+    Migration 0005 builds the same text in SQL for the rows it found; the store keeps
+    samples unique per station, connector, time and this key.
+    """
+    tx = "" if transaction_id is None else str(transaction_id)
+    return f"{tx}|{measurand}|{phase or ''}|{location or ''}"

@@ -96,9 +96,12 @@ def time_page(url: str, end: datetime, days: int) -> None:
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
+    from tests.test_monitor_apptest import log_in_as_manager
+
     at = AppTest.from_file(str(ROOT / "monitor_app.py"), default_timeout=300)
     at.run()
-    at.switch_page("csms/monitor/pages/history.py").run()
+    # The monitor asks for a login first (a manager account is made if missing).
+    log_in_as_manager(at, "history")
     local_end = end.astimezone().date()
     for label, per_phase in (("kW", False), ("per phase", True)):
         st.cache_data.clear()

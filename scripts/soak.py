@@ -11,7 +11,7 @@ Printed at the start (every charger connected), once per simulated day, and at t
 (every charger gone): the CSMS process's resident memory (VmRSS), its open file
 descriptors and threads, the charge points its /healthz counts as connected, and this
 process's asyncio tasks. Then the store is audited against the chargers' own meters
-(`virtual_chargers.soak.audit_store`): every session closed, meterStop - meterStart the
+(`csms.store.audit.audit_store`): every session closed, meterStop - meterStart the
 energy each charger metered, registers never backwards, samples inside their
 transaction's readings, none flagged.
 
@@ -43,11 +43,11 @@ sys.path.insert(0, str(ROOT))
 from csms.logs import configure_logging  # noqa: E402
 from csms.scenario import make_garage_scenario  # noqa: E402
 from csms.store import migrate  # noqa: E402
+from csms.store.audit import audit_store  # noqa: E402
 from csms.store.engine import create_engine, create_sessionmaker  # noqa: E402
 from csms.store.repository import Repository  # noqa: E402
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions  # noqa: E402
 from virtual_chargers.options import StationOptions  # noqa: E402
-from virtual_chargers.soak import audit_store  # noqa: E402
 
 T0 = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
 CSMS = Path(sys.executable).with_name("csms")

@@ -1,7 +1,7 @@
 """Soak, short (issue 10, item 7): a virtual garage of 20 chargers through a simulated day
 at high speed against the real CSMS with load management. At the end no connection is
 left open, the CSMS's asyncio tasks are back to what they were before the chargers came,
-and the store agrees with the chargers' meters (`virtual_chargers.soak.audit_store`).
+and the store agrees with the chargers' meters (`csms.store.audit.audit_store`).
 
 `scripts/soak.py` runs 100 chargers through a simulated week against `csms serve` and
 prints the CSMS's resident memory at the start and the end.
@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 from csms.app import CsmsApp
 from csms.scenario import make_garage_scenario
+from csms.store.audit import audit_store
 from tests.conftest import start_app
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions
 from virtual_chargers.options import StationOptions
-from virtual_chargers.soak import audit_store
 
 N = 20
 SPEED = 4000.0

@@ -279,9 +279,9 @@ class _CountingRepository:
     def __init__(self) -> None:
         self.writes: Counter[str] = Counter()
 
-    async def save_installed_profiles(self, cp_id: str, data: Any) -> None:
+    async def save_installed_profiles_many(self, profiles: dict[str, Any]) -> None:
         await asyncio.sleep(0)
-        self.writes[cp_id] += 1
+        self.writes.update(profiles.keys())
 
 
 class _Central:

@@ -29,12 +29,13 @@ from virtual_chargers.simulation import Car
 
 
 def received(caplog: pytest.LogCaptureFixture, action: str) -> list[logging.LogRecord]:
-    """The CALLs of ``action`` the CSMS received."""
+    """The CALLs of ``action`` the CSMS received (a hot-path action, handled past the
+    ocpp package, logs its receipt at DEBUG and "CALL answered" at INFO)."""
     return [
         r
         for r in caplog.records
         if r.name == "csms.ocpp"
-        and r.getMessage() == "received CALL"
+        and r.getMessage() in ("received CALL", "CALL answered")
         and getattr(r, "action", None) == action
     ]
 

@@ -31,9 +31,9 @@ from typing import Any
 
 from csms.ev import CATALOGUE
 from csms.fuse import PhaseAmps
+from csms.meter import sample_key
 from csms.profiles import parse_ocpp_datetime
 from csms.scenario import Scenario, ScenarioSession, ScenarioSite, make_garage_scenario
-from csms.store.repository import sample_key
 from virtual_chargers.fleet import Fleet, percentile
 from virtual_chargers.link import LinkCutter
 from virtual_chargers.simulation import Car
@@ -109,7 +109,7 @@ class Ledger:
 
     def samples(self) -> list[SampleKey]:
         """Every sampled value answered (MeterValues and StopTransaction transactionData)
-        as (station, timestamp, connector, `csms.store.repository.sample_key`)."""
+        as (station, timestamp, connector, `csms.meter.sample_key`)."""
         out: list[SampleKey] = []
         for station_id, action, payload in self.delivered:
             values = (

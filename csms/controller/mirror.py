@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -280,10 +280,16 @@ class ProfileMirror:
         self._chargers.pop(cp_id, None)
 
     # ------------------------------------------------------------ persistence
-    def to_json(self) -> str:
-        """JSON text for a database column; `from_json` reads it back."""
+    def to_json(self, only: Collection[str] | None = None) -> str:
+        """JSON text for a database column; `from_json` reads it back. ``only``: just
+        these chargers (the ones whose copy changed), not the whole site."""
         chargers: dict[str, Any] = {}
-        for cp_id, charger in sorted(self._chargers.items()):
+        items = (
+            sorted(self._chargers.items())
+            if only is None
+            else sorted((c, self._chargers[c]) for c in only if c in self._chargers)
+        )
+        for cp_id, charger in items:
             identity = charger.identity
             chargers[cp_id] = {
                 "identity": None

@@ -43,7 +43,6 @@ from csms.controller.planning import (
     draws_above_limit,
     floor_paused,
     idle_room_gain_a,
-    inputs_fingerprint,
     notification_for,
     override_caps,
     pinned_a,
@@ -94,6 +93,8 @@ SETTLE_S = 30.0
 REJECTIONS_TO_UNMANAGED = 3
 # A first rejection is tried again after this many simulated seconds even unconfirmed.
 RETRY_REJECTED_AFTER_S = 5.0
+# Chargers whose default profiles are sent at the same time (a fuse change, a new plan).
+DEFAULTS_IN_FLIGHT = 200
 # States in which a connector's StatusNotification shows its transaction is running.
 _RUNNING_STATUSES = frozenset({"Charging", "SuspendedEV", "SuspendedEVSE"})
 
@@ -141,6 +142,8 @@ class Controller:
         self._ev_lookup = dict(ev_lookup) if ev_lookup is not None else _catalogue()
         self._sent: dict[ConnectorKey, _Sent] = {}
         self._defaults_sent: dict[str, float] = {}
+        # The ChargePointMaxProfile each charger accepted: (limit, phases, rate unit).
+        self._max_sent: dict[str, tuple[float, int, ChargingRateUnit]] = {}
         self._defaults_in_force: dict[str, float] = {}
         self._retried: set[str] = set()  # see `_retry_once`
         # The last plan's `override_caps`: ChargePointMaxProfile limits below a station's
@@ -156,7 +159,8 @@ class Controller:
         # A TxProfile whose answer never came may be in force or not: the highest limit
         # the charger may hold, until an answer settles it.
         self._uncertain: dict[ConnectorKey, float] = {}
-        self._fingerprint: tuple[object, ...] | None = None
+        # The planning inputs others may change, as last read (Controller._probe_inputs).
+        self._probe: tuple[object, ...] | None = None
         self._refused_strategy: str | None = None
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -178,20 +182,21 @@ class Controller:
                 real_tick_s = max(MIN_REAL_TICK_S, tick_s / self._clock.speed)
                 now = time.monotonic()
                 due = now >= next_tick
-                snapshot = None
                 if not due and not self._wake.is_set():
-                    snapshot = await self._safe(self._snapshot())
-                    if snapshot is not None and inputs_fingerprint(snapshot) != self._fingerprint:
+                    # Someone else's change (CLI, monitor) is noticed by a cheap read of
+                    # the planning inputs, not a whole snapshot every second.
+                    probe = await self._safe(self._probe_inputs())
+                    if probe is not None and probe != self._probe:
                         due = True
                 if due or self._wake.is_set():
-                    # A snapshot just read for the change check serves the plan too, unless
-                    # an event arrived meanwhile (then read again, after the event).
-                    if self._wake.is_set():
-                        snapshot = None
                     self._wake.clear()
                     started = time.perf_counter()
+                    # Read before the plan's snapshot: a change in between plans again.
+                    probe = await self._safe(self._probe_inputs())
+                    if probe is not None:
+                        self._probe = probe
                     try:
-                        await self.plan_once(snapshot)
+                        await self.plan_once()
                     except Exception:
                         # One bad plan must not stop load management: the chargers keep
                         # what they accepted, and the next tick plans again.
@@ -206,6 +211,17 @@ class Controller:
                 await consumer
             for task in list(self._tasks):
                 task.cancel()
+
+    async def _probe_inputs(self) -> tuple[object, ...]:
+        """`Repository.controller_inputs` and whether the building load is stale now (the
+        worst case counts from then on: a replan within the poll second, as before)."""
+        inputs = await self._repo.controller_inputs()
+        site, building = inputs[0], inputs[1]
+        stale = True
+        if isinstance(site, SiteConfig) and isinstance(building, tuple):
+            age_s = (self._clock.now() - building[0]).total_seconds()
+            stale = age_s > site.building_load_max_age_s
+        return (*inputs, stale)
 
     async def _safe(self, awaitable: Any) -> Any:
         try:
@@ -265,33 +281,31 @@ class Controller:
             self._wake.set()  # someone else's profile (an override): plan around it
 
     async def _save_mirror(self) -> None:
-        """Persist the copy of the profiles of every charger it changed for.
-
-        One save at a time, each writing a charger once: every booting charger's
-        preparation ends here, and in a reconnect storm hundreds of them did so at once,
-        each writing every charger still marked (quadratic: 500 chargers stayed Pending
-        for over ten minutes, scripts/bench_storm.py). A charger is unmarked before its
-        copy is taken, so a change made while the save awaits the store marks it again.
-        """
+        """Persist the copy of the profiles of every charger it changed for, in one unit
+        of work, one save at a time (only those chargers are serialised: a site-wide copy per
+        charger was quadratic at a mass boot; in a reconnect storm 500 chargers stayed Pending
+        for over ten minutes, scripts/bench_storm.py). A charger is unmarked before its copy
+        is taken, so a change made while the save awaits the store marks it again."""
         async with self._saving:
             if not self._mirror_dirty:
                 return
             dirty = sorted(self._mirror_dirty)
-            self._mirror_dirty.clear()
-            document = json.loads(self._mirror.to_json())
-            for index, cp_id in enumerate(dirty):
+            self._mirror_dirty.difference_update(dirty)
+            document = json.loads(self._mirror.to_json(only=dirty))
+            profiles: dict[str, dict[str, Any] | None] = {}
+            for cp_id in dirty:
                 item = document["chargers"].get(cp_id)
-                data = (
+                profiles[cp_id] = (
                     None
                     if item is None
                     else {"format": document["format"], "chargers": {cp_id: item}}
                 )
-                try:
-                    await self._repo.save_installed_profiles(cp_id, data)
-                except GarageGridError:
-                    log.exception("could not store a charger's profiles", extra={"cp_id": cp_id})
-                    self._mirror_dirty.update(dirty[index:])
-                    return
+            try:
+                await self._repo.save_installed_profiles_many(profiles)
+            except GarageGridError:
+                log.exception("could not store chargers' profiles", extra={"cp_ids": dirty[:20]})
+                # Saved again with the next change: what changed meanwhile is marked again.
+                self._mirror_dirty.update(dirty)
 
     async def _consume_events(self) -> None:
         while True:
@@ -308,6 +322,7 @@ class Controller:
             # A charger that comes back may be another unit: prepared again at its boot
             # (the boot gate sends its fail-safe profiles once, before it is Accepted).
             self._ready.discard(event.charge_point_id)
+            self._max_sent.pop(event.charge_point_id, None)
         if isinstance(event, TransactionStarted):
             self._confirm((event.charge_point_id, event.connector_id), event.transaction_id)
         if isinstance(event, ConnectorStatusChanged) and event.status in _RUNNING_STATUSES:
@@ -548,7 +563,6 @@ class Controller:
             except GarageGridError:
                 log.exception("controller could not read the store; keeping current limits")
                 return {}
-        self._fingerprint = inputs_fingerprint(snapshot)
         caps_lifted = await self._cap_overrides(snapshot)
         held: dict[str, float | None] = {
             s.info.id: self._caps_held(s.info.id, s.info, snapshot.site) for s in snapshot.stations
@@ -602,10 +616,12 @@ class Controller:
             sent = self._defaults_sent.get(cp_id)
             if info is not None and info.connected and not info.unmanaged and sent != default_a:
                 default_to[cp_id] = sent is not None and default_a > sent
-        defaults_lowered = True
-        for cp_id in sorted(c for c, raise_ in default_to.items() if not raise_):
-            ok = await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
-            defaults_lowered = defaults_lowered and ok
+        defaults_lowered = await self._send_defaults_to(
+            sorted(c for c, raise_ in default_to.items() if not raise_),
+            default_a,
+            stations,
+            snapshot.site,
+        )
         await self._tuck_under_overrides(snapshot, stations)
         lowering, raising = changes_to_send(
             limits,
@@ -615,8 +631,12 @@ class Controller:
         )
         ok = await self._apply(lowering, stations, plan, snapshot, allocation.strategy)
         if ok and defaults_lowered:
-            for cp_id in sorted(c for c, raise_ in default_to.items() if raise_):
-                await self._send_defaults(cp_id, default_a=default_a, info=stations[cp_id])
+            await self._send_defaults_to(
+                sorted(c for c, raise_ in default_to.items() if raise_),
+                default_a,
+                stations,
+                snapshot.site,
+            )
             for cp_id, cap in caps_lifted.items():
                 await self._send_cap(cp_id, stations[cp_id], cap, snapshot)
             await self._apply(raising, stations, plan, snapshot, allocation.strategy)
@@ -701,6 +721,7 @@ class Controller:
             log.warning("station cap refused", extra=extra | {"status": status})
             return
         self._retried.discard(cp_id)
+        self._max_sent[cp_id] = (limit, info.phases, ChargingRateUnit(info.rate_unit))
         if cap is None:
             log.info("station cap lifted", extra=extra)
             return
@@ -973,6 +994,29 @@ class Controller:
             return True
         return row is not None and row["stopped_at"] is None
 
+    async def _send_defaults_to(
+        self,
+        cp_ids: Sequence[str],
+        default_a: float,
+        stations: Mapping[str, ChargePointInfo],
+        site: SiteConfig,
+    ) -> bool:
+        """`_send_defaults` to many chargers at once (each charger's calls in order, up to
+        `DEFAULTS_IN_FLIGHT` chargers at a time: one after the other took ~6 ms a charger,
+        6 s for a fuse change at 1,000 chargers); whether all of them accepted."""
+        if not cp_ids:
+            return True
+        turns = asyncio.Semaphore(DEFAULTS_IN_FLIGHT)
+
+        async def one(cp_id: str) -> bool:
+            async with turns:
+                return await self._send_defaults(
+                    cp_id, default_a=default_a, info=stations[cp_id], site=site
+                )
+
+        results = await asyncio.gather(*(one(cp_id) for cp_id in cp_ids))
+        return all(results)
+
     async def _send_defaults(
         self,
         cp_id: str,
@@ -980,6 +1024,7 @@ class Controller:
         default_a: float | None = None,
         info: ChargePointInfo | None = None,
         force: bool = False,
+        site: SiteConfig | None = None,
     ) -> bool:
         """ChargePointMaxProfile (station max) and the fail-safe TxDefaultProfile.
 
@@ -998,17 +1043,21 @@ class Controller:
                 default_a = self.default_a if self.default_a is not None else 0.0
             if not force and self._defaults_sent.get(cp_id) == default_a:
                 return True
-            site = await self._repo.site_config()
+            site = site or await self._repo.site_config()
             unit = ChargingRateUnit(info.rate_unit)
+            # Never lifts a cap on the side: only `_cap_overrides` does, in order.
+            max_a = min(
+                station_max_a(info, site),
+                self._caps_wanted.get(cp_id, math.inf),
+                *(c for c in self._caps_installed(cp_id, info, site) if c is not None),
+            )
+            # The station maximum only when it changed (or at boot): a default change at
+            # 1,000 chargers is then 1,000 calls, not 2,000.
+            send_max = force or self._max_sent.get(cp_id) != (max_a, info.phases, unit)
             profiles = [
                 default_profile(
                     ChargingProfilePurpose.ChargePointMaxProfile,
-                    # Never lifts a cap on the side: only `_cap_overrides` does, in order.
-                    min(
-                        station_max_a(info, site),
-                        self._caps_wanted.get(cp_id, math.inf),
-                        *(c for c in self._caps_installed(cp_id, info, site) if c is not None),
-                    ),
+                    max_a,
                     profile_id=CHARGE_POINT_MAX_PROFILE_ID,
                     number_phases=info.phases,
                     rate_unit=unit,
@@ -1023,10 +1072,17 @@ class Controller:
                     voltage_v=site.voltage_v,
                 ),
             ]
+            if not send_max:
+                profiles = profiles[1:]
             statuses = [
                 await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
                 for profile in profiles
             ]
+            if send_max:
+                if statuses[0] == "Accepted":
+                    self._max_sent[cp_id] = (max_a, info.phases, unit)
+                else:
+                    self._max_sent.pop(cp_id, None)
         except GarageGridError as exc:
             # No answer: the charger may hold the new default or the old one. Count the
             # higher of the two until an answer settles it.

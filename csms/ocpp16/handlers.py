@@ -49,6 +49,7 @@ from csms.ocpp16.protocol import AnswerUnknownError, OcppConnection
 from csms.ocpp16.validation import parse_timestamp
 from csms.pki import CertificateRequestError, SiteCA, read_csr
 from csms.store.features import FeatureStore
+from csms.store.meter_writer import MeterWriter
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.ocpp")
@@ -71,12 +72,15 @@ def _id_tag_info(info: IdTagInfo) -> OcppIdTagInfo:
     )
 
 
-def sampled_values(meter_values: Sequence[dict[str, Any]]) -> list[SampledValue]:
-    """Flatten OCPP meterValue entries (already snake_case) into SampledValues."""
+def sampled_values(
+    meter_values: Sequence[dict[str, Any]], *, key: str = "sampled_value"
+) -> list[SampledValue]:
+    """Flatten OCPP meterValue entries into SampledValues (``key``: "sampled_value" once
+    the library made them snake_case, "sampledValue" as they came)."""
     out: list[SampledValue] = []
     for entry in meter_values:
         timestamp = parse_timestamp(entry["timestamp"])
-        for sv in entry.get("sampled_value", []):
+        for sv in entry.get(key, []):
             out.append(
                 SampledValue(
                     timestamp=timestamp,
@@ -150,6 +154,7 @@ class ChargePointSession(OcppConnection):
         response_timeout: float = 30.0,
         boot_gate: Callable[[str, ChargerIdentity | None], bool] | None = None,
         certificate_authority: SiteCA | None = None,
+        meter_writer: MeterWriter | None = None,
     ) -> None:
         self._accepted_event = asyncio.Event()
         self.accepted = accepted
@@ -174,6 +179,10 @@ class ChargePointSession(OcppConnection):
         # CSRs accepted by SignCertificate, signed once the CALLRESULT is out.
         self._csrs_to_sign: dict[str, x509.CertificateSigningRequest] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # MeterValues go to the group-commit writer when there is one (csms serve).
+        self._meter_writer = meter_writer
+        self.direct_handlers[Action.meter_values.value] = self._direct_meter_values
+        self.direct_handlers[Action.heartbeat.value] = self._direct_heartbeat
 
     @property
     def accepted(self) -> bool:
@@ -315,12 +324,21 @@ class ChargePointSession(OcppConnection):
 
     @on(Action.heartbeat, skip_schema_validation=True)
     async def on_heartbeat(self) -> call_result.Heartbeat:
+        # Registered for the route map; CALLs take the direct path (_direct_heartbeat).
+        return call_result.Heartbeat(current_time=(await self._direct_heartbeat({}))["currentTime"])
+
+    async def _direct_heartbeat(self, _payload: dict[str, Any]) -> dict[str, Any]:
         # last_seen_at to the minute is enough; a write per heartbeat is not.
         now = time.monotonic()
         if now - self._last_touch >= TOUCH_EVERY_S:
             self._last_touch = now
-            await self._repo.touch(self.id)
-        return call_result.Heartbeat(current_time=self._now_iso())
+            if self._meter_writer is not None:
+                # A MeterValues without samples: the last-seen UPDATE in the next group
+                # commit instead of a commit of its own.
+                await self._meter_writer.add(self.id, 0, None, ())
+            else:
+                await self._repo.touch(self.id)
+        return {"currentTime": self._now_iso()}
 
     @on(Action.status_notification, skip_schema_validation=True)
     async def on_status_notification(
@@ -421,9 +439,34 @@ class ChargePointSession(OcppConnection):
     async def on_meter_values(
         self, connector_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
     ) -> call_result.MeterValues:
-        transaction_id = kwargs.get("transaction_id")
-        samples = sampled_values(meter_value)
-        flags = await self._repo.add_meter_values(self.id, connector_id, transaction_id, samples)
+        # Registered for the route map; CALLs take the direct path (_direct_meter_values).
+        await self._meter_values(connector_id, kwargs.get("transaction_id"), meter_value)
+        return call_result.MeterValues()
+
+    async def _direct_meter_values(self, payload: dict[str, Any]) -> dict[str, Any]:
+        await self._meter_values(
+            payload["connectorId"],
+            payload.get("transactionId"),
+            payload["meterValue"],
+            key="sampledValue",
+        )
+        return {}
+
+    async def _meter_values(
+        self,
+        connector_id: int,
+        transaction_id: int | None,
+        meter_value: list[dict[str, Any]],
+        *,
+        key: str = "sampled_value",
+    ) -> None:
+        samples = sampled_values(meter_value, key=key)
+        if self._meter_writer is not None:
+            flags = await self._meter_writer.add(self.id, connector_id, transaction_id, samples)
+        else:
+            flags = await self._repo.add_meter_values(
+                self.id, connector_id, transaction_id, samples
+            )
         if any(flags):
             log.warning(
                 "implausible energy register reading stored flagged",
@@ -439,7 +482,6 @@ class ChargePointSession(OcppConnection):
         summary = summarise_samples(self.id, connector_id, transaction_id, plausible)
         if summary is not None:
             self._events.publish(summary)
-        return call_result.MeterValues()
 
     @on(Action.data_transfer, skip_schema_validation=True)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:

@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ocpp.exceptions import OCPPError
@@ -49,6 +49,10 @@ MAX_MESSAGE_ID_LEN = 36
 # How many answered message ids a connection remembers to spot resends.
 DUPLICATE_WINDOW = 256
 KNOWN_ACTIONS = frozenset(a.value for a in Action)
+
+#: A handler that takes the CALL's payload as it came (camelCase, validated) and returns
+#: the CALLRESULT's payload (camelCase): no conversions by the ``ocpp`` package.
+DirectHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class AnswerUnknownError(CallFailedError):
@@ -79,12 +83,21 @@ class OcppConnection(_LibChargePoint):
         # Outgoing calls: one at a time, each waiting for the answer with its message id.
         self._outgoing = asyncio.Lock()
         self._awaiting: dict[str, asyncio.Future[CallResult | CallError]] = {}
+        # Actions on the hot path, handled without the library's dispatch (its snake_case
+        # conversions, signature inspection and dataclass round trip cost more than the
+        # handler itself for a MeterValues).
+        self.direct_handlers: dict[str, DirectHandler] = {}
+        self._closed_waiter: asyncio.Future[None] | None = None
 
     # ---------------------------------------------------------------- incoming
     async def start(self) -> None:
-        while True:
-            message = await self._connection.recv()
-            await self.route_message(message)
+        try:
+            while True:
+                message = await self._connection.recv()
+                await self.route_message(message)
+        finally:
+            if self._closed_waiter is not None:
+                self._closed_waiter.cancel()
 
     async def route_message(self, raw_msg: str | bytes) -> None:
         if isinstance(raw_msg, bytes):
@@ -132,7 +145,10 @@ class OcppConnection(_LibChargePoint):
             return
         action, payload = frame[2], frame[3]
         metrics.count_message(action, "in")
-        log.info(
+        direct = self.direct_handlers.get(action)
+        # A direct (hot path) call gets one line at INFO, when answered (_handle_direct).
+        log.log(
+            logging.DEBUG if direct is not None else logging.INFO,
             "received CALL",
             extra={"cp_id": self.id, "direction": "in", "action": action, "message_id": message_id},
         )
@@ -166,6 +182,9 @@ class OcppConnection(_LibChargePoint):
         except OCPPError as error:
             await self._send_error(message_id, error, action=action)
             return
+        if direct is not None:
+            await self._handle_direct(direct, message_id, action, payload, fingerprint)
+            return
         self._current[message_id] = fingerprint
         call = Call(message_id, action, payload)
         try:
@@ -173,13 +192,51 @@ class OcppConnection(_LibChargePoint):
         finally:
             self._current.pop(message_id, None)
 
+    async def _handle_direct(
+        self,
+        handler: DirectHandler,
+        message_id: str,
+        action: str,
+        payload: dict[str, Any],
+        fingerprint: str,
+    ) -> None:
+        try:
+            answer = await handler(payload)
+        except Exception as error:
+            # As the library answers a failing handler: its OCPP error, else InternalError.
+            log.exception(
+                "handler failed",
+                extra={"cp_id": self.id, "action": action, "message_id": message_id},
+            )
+            call = Call(message_id, action, payload)
+            await self._send(call.create_call_error(error).to_json())
+            return
+        message = json.dumps([MessageType.CallResult, message_id, answer], separators=(",", ":"))
+        log.info(
+            "CALL answered",
+            extra={
+                "cp_id": self.id,
+                "direction": "out",
+                "action": action,
+                "message_id": message_id,
+            },
+        )
+        self._remember_answer(message_id, fingerprint, message)
+        await self._connection.send(message)
+
+    def _remember_answer(self, message_id: str, fingerprint: str, message: str) -> None:
+        self._answered[message_id] = (fingerprint, message)
+        while len(self._answered) > DUPLICATE_WINDOW:
+            self._answered.popitem(last=False)
+
     def _route_response(self, frame: list[Any], message_id: str | None) -> None:
         if message_id is None:
             log.warning("response without a message id dropped", extra={"cp_id": self.id})
             return
         response: CallResult | CallError
         if frame[0] == MessageType.CallResult and len(frame) == 3:
-            log.info(
+            # DEBUG: the caller logs "call answered" (with the action and the time taken).
+            log.debug(
                 "received CALLRESULT",
                 extra={"cp_id": self.id, "direction": "in", "message_id": message_id},
             )
@@ -261,9 +318,7 @@ class OcppConnection(_LibChargePoint):
                 )
             fingerprint = self._current.get(message_id)
             if fingerprint is not None and frame[0] == MessageType.CallResult:
-                self._answered[message_id] = (fingerprint, message)
-                while len(self._answered) > DUPLICATE_WINDOW:
-                    self._answered.popitem(last=False)
+                self._remember_answer(message_id, fingerprint, message)
         await self._connection.send(message)
 
     # ---------------------------------------------------------------- outgoing
@@ -350,15 +405,15 @@ class OcppConnection(_LibChargePoint):
     ) -> CallResult | CallError:
         """The answer; AnswerUnknownError after the timeout or as soon as the connection
         closes (a silent charger never holds up another one: each has its own session)."""
-        closed = asyncio.ensure_future(self._connection.wait_closed())
-        try:
-            await asyncio.wait(
-                (answer, closed),
-                timeout=self._response_timeout,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            closed.cancel()
+        # One waiter on the connection's end for all its calls, not a task per call.
+        if self._closed_waiter is None:
+            self._closed_waiter = asyncio.ensure_future(self._connection.wait_closed())
+        closed = self._closed_waiter
+        await asyncio.wait(
+            (answer, closed),
+            timeout=self._response_timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
         if answer.done():
             return answer.result()
         if closed.done():

@@ -42,6 +42,7 @@ from csms.errors import ConfigError, GarageGridError, NotConnectedError, StoreEr
 from csms.events import ChargePointConnected, ChargePointDisconnected, EventBus
 from csms.ocpp16.handlers import ChargePointSession
 from csms.pki import SiteCA
+from csms.store.meter_writer import MeterWriter
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.server")
@@ -162,8 +163,11 @@ class CentralSystem:
         response_timeout_s: float = 30.0,
         limiter: FailureLimiter | None = None,
         certificate_authority: SiteCA | None = None,
+        meter_writer: MeterWriter | None = None,
     ) -> None:
         self._repo = repository
+        # MeterValues are stored by it with group commit (None: one commit each).
+        self.meter_writer = meter_writer
         self._events = events
         self._clock = clock
         # Trust on first use: an unknown id is registered with its first password; without
@@ -480,6 +484,17 @@ class CentralSystem:
             "database": database,
             "connected_charge_points": len(self._sessions),
             "uptime_s": round(time.monotonic() - self.started_at, 1),
+            **(
+                {
+                    "meter_writer": {
+                        "messages": self.meter_writer.messages,
+                        "batches": self.meter_writer.batches,
+                        "largest_batch": self.meter_writer.largest_batch,
+                    }
+                }
+                if self.meter_writer is not None
+                else {}
+            ),
             "time": self._clock.now().isoformat(),
         }
         status = http.HTTPStatus.OK if database == "ok" else http.HTTPStatus.SERVICE_UNAVAILABLE
@@ -512,7 +527,10 @@ class CentralSystem:
             response_timeout=self._response_timeout_s,
             boot_gate=self.boot_gate,
             certificate_authority=self.certificate_authority,
+            meter_writer=self.meter_writer,
         )
+        # Its readings may have been stored by another instance while it was away.
+        self._repo.forget_register_tails(cp_id)
         previous = self._sessions.get(cp_id)
         self._sessions[cp_id] = session
         if previous is not None:

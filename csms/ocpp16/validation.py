@@ -10,6 +10,11 @@ the error mapping is GarageGrid's own, in OCPP 1.6 terms:
 
 On top of the schemas: timestamps must parse (``format: date-time``, which Draft 4 does
 not enforce by default), integers must fit in 64 bits, connector ids are never negative.
+
+Speed: each schema is compiled once to Python code by ``fastjsonschema``; a payload it
+passes is valid. Only a payload it refuses is checked again by ``jsonschema`` (the
+reference), which names the rule broken for the error code, and decides: a payload the
+reference passes is valid. The compiled check was ~10x faster on a MeterValues.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import ocpp
 from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
@@ -78,6 +84,71 @@ def _validator(schema_name: str) -> Draft4Validator:
     return Draft4Validator(schema, format_checker=_format_checker)
 
 
+def _is_date_time_text(value: str) -> bool:
+    try:
+        parse_timestamp(value)
+    except ValueError:
+        return False
+    return True
+
+
+_FAST_FORMATS: dict[str, Any] = {
+    "date-time": _is_date_time_text,
+    # Not checked by the reference either (its format checker knows only date-time).
+    "uri": lambda _value: True,
+}
+
+
+def _without_multiple_of(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_multiple_of(v) for k, v in schema.items() if k != "multipleOf"}
+    if isinstance(schema, list):
+        return [_without_multiple_of(v) for v in schema]
+    return schema
+
+
+def _multiples_ok(schema: Any, value: Any) -> bool:
+    """``multipleOf`` checked on decimals (41.8 is a multiple of 0.1), along the payload."""
+    if not isinstance(schema, dict):
+        return True
+    step = schema.get("multipleOf")
+    if (
+        step is not None
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and Decimal(repr(value)) % Decimal(repr(step)) != 0
+    ):
+        return False
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        return all(_multiples_ok(properties.get(k), v) for k, v in value.items())
+    if isinstance(value, list):
+        items = schema.get("items")
+        return all(_multiples_ok(items, v) for v in value)
+    return True
+
+
+@cache
+def _compiled(schema_name: str) -> tuple[Any, Any]:
+    """The schema compiled to a function, and for the decimal schemas the schema whose
+    ``multipleOf`` rules are checked apart (the compiled code divides floats)."""
+    path = SCHEMA_DIR / f"{schema_name}.json"
+    with path.open(encoding="utf-8-sig") as fh:
+        schema = json.load(fh)
+    if schema_name in _DECIMAL_SCHEMAS:
+        return fastjsonschema.compile(_without_multiple_of(schema), formats=_FAST_FORMATS), schema
+    return fastjsonschema.compile(schema, formats=_FAST_FORMATS), None
+
+
+def _passes_compiled(schema_name: str, payload: dict[str, Any]) -> bool:
+    check, decimal_schema = _compiled(schema_name)
+    try:
+        check(payload)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return decimal_schema is None or _multiples_ok(decimal_schema, payload)
+
+
 def _as_checked(schema_name: str, payload: dict[str, Any]) -> Any:
     if schema_name in _DECIMAL_SCHEMAS:
         return json.loads(json.dumps(payload), parse_float=Decimal)
@@ -125,17 +196,20 @@ def _check_values(value: Any, path: str = "") -> None:
 
 def validate_request(action: str, payload: dict[str, Any]) -> None:
     """Raise an OCPP 1.6 CALLERROR exception if ``payload`` is not a valid ``action`` request."""
-    validator = _validator(action)
-    checked = _as_checked(action, payload)
-    error = next(iter(sorted(validator.iter_errors(checked), key=_error_rank)), None)
-    if error is not None:
-        raise _error_for(error)
+    if not _passes_compiled(action, payload):
+        validator = _validator(action)
+        checked = _as_checked(action, payload)
+        error = next(iter(sorted(validator.iter_errors(checked), key=_error_rank)), None)
+        if error is not None:
+            raise _error_for(error)
     _check_values(payload)
 
 
 def validate_response(action: str, payload: dict[str, Any]) -> None:
     """Raise if a charge point's CALLRESULT payload breaks the 1.6 response schema."""
     name = f"{action}Response"
+    if _passes_compiled(name, payload):
+        return
     validator = _validator(name)
     checked = _as_checked(name, payload)
     error = next(iter(sorted(validator.iter_errors(checked), key=_error_rank)), None)

@@ -331,7 +331,7 @@ class MeterSample(Base):
     norm_unit: Mapped[str | None] = mapped_column(String(8), default=None)
     received_at: Mapped[datetime]
     # What identifies the sample besides station, time and connector, without NULLs (see
-    # csms.store.repository.sample_key): transaction, measurand, phase, location. NULL for
+    # csms.meter.sample_key): transaction, measurand, phase, location. NULL for
     # rows a bulk tool wrote without it (the demo seeder): those are not deduplicated.
     sample_key: Mapped[str | None] = mapped_column(String(100), default=None)
     # Why an energy register reading is left out of energy totals (csms.meter:

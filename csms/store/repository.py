@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Insert, Update, and_, func, select, update
+from sqlalchemy import Insert, Table, Update, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -49,6 +51,7 @@ from csms.meter import (
     RegisterReading,
     normalise,
     register_flag,
+    sample_key,
     station_max_power_w,
 )
 from csms.store import models as m
@@ -79,7 +82,14 @@ def _site_config(row: m.SiteSettings) -> SiteConfig:
     )
 
 
-def _charge_point_info(row: m.ChargePoint) -> ChargePointInfo:
+# The charge_points columns a ChargePointInfo is made of (all but the profile copies).
+_STATION_COLUMNS = tuple(
+    c for c in m.ChargePoint.__table__.columns if c.key != "installed_profiles"
+)
+
+
+def _charge_point_info(row: Any) -> ChargePointInfo:
+    """From an ORM ChargePoint or a row of `_STATION_COLUMNS` (the same attributes)."""
     steps = (
         tuple(float(s) for s in row.current_steps_a.split(",") if s.strip())
         if row.current_steps_a
@@ -136,17 +146,6 @@ def _open_session(row: m.Transaction) -> OpenSession:
     )
 
 
-def sample_key(
-    transaction_id: int | None, measurand: str, phase: str | None, location: str | None
-) -> str:
-    """What identifies a sample besides its station, time and connector.
-
-    Migration 0005 builds the same text in SQL for the rows it found.
-    """
-    tx = "" if transaction_id is None else str(transaction_id)
-    return f"{tx}|{measurand}|{phase or ''}|{location or ''}"
-
-
 def _sample_rows(
     charge_point_id: str,
     connector_id: int,
@@ -181,11 +180,15 @@ def _sample_rows(
 
 
 def _insert_ignoring_duplicates(dialect: str) -> Insert:
-    """INSERT of meter samples that skips a row already stored (uq_meter_samples_sample)."""
+    """INSERT of meter samples that skips a row already stored (uq_meter_samples_sample).
+
+    On the table, not the ORM class: an executemany without the ORM's bulk machinery
+    (a third of the writer's time per batch went there)."""
+    table = cast(Table, m.MeterSample.__table__)
     if dialect == "postgresql":
-        return postgresql.insert(m.MeterSample).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite.insert(m.MeterSample).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
     raise StoreError(f"no duplicate-ignoring insert for the {dialect} dialect")
 
 
@@ -194,6 +197,73 @@ def _is_register(row: dict[str, Any]) -> bool:
     return bool(
         row["measurand"] == DEFAULT_MEASURAND and row["phase"] is None and row["value"] is not None
     )
+
+
+@dataclass(frozen=True)
+class MeterBatchItem:
+    """One MeterValues to store (csms.store.meter_writer groups them)."""
+
+    charge_point_id: str
+    connector_id: int
+    transaction_id: int | None
+    samples: Sequence[SampledValue]
+
+
+# An energy register's series within a station: (transaction id, connector id when
+# outside a transaction, location).
+_SeriesKey = tuple[int | None, int | None, str | None]
+# Stations whose series tails are remembered, and series per station.
+MAX_TAIL_STATIONS = 100_000
+MAX_TAIL_SERIES = 16
+
+
+def _series_key(connector_id: int, tx: Any, row: dict[str, Any]) -> _SeriesKey:
+    if tx is not None:
+        return (tx.id, None, row["location"])
+    return (None, connector_id, row["location"])
+
+
+def _tx_bounds(tx: Any) -> tuple[RegisterReading | None, RegisterReading | None]:
+    """A transaction's meterStart and meterStop as register readings."""
+    if tx is None:
+        return None, None
+    start = RegisterReading(tx.started_at, float(tx.meter_start_wh))
+    stop = (
+        RegisterReading(tx.stopped_at, float(tx.meter_stop_wh))
+        if tx.stopped_at is not None and tx.meter_stop_wh is not None
+        else None
+    )
+    return start, stop
+
+
+class _RegisterTails:
+    """The newest plausible energy register reading of each series this process stored
+    (committed), so that a reading in order needs no query to be judged. Only a hint:
+    a reading not newer than it, or a series not known, is judged against the store."""
+
+    def __init__(self) -> None:
+        self._by_station: OrderedDict[str, OrderedDict[_SeriesKey, RegisterReading]] = OrderedDict()
+
+    def get(self, cp_id: str, key: _SeriesKey) -> RegisterReading | None:
+        series = self._by_station.get(cp_id)
+        return None if series is None else series.get(key)
+
+    def put(self, cp_id: str, key: _SeriesKey, reading: RegisterReading) -> None:
+        series = self._by_station.get(cp_id)
+        if series is None:
+            series = self._by_station[cp_id] = OrderedDict()
+            while len(self._by_station) > MAX_TAIL_STATIONS:
+                self._by_station.popitem(last=False)
+        known = series.get(key)
+        if known is None or known.at < reading.at:
+            series[key] = reading
+            series.move_to_end(key)
+            while len(series) > MAX_TAIL_SERIES:
+                series.popitem(last=False)
+        self._by_station.move_to_end(cp_id)
+
+    def forget(self, cp_id: str) -> None:
+        self._by_station.pop(cp_id, None)
 
 
 class Repository:
@@ -210,6 +280,12 @@ class Repository:
         self._serial: asyncio.Lock | None = (
             asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
         )
+        self._tails = _RegisterTails()
+
+    def forget_register_tails(self, cp_id: str) -> None:
+        """A station (re)connects: its readings may have been stored elsewhere meanwhile
+        (another instance), so its series are judged against the store again."""
+        self._tails.forget(cp_id)
 
     @asynccontextmanager
     async def _unit(self) -> AsyncIterator[AsyncSession]:
@@ -312,8 +388,68 @@ class Repository:
 
     async def list_charge_points(self) -> list[ChargePointInfo]:
         async with self._unit() as s:
-            rows = (await s.execute(select(m.ChargePoint).order_by(m.ChargePoint.id))).scalars()
+            # Plain rows, not ORM objects (a third of a controller snapshot's time at 1,000
+            # chargers), and without the profile copies: big JSON documents no
+            # ChargePointInfo needs.
+            rows = (await s.execute(select(*_STATION_COLUMNS).order_by(m.ChargePoint.id))).all()
             return [_charge_point_info(r) for r in rows]
+
+    async def controller_inputs(self) -> tuple[object, ...]:
+        """What the controller plans with that other processes (the CLI, the monitor) may
+        change: the settings, the newest building load, each station's size, wiring,
+        connection and management, its connectors, and the open sessions' inputs. Plain
+        rows, no ORM objects: read every second, it must stay cheap at 10,000 chargers."""
+        cp, tx, conn = m.ChargePoint, m.Transaction, m.Connector
+        async with self._unit() as s:
+            site_row = await s.get(m.SiteSettings, SITE_ROW_ID)
+            site = _site_config(site_row) if site_row is not None else None
+            building = (
+                await s.execute(
+                    select(
+                        m.BuildingLoad.measured_at,
+                        m.BuildingLoad.l1_a,
+                        m.BuildingLoad.l2_a,
+                        m.BuildingLoad.l3_a,
+                    )
+                    .order_by(m.BuildingLoad.measured_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            stations = (
+                await s.execute(
+                    select(
+                        cp.id, cp.max_current_a, cp.phases, cp.wiring, cp.connected, cp.unmanaged
+                    ).order_by(cp.id)
+                )
+            ).all()
+            connectors = (
+                await s.execute(
+                    select(conn.charge_point_id, conn.connector_id)
+                    .where(conn.connector_id > 0)
+                    .order_by(conn.charge_point_id, conn.connector_id)
+                )
+            ).all()
+            sessions = (
+                await s.execute(
+                    select(
+                        tx.id,
+                        tx.departure_at,
+                        tx.energy_needed_wh,
+                        tx.ev_model,
+                        tx.battery_kwh,
+                        tx.target_soc,
+                    )
+                    .where(tx.stopped_at.is_(None))
+                    .order_by(tx.id)
+                )
+            ).all()
+        return (
+            site,
+            None if building is None else tuple(building),
+            tuple(tuple(r) for r in stations),
+            tuple(tuple(r) for r in connectors),
+            tuple(tuple(r) for r in sessions),
+        )
 
     async def add_charge_point(
         self,
@@ -789,16 +925,155 @@ class Repository:
 
         A sample already stored (a resend, on this connection or another) is skipped.
         """
+        item = MeterBatchItem(cp_id, connector_id, transaction_id, tuple(samples))
+        return (await self.add_meter_values_batch([item]))[0]
+
+    async def add_meter_values_batch(
+        self,
+        items: Sequence[MeterBatchItem],
+        *,
+        before_commit: Callable[[Sequence[MeterBatchItem]], Awaitable[None]] | None = None,
+    ) -> list[list[str | None]]:
+        """Store many MeterValues in ONE unit of work (group commit): every item's flags,
+        in order, once the commit is done; if anything fails, nothing of the batch is
+        stored and the error is raised (the caller acknowledges nothing of it).
+
+        Per batch: one read of the transactions and one of the stations named, one INSERT
+        of every sample, one last-seen UPDATE. A register reading newer than the newest
+        plausible reading of its series this process knows of (`_RegisterTails`) is
+        judged against that one; any other reading against the stored ones (two queries,
+        as a StopTransaction's transactionData is). ``before_commit`` runs inside the
+        unit, after the writes (tests hold or fail a commit there).
+        """
+        if not items:
+            return []
         now = self.now()
+        learned: dict[str, dict[_SeriesKey, RegisterReading]] = {}
+        results: list[list[str | None]] = []
         async with self._unit() as s:
-            tx = None
-            if transaction_id is not None:
-                row = await s.get(m.Transaction, transaction_id)
-                if row is not None and row.charge_point_id == cp_id:
-                    tx = row
-            flags = await self._store_samples(s, cp_id, connector_id, tx, samples, now)
-            await s.execute(_seen(cp_id, now))
-            return flags
+            dialect = s.get_bind().dialect.name
+            tx_ids = {i.transaction_id for i in items if i.transaction_id is not None}
+            txs: dict[int, Any] = {}
+            if tx_ids:
+                t = m.Transaction
+                for tx_row in await s.execute(
+                    select(
+                        t.id,
+                        t.charge_point_id,
+                        t.started_at,
+                        t.meter_start_wh,
+                        t.stopped_at,
+                        t.meter_stop_wh,
+                    ).where(t.id.in_(tx_ids))
+                ):
+                    txs[tx_row.id] = tx_row
+            cp_ids = {i.charge_point_id for i in items}
+            cp = m.ChargePoint
+            max_power = {
+                row.id: station_max_power_w(row.max_current_a, row.phases)
+                for row in await s.execute(
+                    select(cp.id, cp.max_current_a, cp.phases).where(cp.id.in_(cp_ids))
+                )
+            }
+            insert = _insert_ignoring_duplicates(dialect)
+            pending: list[dict[str, Any]] = []
+            for item in items:
+                tx = txs.get(item.transaction_id) if item.transaction_id is not None else None
+                if tx is not None and tx.charge_point_id != item.charge_point_id:
+                    tx = None
+                rows = _sample_rows(
+                    item.charge_point_id,
+                    item.connector_id,
+                    tx.id if tx is not None else None,
+                    item.samples,
+                    now,
+                )
+                power = max_power.get(item.charge_point_id)
+                if power is not None and any(_is_register(r) for r in rows):
+                    for sample in sorted(
+                        (r for r in rows if _is_register(r)), key=lambda r: r["timestamp"]
+                    ):
+                        key = _series_key(item.connector_id, tx, sample)
+                        tail = learned.get(item.charge_point_id, {}).get(key)
+                        if tail is None:
+                            tail = self._tails.get(item.charge_point_id, key)
+                        reading = RegisterReading(sample["timestamp"], float(sample["value"]))
+                        if tail is not None and tail.at < reading.at:
+                            start, stop = _tx_bounds(tx)
+                            earlier = [
+                                r for r in (start, tail) if r is not None and r.at < reading.at
+                            ]
+                            sample["flag"] = register_flag(
+                                reading,
+                                before=max(earlier, key=lambda r: r.at, default=None),
+                                after=stop if stop is not None and stop.at > reading.at else None,
+                                max_power_w=power,
+                            )
+                            newest = reading if sample["flag"] is None else None
+                        else:
+                            if pending:
+                                await s.execute(insert, pending)
+                                pending = []
+                            newest = await self._judge_stored(
+                                s, item.charge_point_id, item.connector_id, tx, sample, power
+                            )
+                        if newest is not None:
+                            learned.setdefault(item.charge_point_id, {})[key] = newest
+                pending += rows
+                results.append([r["flag"] for r in rows])
+            if pending:
+                await s.execute(insert, pending)
+            await s.execute(update(cp).where(cp.id.in_(cp_ids)).values(last_seen_at=now))
+            if before_commit is not None:
+                await before_commit(items)
+        for cp_id, series in learned.items():
+            for key, reading in series.items():
+                self._tails.put(cp_id, key, reading)
+        return results
+
+    async def _judge_stored(
+        self,
+        s: AsyncSession,
+        cp_id: str,
+        connector_id: int,
+        tx: Any,
+        row: dict[str, Any],
+        max_power_w: float,
+    ) -> RegisterReading | None:
+        """Flag one register reading against the stored plausible readings nearest in
+        time; returns the newest plausible reading of its series if nothing stored is
+        later (None: unknown)."""
+        ms = m.MeterSample
+        where = [
+            ms.charge_point_id == cp_id,
+            ms.measurand == DEFAULT_MEASURAND,
+            ms.phase.is_(None),
+            ms.value.is_not(None),
+            ms.flag.is_(None),
+        ]
+        if tx is not None:
+            where.append(ms.transaction_id == tx.id)
+        else:
+            where += [ms.connector_id == connector_id, ms.transaction_id.is_(None)]
+        location = row["location"]
+        where.append(ms.location.is_(None) if location is None else ms.location == location)
+        reading = RegisterReading(row["timestamp"], float(row["value"]))
+        start, stop = _tx_bounds(tx)
+        stored_before = await _readings(s, where, ms.timestamp < reading.at, ms.timestamp.desc())
+        stored_after = await _readings(s, where, ms.timestamp > reading.at, ms.timestamp)
+        earlier = [r for r in (start,) if r is not None and r.at < reading.at] + stored_before
+        later = ([stop] if stop is not None and stop.at > reading.at else []) + stored_after
+        row["flag"] = register_flag(
+            reading,
+            before=max(earlier, key=lambda r: r.at, default=None),
+            after=min(later, key=lambda r: r.at, default=None),
+            max_power_w=max_power_w,
+        )
+        if stored_after:
+            return None
+        if row["flag"] is None:
+            return reading
+        return stored_before[0] if stored_before else None
 
     async def _store_samples(
         self,
@@ -812,6 +1087,9 @@ class Repository:
         rows = _sample_rows(cp_id, connector_id, tx.id if tx else None, samples, now)
         if not rows:
             return []
+        # Readings stored outside add_meter_values_batch: what it knows of this station's
+        # newest readings may be out of date now.
+        self._tails.forget(cp_id)
         if any(_is_register(r) for r in rows):
             await self._flag_registers(s, cp_id, connector_id, tx, rows)
         await s.execute(_insert_ignoring_duplicates(s.get_bind().dialect.name), rows)
@@ -1205,6 +1483,21 @@ class Repository:
             )
             if not getattr(result, "rowcount", 1):
                 raise NotFoundError(f"no charge point {cp_id!r}")
+
+    async def save_installed_profiles_many(
+        self, profiles: Mapping[str, dict[str, Any] | None]
+    ) -> None:
+        """`save_installed_profiles` for many chargers in one unit of work; a charger that
+        is gone (removed meanwhile) is skipped."""
+        if not profiles:
+            return
+        async with self._unit() as s:
+            for cp_id, data in profiles.items():
+                await s.execute(
+                    update(m.ChargePoint)
+                    .where(m.ChargePoint.id == cp_id)
+                    .values(installed_profiles=data)
+                )
 
     async def installed_profiles(self) -> dict[str, dict[str, Any]]:
         """Charge point id -> its stored mirror, for chargers that have one."""

@@ -18,12 +18,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.store import models as m
-from virtual_chargers.fleet import SessionResult
+
+
+class MeteredTransaction(Protocol):
+    """What a charger knows of one of its transactions (e.g.
+    `virtual_chargers.options.SessionRecord`)."""
+
+    @property
+    def transaction_id(self) -> int | None: ...
+    @property
+    def meter_start_wh(self) -> int | None: ...
+    @property
+    def meter_stop_wh(self) -> int | None: ...
+    @property
+    def energy_wh(self) -> int: ...
+
+
+class ChargerSession(Protocol):
+    """A transaction with the station that ran it (`virtual_chargers.fleet.SessionResult`)."""
+
+    @property
+    def station_id(self) -> str: ...
+    @property
+    def record(self) -> MeteredTransaction: ...
+
 
 REGISTER = "Energy.Active.Import.Register"
 
@@ -67,7 +91,7 @@ class StoreAudit:
 
 
 async def audit_store(
-    sessionmaker: async_sessionmaker[AsyncSession], sessions: Sequence[SessionResult]
+    sessionmaker: async_sessionmaker[AsyncSession], sessions: Sequence[ChargerSession]
 ) -> StoreAudit:
     """Compare the store with the fleet's sessions (see the module docstring)."""
     audit = StoreAudit()
