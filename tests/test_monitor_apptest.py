@@ -510,6 +510,42 @@ def _charging_station(url: str) -> tuple[str, int]:
     return str(row["charge_point_id"]), int(row["transaction_id"])
 
 
+def test_a_stations_security_events_are_shown_to_managers_and_viewers(seeded: Garage) -> None:
+    """Issue 10: SecurityEventNotifications are recorded and shown (newest first)."""
+
+    async def add(sm: queries.SessionMaker) -> None:
+        async with sm() as s, s.begin():
+            for minutes, kind in (
+                (5, "InvalidFirmwareSignature"),
+                (9, "ReconfigurationOfSecurityParameters"),
+            ):
+                at = seeded.end - timedelta(minutes=minutes)
+                s.add(
+                    m.SecurityEvent(
+                        charge_point_id="CP002",
+                        type=kind,
+                        tech_info=f"seen {minutes} min ago",
+                        occurred_at=at,
+                        received_at=at,
+                    )
+                )
+
+    query(seeded.url, add)
+    for who in (MANAGER, VIEWER):
+        at = open_page("stations", who)
+        at.selectbox(key="manage_station").set_value("CP002").run()
+        assert not at.exception
+        shown = [df.value for df in at.dataframe if "Type" in df.value.columns]
+        assert len(shown) == 1, who
+        assert list(shown[0]["Type"]) == [
+            "InvalidFirmwareSignature",
+            "ReconfigurationOfSecurityParameters",
+        ]
+        assert list(shown[0]["Details"]) == ["seen 5 min ago", "seen 9 min ago"]
+    at.selectbox(key="manage_station").set_value("CP001").run()
+    assert "reported no security event" in " ".join(c.value for c in at.caption)
+
+
 def test_command_buttons_write_outbox_rows(seeded: Garage) -> None:
     cp_id, tx_id = _charging_station(seeded.url)
     before = len(_commands(seeded.url))

@@ -946,6 +946,35 @@ async def command_results(
     return frame
 
 
+SECURITY_EVENT_COLUMNS = [
+    "id",
+    "charge_point_id",
+    "type",
+    "tech_info",
+    "occurred_at",
+    "received_at",
+]
+
+
+async def security_events(
+    sm: SessionMaker, station_id: str | None = None, *, limit: int = 50
+) -> pd.DataFrame:
+    """The newest SecurityEventNotifications (of one station), newest first."""
+    e = m.SecurityEvent
+    stmt = select(e).order_by(e.received_at.desc(), e.id.desc()).limit(limit)
+    if station_id is not None:
+        stmt = stmt.where(e.charge_point_id == station_id)
+    async with sm() as s:
+        rows = (await s.execute(stmt)).scalars().all()
+    frame = pd.DataFrame(
+        [{k: getattr(r, k) for k in SECURITY_EVENT_COLUMNS} for r in rows],
+        columns=SECURITY_EVENT_COLUMNS,
+    )
+    for column in ("occurred_at", "received_at"):
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
 async def notifications(
     sm: SessionMaker,
     *,

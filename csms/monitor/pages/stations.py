@@ -358,6 +358,29 @@ def _results(cp_id: str, tz: str) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
+@st.fragment(run_every=10.0)
+def _security_events(cp_id: str, tz: str) -> None:
+    """What the charger reported with SecurityEventNotification (OCPP 1.6 security
+    extension): firmware or certificate trouble, a reset, an attack on its link."""
+    if not access.still_logged_in():
+        return
+    with ui.error_box():
+        events = ui.run(queries.security_events(ui.store().sessionmaker, cp_id, limit=50))
+        if events.empty:
+            st.caption("This station has reported no security event.")
+            return
+        rows = [
+            {
+                "Occurred": ui.fmt_time(r.occurred_at, tz, seconds=True),
+                "Received": ui.fmt_time(r.received_at, tz, seconds=True),
+                "Type": r.type,
+                "Details": ui.text(r.tech_info),
+            }
+            for r in _rows(events)
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def render() -> None:
     account = access.page_account("stations")
     st.title("Stations")
@@ -396,8 +419,12 @@ def _render(account: Account) -> None:
         station_profiles.render(account, station, site.timezone)
         st.markdown("**Command results**")
         _results(cp_id, site.timezone)
+        st.markdown("**Security events**")
+        _security_events(cp_id, site.timezone)
         return
-    edit, act, more = st.tabs(["Edit", "Commands", "Lists, reservations, firmware"])
+    edit, act, more, security = st.tabs(
+        ["Edit", "Commands", "Lists, reservations, firmware", "Security events"]
+    )
     with edit:
         _edit(account, station)
     with act:
@@ -406,6 +433,8 @@ def _render(account: Account) -> None:
         _results(cp_id, site.timezone)
     with more:
         station_profiles.render(account, station, site.timezone)
+    with security:
+        _security_events(cp_id, site.timezone)
 
 
 if __name__ == "__main__":
