@@ -510,8 +510,9 @@ def _charging_station(url: str) -> tuple[str, int]:
     return str(row["charge_point_id"]), int(row["transaction_id"])
 
 
-def test_a_stations_security_events_are_shown_to_managers_and_viewers(seeded: Garage) -> None:
-    """Issue 10: SecurityEventNotifications are recorded and shown (newest first)."""
+def test_a_stations_security_events_and_flagged_readings_are_shown(seeded: Garage) -> None:
+    """Issue 10: SecurityEventNotifications are recorded and shown (newest first), and
+    so are the register readings left out of energy totals, to managers and viewers."""
 
     async def add(sm: queries.SessionMaker) -> None:
         async with sm() as s, s.begin():
@@ -529,6 +530,20 @@ def test_a_stations_security_events_are_shown_to_managers_and_viewers(seeded: Ga
                         received_at=at,
                     )
                 )
+            s.add(
+                m.MeterSample(
+                    charge_point_id="CP002",
+                    connector_id=1,
+                    transaction_id=None,
+                    timestamp=seeded.end - timedelta(minutes=3),
+                    measurand="Energy.Active.Import.Register",
+                    raw_value="12",
+                    value=12.0,
+                    norm_unit="Wh",
+                    received_at=seeded.end,
+                    flag="backwards",
+                )
+            )
 
     query(seeded.url, add)
     for who in (MANAGER, VIEWER):
@@ -542,8 +557,14 @@ def test_a_stations_security_events_are_shown_to_managers_and_viewers(seeded: Ga
             "ReconfigurationOfSecurityParameters",
         ]
         assert list(shown[0]["Details"]) == ["seen 5 min ago", "seen 9 min ago"]
+        flagged = [df.value for df in at.dataframe if "Why" in df.value.columns]
+        assert len(flagged) == 1, who
+        assert list(flagged[0]["Why"]) == ["ran backwards"]
+        assert list(flagged[0]["Register (Wh)"]) == ["12"]
     at.selectbox(key="manage_station").set_value("CP001").run()
-    assert "reported no security event" in " ".join(c.value for c in at.caption)
+    captions = " ".join(c.value for c in at.caption)
+    assert "reported no security event" in captions
+    assert "No implausible energy register reading" in captions
 
 
 def test_command_buttons_write_outbox_rows(seeded: Garage) -> None:

@@ -975,6 +975,26 @@ async def security_events(
     return frame
 
 
+FLAGGED_SAMPLE_COLUMNS = ["timestamp", "connector_id", "transaction_id", "value", "flag"]
+
+
+async def flagged_samples(sm: SessionMaker, station_id: str, *, limit: int = 50) -> pd.DataFrame:
+    """A station's energy register readings left out of energy totals (``flag``:
+    backwards or jump, csms.meter.register_flag), newest first."""
+    ms = m.MeterSample
+    stmt = (
+        select(ms.timestamp, ms.connector_id, ms.transaction_id, ms.value, ms.flag)
+        .where(ms.charge_point_id == station_id, ms.flag.is_not(None))
+        .order_by(ms.timestamp.desc(), ms.id.desc())
+        .limit(limit)
+    )
+    async with sm() as s:
+        rows = (await s.execute(stmt)).all()
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=FLAGGED_SAMPLE_COLUMNS)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    return frame
+
+
 async def notifications(
     sm: SessionMaker,
     *,

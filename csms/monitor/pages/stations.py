@@ -381,6 +381,30 @@ def _security_events(cp_id: str, tz: str) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
+def _flagged_readings(cp_id: str, tz: str) -> None:
+    """Energy register readings the store keeps but leaves out of energy totals."""
+    with ui.error_box():
+        flagged = ui.run(queries.flagged_samples(ui.store().sessionmaker, cp_id, limit=50))
+        if flagged.empty:
+            st.caption("No implausible energy register reading from this station.")
+            return
+        st.caption(
+            "Kept as received, left out of energy totals: a register that ran backwards, "
+            "or gained more than the station's maximum allows."
+        )
+        rows = [
+            {
+                "Taken": ui.fmt_time(r.timestamp, tz, seconds=True),
+                "Connector": int(r.connector_id),
+                "Transaction": ui.text(r.transaction_id),
+                "Register (Wh)": ui.number(r.value, "{:.0f}"),
+                "Why": "ran backwards" if r.flag == "backwards" else "jumped",
+            }
+            for r in _rows(flagged)
+        ]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 def render() -> None:
     account = access.page_account("stations")
     st.title("Stations")
@@ -421,9 +445,11 @@ def _render(account: Account) -> None:
         _results(cp_id, site.timezone)
         st.markdown("**Security events**")
         _security_events(cp_id, site.timezone)
+        st.markdown("**Implausible meter readings**")
+        _flagged_readings(cp_id, site.timezone)
         return
     edit, act, more, security = st.tabs(
-        ["Edit", "Commands", "Lists, reservations, firmware", "Security events"]
+        ["Edit", "Commands", "Lists, reservations, firmware", "Security and data"]
     )
     with edit:
         _edit(account, station)
@@ -434,7 +460,10 @@ def _render(account: Account) -> None:
     with more:
         station_profiles.render(account, station, site.timezone)
     with security:
+        st.markdown("**Security events**")
         _security_events(cp_id, site.timezone)
+        st.markdown("**Implausible meter readings**")
+        _flagged_readings(cp_id, site.timezone)
 
 
 if __name__ == "__main__":
