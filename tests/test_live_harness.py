@@ -937,3 +937,19 @@ def test_a_cap_whose_lifting_failed_is_lifted_only_after_the_lowerings(tmp_path:
         state.resume(index=0)
     finally:
         state.teardown()
+
+
+def test_an_override_is_capped_when_the_fuse_goes_down_under_it(tmp_path: Path) -> None:
+    """Found at 502c7c3: a 16 A override, then the fuse went down to 16 A with a 2 A
+    margin. The override was judged under the station's new maximum (14 A, as if that
+    were installed already) and not capped, while the charger still held its old 16 A
+    ChargePointMaxProfile: 16 A > 14 A. An override now counts at the higher of the two."""
+    state = GarageMachine(tmp_path)
+    try:
+        state.setup(site=(25.0, 2.0, 0.0, "llf"), stations=[(3, "L1L2L3", 16.0, 1)])
+        state.arrive_car_taking_less(car_max=10.0, index=0)
+        state.override(index=0, limit=16.0)
+        state.set_fuse(fuse=16.0, margin=2.0)
+        assert _running_limit(state, "CP1") == 14.0
+    finally:
+        state.teardown()

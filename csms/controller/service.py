@@ -520,15 +520,20 @@ class Controller:
             )
         pinned: dict[ConnectorKey, float] = {}
         for info in stations:
-            pinned |= pinned_a(
+            args = (
                 info,
                 connectors.get(info.id, (1,)),
                 self._mirror.store_for(info.id),
                 running.get(info.id, {}),
                 now,
                 site.voltage_v,
-                station_max_a=station_max_a(info, site),
             )
+            # What a foreign profile asks for under the station's own maximum (a cap of
+            # ours taken away: `override_caps` decides on caps), but never less than under
+            # the ChargePointMaxProfile installed, which may be higher (the fuse went down).
+            installed = pinned_a(*args)
+            for key, amps in pinned_a(*args, station_max_a=station_max_a(info, site)).items():
+                pinned[key] = max(amps, installed.get(key, amps))
         return Snapshot(
             now=now,
             site=site,
