@@ -1,7 +1,9 @@
 """The operator HTTP API: ``/api/v1`` (OpenAPI at ``/api/v1/openapi.json``) and ``/metrics``.
 
     csms/api/
-    ├── app.py        the FastAPI application: routes, problem details, /metrics
+    ├── app.py        the FastAPI application: problem details, /metrics
+    ├── routes/       the resources: garage (site, building load, live), stations (id tags,
+    │                 commands), sessions (meter values, notifications)
     ├── context.py    what a request reaches: the store, the clock, the CSMS if in-process
     ├── security.py   bearer tokens -> an account with a role (csms.auth), audit
     ├── problems.py   RFC 9457 problem details for every error
