@@ -30,7 +30,14 @@ from csms.answers import record_answer
 from csms.clock import Clock
 from csms.errors import CallFailedError, GarageGridError
 from csms.events import ChargePointBooted, ChargePointDisconnected, EventBus
-from csms.local_list import ListEntry, ListUpdate, UpdateType, desired_entries, plan_update
+from csms.local_list import (
+    ListEntry,
+    ListUpdate,
+    UpdateType,
+    desired_entries,
+    plan_update,
+    split_update,
+)
 from csms.ocpp16.server import CentralSystem
 from csms.store.features import FeatureStore, LocalListState
 from csms.store.repository import Repository
@@ -38,6 +45,8 @@ from csms.store.repository import Repository
 log = logging.getLogger("csms.local_list")
 
 POLL_S = 2.0
+# Spec 9.2: the most entries one SendLocalList.req may carry.
+MAX_ITEMS_KEY = "SendLocalListMaxLength"
 # Every this many real seconds, every charger's copy is compared again even if the tags
 # did not change.
 RECHECK_S = 60.0
@@ -69,6 +78,8 @@ class LocalListSync:
         # tags did not change reads no copies, except every RECHECK_S (an update sent by
         # hand, a refused one).
         self._settled: dict[str, str] = {}
+        # Charger -> its SendLocalListMaxLength (spec 9.2), read with its version.
+        self._max_items: dict[str, int] = {}
         self._checked_all_at = -math.inf
 
     async def run(self) -> None:
@@ -143,7 +154,11 @@ class LocalListSync:
             return False
         if await self._features.has_open_command(cp_id, "SendLocalList"):
             return False
-        status = await self._send(cp_id, "SendLocalList", payload)
+        status = None
+        for part in split_update(update, self._max_items.get(cp_id)):
+            status = await self._send(cp_id, "SendLocalList", part.to_ocpp())
+            if status != "Accepted":
+                break
         if status != "Accepted" and update.update_type is UpdateType.full:
             self._refused[cp_id] = fingerprint
         elif status == "Accepted":
@@ -154,7 +169,26 @@ class LocalListSync:
         self._asked.add(cp_id)
         await self._send(cp_id, "GetLocalListVersion", {})
         state = await self._features.local_list(cp_id)
-        return state if state.supported else None
+        if not state.supported:
+            return None
+        limit = await self._read_max_items(cp_id)
+        if limit is None:
+            self._max_items.pop(cp_id, None)
+        else:
+            self._max_items[cp_id] = limit
+        return state
+
+    async def _read_max_items(self, cp_id: str) -> int | None:
+        """SendLocalListMaxLength, or None when the charger does not say."""
+        try:
+            answer = await self._central.call(cp_id, "GetConfiguration", {"key": [MAX_ITEMS_KEY]})
+        except GarageGridError:
+            return None
+        for item in answer.get("configurationKey") or []:
+            if str(item.get("key", "")).lower() == MAX_ITEMS_KEY.lower():
+                value = str(item.get("value", "")).strip()
+                return int(value) if value.isdigit() and int(value) > 0 else None
+        return None
 
     async def _send(self, cp_id: str, action: str, payload: dict[str, object]) -> str | None:
         answer = None
