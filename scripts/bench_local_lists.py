@@ -24,7 +24,6 @@ from virtual_chargers.options import StationOptions
 from virtual_chargers.simulation import Electrics
 from virtual_chargers.station import VirtualStation
 
-
 IDLE_S = 10.0
 
 
