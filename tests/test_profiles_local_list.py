@@ -159,11 +159,14 @@ async def test_the_csms_keeps_a_chargers_list_equal_to_the_id_tags(db_url: str) 
         later = received[count:]
         assert later and all(kind == "Differential" for kind, _ in later)
         assert [v for _, v in later] == list(range(version + 1, version + 1 + len(later)))
-        held = station.features.local_list
-        assert held["TAG3"].parent_id_tag == "TAG2"
-        state = await g.features.local_list("CP1")
-        assert state.entries == held  # our copy is what the charger holds
-        assert state.supported is True
+        assert station.features.local_list["TAG3"].parent_id_tag == "TAG2"
+
+        async def copy_is_what_it_holds() -> bool:
+            # The last answer is recorded just after the charger took the update.
+            state = await g.features.local_list("CP1")
+            return state.entries == station.features.local_list and state.supported is True
+
+        await eventually(copy_is_what_it_holds, "our copy equal to the charger's list")
 
 
 async def test_a_version_that_is_not_ours_brings_a_full_list(db_url: str) -> None:
@@ -338,6 +341,11 @@ async def test_the_csms_sends_a_long_list_in_parts_the_charger_takes(db_url: str
             await g.app.repository.add_id_tag(tag_id)
         features = g.station.features
         await eventually(lambda: set(features.local_list) == tags, "all five on the charger")
-        state = await g.features.local_list("CP1")
-        assert state.in_sync and state.version == features.list_version
-        assert set(state.entries) == tags
+
+        async def copy_agrees() -> bool:
+            # The last part's answer is recorded just after the charger took it.
+            state = await g.features.local_list("CP1")
+            return state.in_sync and state.version == features.list_version
+
+        await eventually(copy_agrees, "our copy at the charger's version")
+        assert set((await g.features.local_list("CP1")).entries) == tags
