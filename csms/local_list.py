@@ -34,6 +34,7 @@ __all__ = [
     "apply_update",
     "desired_entries",
     "plan_update",
+    "split_update",
 ]
 
 # GetLocalListVersion.conf listVersion of a charger whose local list is disabled (5.10).
@@ -163,3 +164,27 @@ def apply_update(held: Mapping[str, ListEntry], update: ListUpdate) -> dict[str,
     for entry in update.entries:
         out[entry.id_tag] = entry
     return out
+
+
+def split_update(update: ListUpdate, max_items: int | None) -> list[ListUpdate]:
+    """``update`` in parts of at most ``max_items`` entries (SendLocalListMaxLength, spec
+    9.2): a Full list becomes a Full part and Differential parts, a Differential becomes
+    several, each with the next version, so that a charger that took some parts holds a
+    consistent list at the version of the last one. One part when it fits (or no limit
+    is known)."""
+    items: list[ListEntry | str] = [*update.entries, *update.removed]
+    if max_items is None or max_items < 1 or len(items) <= max_items:
+        return [update]
+    parts: list[ListUpdate] = []
+    for n, start in enumerate(range(0, len(items), max_items)):
+        chunk = items[start : start + max_items]
+        kind = update.update_type if n == 0 else UpdateType.differential
+        parts.append(
+            ListUpdate(
+                update.version + n,
+                kind,
+                tuple(i for i in chunk if isinstance(i, ListEntry)),
+                tuple(i for i in chunk if isinstance(i, str)),
+            )
+        )
+    return parts

@@ -23,12 +23,21 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
+import time
 
 from csms.answers import record_answer
 from csms.clock import Clock
 from csms.errors import CallFailedError, GarageGridError
 from csms.events import ChargePointBooted, ChargePointDisconnected, EventBus
-from csms.local_list import ListEntry, ListUpdate, UpdateType, desired_entries, plan_update
+from csms.local_list import (
+    ListEntry,
+    ListUpdate,
+    UpdateType,
+    desired_entries,
+    plan_update,
+    split_update,
+)
 from csms.ocpp16.server import CentralSystem
 from csms.store.features import FeatureStore, LocalListState
 from csms.store.repository import Repository
@@ -36,6 +45,11 @@ from csms.store.repository import Repository
 log = logging.getLogger("csms.local_list")
 
 POLL_S = 2.0
+# Spec 9.2: the most entries one SendLocalList.req may carry.
+MAX_ITEMS_KEY = "SendLocalListMaxLength"
+# Every this many real seconds, every charger's copy is compared again even if the tags
+# did not change.
+RECHECK_S = 60.0
 
 
 class LocalListSync:
@@ -60,6 +74,13 @@ class LocalListSync:
         # Chargers asked on their current connection: a boot event that the round which
         # asked had not seen yet does not ask again.
         self._asked: set[str] = set()
+        # Charger -> the list (fingerprint) it holds for certain: a round in which the
+        # tags did not change reads no copies, except every RECHECK_S (an update sent by
+        # hand, a refused one).
+        self._settled: dict[str, str] = {}
+        # Charger -> its SendLocalListMaxLength (spec 9.2), read with its version.
+        self._max_items: dict[str, int] = {}
+        self._checked_all_at = -math.inf
 
     async def run(self) -> None:
         while True:
@@ -82,56 +103,92 @@ class LocalListSync:
             if event.charge_point_id not in self._asked:
                 self._to_check.add(event.charge_point_id)
             self._refused.pop(event.charge_point_id, None)
+            self._settled.pop(event.charge_point_id, None)
         elif isinstance(event, ChargePointDisconnected):
             self._to_check.discard(event.charge_point_id)
             self._asked.discard(event.charge_point_id)
+            self._settled.pop(event.charge_point_id, None)
 
     async def sync_once(self) -> None:
         """One round: every connected, accepted charger gets what changed."""
         desired = desired_entries(await self._features.id_tags(), self._clock.now())
+        fingerprint = json.dumps([e.to_ocpp() for _, e in sorted(desired.items())])
+        # Accepted chargers only (section 4.2).
+        accepted = [c for c in self._central.connected_ids() if self._central.is_accepted(c)]
+        recheck = time.monotonic() - self._checked_all_at >= RECHECK_S
+        if recheck:
+            self._checked_all_at = time.monotonic()
+        due = [c for c in accepted if recheck or self._settled.get(c) != fingerprint]
+        if not due:
+            return
         copies = await self._features.local_list_copies()
+        due = [c for c in due if c in copies]  # not known to keep no list
         # Each charger in its own task: a silent one does not hold up the others.
-        await asyncio.gather(
-            *(
-                self._sync(cp_id, copies[cp_id], desired)
-                for cp_id in self._central.connected_ids()
-                # Not known to keep no list, and accepted (section 4.2).
-                if cp_id in copies and self._central.is_accepted(cp_id)
-            )
-        )
+        holds = await asyncio.gather(*(self._sync(c, copies[c], desired) for c in due))
+        for cp_id, held in zip(due, holds, strict=True):
+            if held:
+                self._settled[cp_id] = fingerprint
+            else:
+                self._settled.pop(cp_id, None)
 
-    async def _sync(self, cp_id: str, state: LocalListState, desired: dict[str, ListEntry]) -> None:
+    async def _sync(self, cp_id: str, state: LocalListState, desired: dict[str, ListEntry]) -> bool:
+        """Bring one charger's list up to date; whether it now holds ``desired``."""
         if cp_id in self._to_check or state.supported is None:
             self._to_check.discard(cp_id)
             checked = await self._ask_version(cp_id)
             if checked is None:
-                return
+                return False
             state = checked
         update = plan_update(desired, state.entries if state.in_sync else None, state.version)
-        if update is not None:
-            await self._send_update(cp_id, update)
+        if update is None:
+            return True
+        return await self._send_update(cp_id, update)
 
-    async def _send_update(self, cp_id: str, update: ListUpdate) -> None:
+    async def _send_update(self, cp_id: str, update: ListUpdate) -> bool:
         payload = update.to_ocpp()
         fingerprint = json.dumps(
             {"type": payload["updateType"], "list": payload["localAuthorizationList"]},
             sort_keys=True,
         )
         if self._refused.get(cp_id) == fingerprint:
-            return
+            return False
         if await self._features.has_open_command(cp_id, "SendLocalList"):
-            return
-        status = await self._send(cp_id, "SendLocalList", payload)
+            return False
+        status = None
+        for part in split_update(update, self._max_items.get(cp_id)):
+            status = await self._send(cp_id, "SendLocalList", part.to_ocpp())
+            if status != "Accepted":
+                break
         if status != "Accepted" and update.update_type is UpdateType.full:
             self._refused[cp_id] = fingerprint
         elif status == "Accepted":
             self._refused.pop(cp_id, None)
+        return status == "Accepted"
 
     async def _ask_version(self, cp_id: str) -> LocalListState | None:
         self._asked.add(cp_id)
         await self._send(cp_id, "GetLocalListVersion", {})
         state = await self._features.local_list(cp_id)
-        return state if state.supported else None
+        if not state.supported:
+            return None
+        limit = await self._read_max_items(cp_id)
+        if limit is None:
+            self._max_items.pop(cp_id, None)
+        else:
+            self._max_items[cp_id] = limit
+        return state
+
+    async def _read_max_items(self, cp_id: str) -> int | None:
+        """SendLocalListMaxLength, or None when the charger does not say."""
+        try:
+            answer = await self._central.call(cp_id, "GetConfiguration", {"key": [MAX_ITEMS_KEY]})
+        except GarageGridError:
+            return None
+        for item in answer.get("configurationKey") or []:
+            if str(item.get("key", "")).lower() == MAX_ITEMS_KEY.lower():
+                value = str(item.get("value", "")).strip()
+                return int(value) if value.isdigit() and int(value) > 0 else None
+        return None
 
     async def _send(self, cp_id: str, action: str, payload: dict[str, object]) -> str | None:
         answer = None

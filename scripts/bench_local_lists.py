@@ -4,7 +4,8 @@ Starts the real CSMS on 127.0.0.1 (a fresh SQLite store in a temporary directory
 local list sync at its default 2 s poll) and N virtual chargers, adds T id tags, and
 prints, in real seconds: until every charger holds the whole list (GetLocalListVersion,
 then a Full SendLocalList of T entries), then until one blocked tag has reached every
-charger (a Differential each), and the CSMS's CPU time meanwhile.
+charger (a Differential each), the process's CPU time meanwhile, and its CPU time over
+10 s in which nothing changes (chargers idle, the sync only checking).
 
     .venv/bin/python scripts/bench_local_lists.py [--chargers 20] [--tags 500]
 """
@@ -22,6 +23,8 @@ from csms.clock import SimClock
 from virtual_chargers.options import StationOptions
 from virtual_chargers.simulation import Electrics
 from virtual_chargers.station import VirtualStation
+
+IDLE_S = 10.0
 
 
 async def until(predicate: object, timeout_s: float = 120.0) -> float:
@@ -67,10 +70,15 @@ async def main(chargers: int, tags: int) -> None:
                 lambda: all(s.features.local_list["TAG00000"].status == "Blocked" for s in stations)
             )
             cpu = time.process_time() - cpu0
+            # Nothing changes now: what the sync costs while it only checks.
+            idle0 = time.process_time()
+            await asyncio.sleep(IDLE_S)
+            idle = time.process_time() - idle0
             print(f"chargers {chargers}, id tags {tags}, sync poll 2 s")
             print(f"  whole list on every charger after the tags were added: {full_s:.2f} s")
             print(f"  one blocked tag on every charger: {diff_s:.2f} s")
             print(f"  process CPU meanwhile (CSMS + chargers): {cpu:.2f} s")
+            print(f"  process CPU over {IDLE_S:g} s with nothing to send: {idle:.2f} s")
         finally:
             for station in stations:
                 await station.shutdown(flush_timeout_real_s=0.2)

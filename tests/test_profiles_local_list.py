@@ -25,6 +25,7 @@ from csms.local_list import (
     apply_update,
     desired_entries,
     plan_update,
+    split_update,
 )
 from tests.conftest import T0, start_app, ws_url
 from tests.ocpp_client import RawChargePoint
@@ -158,11 +159,14 @@ async def test_the_csms_keeps_a_chargers_list_equal_to_the_id_tags(db_url: str) 
         later = received[count:]
         assert later and all(kind == "Differential" for kind, _ in later)
         assert [v for _, v in later] == list(range(version + 1, version + 1 + len(later)))
-        held = station.features.local_list
-        assert held["TAG3"].parent_id_tag == "TAG2"
-        state = await g.features.local_list("CP1")
-        assert state.entries == held  # our copy is what the charger holds
-        assert state.supported is True
+        assert station.features.local_list["TAG3"].parent_id_tag == "TAG2"
+
+        async def copy_is_what_it_holds() -> bool:
+            # The last answer is recorded just after the charger took the update.
+            state = await g.features.local_list("CP1")
+            return state.entries == station.features.local_list and state.supported is True
+
+        await eventually(copy_is_what_it_holds, "our copy equal to the charger's list")
 
 
 async def test_a_version_that_is_not_ours_brings_a_full_list(db_url: str) -> None:
@@ -305,3 +309,43 @@ async def test_the_charger_authorises_from_its_list_while_the_csms_is_away(db_ur
         assert await station._authorize("GOOD", remote=False) == "Accepted"
         assert await station._authorize("BAD", remote=False) == "Blocked"
         assert await station._authorize("NOBODY", remote=False) is None  # waits for the CSMS
+
+
+# ------------------------------------------------------------------ SendLocalListMaxLength
+def test_a_list_longer_than_one_message_goes_in_parts() -> None:
+    entries = tuple(ListEntry(f"T{n}", "Accepted") for n in range(5))
+    full = ListUpdate(4, UpdateType.full, entries)
+    parts = split_update(full, 2)
+    assert [(p.update_type.value, p.version, len(p.entries)) for p in parts] == [
+        ("Full", 4, 2),
+        ("Differential", 5, 2),
+        ("Differential", 6, 1),
+    ]
+    held: dict[str, ListEntry] = {"OLD": ListEntry("OLD", "Accepted")}
+    for part in parts:
+        held = apply_update(held, part)
+    assert held == apply_update({}, full)  # the same list as one Full message
+    diff = ListUpdate(7, UpdateType.differential, entries[:1], ("A", "B"))
+    assert [(len(p.entries), p.removed) for p in split_update(diff, 2)] == [
+        (1, ("A",)),
+        (0, ("B",)),
+    ]
+    assert split_update(full, None) == [full] == split_update(full, 5)
+
+
+async def test_the_csms_sends_a_long_list_in_parts_the_charger_takes(db_url: str) -> None:
+    options = StationOptions(password=PASSWORD, config={"SendLocalListMaxLength": "2"})
+    async with garage(db_url, options=options, local_list_sync=True, local_list_poll_s=0.2) as g:
+        tags = {f"TAG{n}" for n in range(5)}
+        for tag_id in sorted(tags):
+            await g.app.repository.add_id_tag(tag_id)
+        features = g.station.features
+        await eventually(lambda: set(features.local_list) == tags, "all five on the charger")
+
+        async def copy_agrees() -> bool:
+            # The last part's answer is recorded just after the charger took it.
+            state = await g.features.local_list("CP1")
+            return state.in_sync and state.version == features.list_version
+
+        await eventually(copy_agrees, "our copy at the charger's version")
+        assert set((await g.features.local_list("CP1")).entries) == tags

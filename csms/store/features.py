@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 
 from csms.domain import CommandStatus
 from csms.errors import ConfigError, NotFoundError
-from csms.local_list import ListEntry, ListUpdate, apply_update
+from csms.local_list import ListEntry, ListUpdate, UpdateType, apply_update
 from csms.reservations import ACTIVE_STATUSES, Reservation, reservation_from_row
 from csms.store import models as m
 from csms.store.repository import Repository
@@ -77,13 +77,24 @@ class FeatureStore:
             )
 
     async def local_list_accepted(self, cp_id: str, sent: ListUpdate) -> None:
-        """The charger answered Accepted: our copy becomes what it holds now."""
+        """The charger answered Accepted: our copy becomes what it holds now.
+
+        A Differential on a copy in sync writes only the tags it names; anything else
+        rewrites the copy (a Differential on a copy we did not trust leaves it untrusted).
+        """
         state = await self.local_list(cp_id)
-        held = apply_update(state.entries if state.in_sync else {}, sent)
+        differential = sent.update_type is UpdateType.differential
+        if differential and state.in_sync:
+            touched = [e.id_tag for e in sent.entries] + list(sent.removed)
+            rows = list(sent.entries)
+        else:
+            touched = None
+            rows = list(apply_update(state.entries if state.in_sync else {}, sent).values())
         async with self._repo.unit_of_work() as s:
-            await s.execute(
-                delete(m.LocalListEntry).where(m.LocalListEntry.charge_point_id == cp_id)
-            )
+            stale = delete(m.LocalListEntry).where(m.LocalListEntry.charge_point_id == cp_id)
+            if touched is not None:
+                stale = stale.where(m.LocalListEntry.id_tag.in_(touched))
+            await s.execute(stale)
             s.add_all(
                 m.LocalListEntry(
                     charge_point_id=cp_id,
@@ -92,7 +103,7 @@ class FeatureStore:
                     expiry_date=e.expiry_date,
                     parent_id_tag=e.parent_id_tag,
                 )
-                for e in held.values()
+                for e in rows
             )
             await s.execute(
                 update(m.ChargePoint)
@@ -100,8 +111,7 @@ class FeatureStore:
                 .values(
                     local_list_supported=True,
                     local_list_version=sent.version,
-                    # A Differential on a copy we did not trust leaves it untrusted.
-                    local_list_in_sync=state.in_sync or sent.update_type.value == "Full",
+                    local_list_in_sync=state.in_sync or not differential,
                 )
             )
 
