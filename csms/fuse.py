@@ -35,7 +35,9 @@ Choices where the spec leaves room, each taken on the side of the larger current
   car actually uses would let a one-phase car draw up to 3x that on one phase; send such
   a charger A.)
 - Each connector loads every phase its station is wired to with its per-phase limit: the
-  worst case is a three-phase car on a three-phase station.
+  worst case is a three-phase car on a three-phase station. Except where the caller knows
+  the running car's phases (`RunningTx.car_phases`, the planner's `car_phases`): its own
+  limit then loads only the station's first phases; the next car's, every phase.
 - A charger whose profiles are in doubt (an answer that was lost) counts at the largest
   limit among the stores it may hold.
 """
@@ -89,14 +91,22 @@ PhaseAmps = tuple[float, float, float]
 
 @dataclass(frozen=True, slots=True)
 class RunningTx:
-    """A transaction running on a connector; the id may be unknown just after a start."""
+    """A transaction running on a connector; the id may be unknown just after a start.
+
+    `car_phases`: how many phases the car itself draws on, when known (the EV catalogue,
+    or this transaction's own readings: `csms.scheduler.phases.infer_ev_phases`); the car
+    loads the station's first ones. None: every phase of the station.
+    """
 
     transaction_id: int | None
     started_at: datetime
+    car_phases: int | None = None
 
     def __post_init__(self) -> None:
         if self.started_at.utcoffset() is None:
             raise ConfigError(f"started_at must carry a time zone, got {self.started_at}")
+        if self.car_phases is not None and not 1 <= self.car_phases <= 3:
+            raise ConfigError(f"car_phases must be 1, 2 or 3, got {self.car_phases}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,35 +161,51 @@ def connector_worst_case_a(
     view: ChargerView, connector_id: int, at: datetime, *, horizon: timedelta = HORIZON
 ) -> float:
     """The most `connector_id` may draw per phase at any instant in [at, at + horizon)."""
+    return max(_connector_worst_parts_a(view, connector_id, at, horizon))
+
+
+def _connector_worst_parts_a(
+    view: ChargerView, connector_id: int, at: datetime, horizon: timedelta
+) -> tuple[float, float]:
+    """(the running transaction's own worst, what a transaction starting from now may
+    draw) per phase; the first is 0 on an idle connector."""
     if at.utcoffset() is None:
         raise ConfigError(f"at must carry a time zone, got {at}")
     if horizon <= timedelta(0):
         raise ConfigError(f"horizon must be positive, got {horizon}")
+    top = view.max_current_a
     if not view.managed or view.profiles is None:
-        return view.max_current_a
+        return top, top
     phases = len(view.wiring)
     tx = view.running.get(connector_id)
-    worst = 0.0
+    own = fresh = 0.0
     for store in (view.profiles, *view.alternatives):
         fitted = _fit_phases(store, phases)
         for reading in _default_readings(fitted, connector_id):
-            amps = _store_worst_a(reading, connector_id, tx, at, horizon, view.voltage_v)
-            if amps is None or amps >= view.max_current_a:
-                return view.max_current_a
-            worst = max(worst, amps)
-    return worst
+            parts = _store_worst_parts_a(reading, connector_id, tx, at, horizon, view.voltage_v)
+            own = top if parts[0] is None else max(own, min(parts[0], top))
+            fresh = top if parts[1] is None else max(fresh, min(parts[1], top))
+            if own >= top and fresh >= top:
+                return top, top
+    return own, fresh
 
 
 def worst_case_a(
     views: Iterable[ChargerView], at: datetime, *, horizon: timedelta = HORIZON
 ) -> dict[ConnectorKey, PhaseAmps]:
-    """Per connector, the worst current on L1, L2, L3 (0 on phases it is not wired to)."""
+    """Per connector, the worst current on L1, L2, L3 (0 on phases it is not wired to).
+
+    A running car whose phases are known (`RunningTx.car_phases`) draws its own limit on
+    the station's first phases only; every wired phase carries what the next car may
+    draw, since the next car may use them all."""
     out: dict[ConnectorKey, PhaseAmps] = {}
     for view in views:
-        wired = {PHASES.index(p) for p in view.wiring}
+        wired = [PHASES.index(p) for p in view.wiring]
         for connector_id in view.connectors():
-            amps = connector_worst_case_a(view, connector_id, at, horizon=horizon)
-            loads = [amps if i in wired else 0.0 for i in range(3)]
+            own, fresh = _connector_worst_parts_a(view, connector_id, at, horizon)
+            tx = view.running.get(connector_id)
+            car = set(wired if tx is None or tx.car_phases is None else wired[: tx.car_phases])
+            loads = [max(own if i in car else 0.0, fresh) if i in wired else 0.0 for i in range(3)]
             out[(view.id, connector_id)] = (loads[0], loads[1], loads[2])
     return out
 
@@ -223,16 +249,17 @@ def fuse_holds(
 # --------------------------------------------------------------------------------------
 
 
-def _store_worst_a(
+def _store_worst_parts_a(
     store: ProfileStore,
     connector_id: int,
     tx: RunningTx | None,
     at: datetime,
     horizon: timedelta,
     voltage_v: float,
-) -> float | None:
-    """The largest per-phase limit over the horizon; None when something is unlimited."""
-    limits: list[Limit | None] = []
+) -> tuple[float | None, float | None]:
+    """The largest per-phase limit over the horizon of the running transaction and of a
+    transaction starting from now; None where something is unlimited."""
+    own: list[Limit | None] = []
     if tx is not None:
         timeline = limit_timeline(
             store,
@@ -243,18 +270,23 @@ def _store_worst_a(
             transaction_start=tx.started_at,
             voltage_v=voltage_v,
         )
-        limits.extend(change.limit for change in timeline)
+        own.extend(change.limit for change in timeline)
     # The running transaction's TxProfiles end with it (section 3.13.1); a new one starts
     # under the TxDefaultProfile.
+    next_limits: list[Limit | None] = []
     fresh = store.end_transaction(connector_id)
-    limits.extend(_next_transaction_limits(fresh, connector_id, at, horizon, voltage_v))
+    next_limits.extend(_next_transaction_limits(fresh, connector_id, at, horizon, voltage_v))
     if tx is None and fresh is not store:
         # A TxProfile waiting on an idle connector is for the transaction its
         # RemoteStartTransaction starts (spec 5.11); a car started otherwise does without.
-        limits.extend(_next_transaction_limits(store, connector_id, at, horizon, voltage_v))
+        next_limits.extend(_next_transaction_limits(store, connector_id, at, horizon, voltage_v))
+    return _largest(own), _largest(next_limits)
+
+
+def _largest(limits: list[Limit | None]) -> float | None:
     if any(limit is None for limit in limits):
         return None
-    return max(limit.current_a for limit in limits if limit is not None)
+    return max((limit.current_a for limit in limits if limit is not None), default=0.0)
 
 
 def _next_transaction_limits(

@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from csms.controller.headroom import fuse_headroom_a
+from csms.controller.mirror import ProfileMirror
 from csms.controller.planning import (
     Reading,
     Snapshot,
     StationState,
     build_plan,
+    car_phases,
     changes_to_send,
     default_limit_a,
     departure_for,
@@ -25,7 +28,13 @@ from csms.controller.planning import (
 )
 from csms.domain import ChargePointId, ChargePointInfo, OpenSession, SiteConfig, TransactionId
 from csms.fuse import RunningTx
-from csms.profiles import ChargingProfilePurpose, ProfileStore, default_profile, tx_profile
+from csms.profiles import (
+    ChargingProfilePurpose,
+    ProfileStore,
+    default_profile,
+    profile_to_ocpp,
+    tx_profile,
+)
 from csms.scheduler import allocate
 
 NOW = datetime(2026, 1, 5, 17, 0, tzinfo=UTC)
@@ -420,3 +429,35 @@ def test_a_full_car_held_at_the_default_does_not_weigh_against_lean_defaults() -
     normal = {("FULL", 1): 6.0, ("NEEDS", 1): 13.0}
     lean = {("FULL", 1): 0.0, ("NEEDS", 1): 25.0}
     assert idle_room_gain_a(normal, lean, [("NEEDS", 1)]) == 12.0
+
+
+def test_the_headroom_counts_a_one_phase_car_on_its_phase_as_the_planner_does() -> None:
+    """The fuse model and the planner count a running car by one rule (`car_phases`): a
+    car whose readings show one phase draws its 16 A on L1 only, the next car may draw the
+    6 A default on every phase. Counting its 16 A on all three phases read as -20 A where
+    the fuse had 0 A left (found as negative headroom in `make demo`)."""
+    mirror = ProfileMirror()
+    mirror.charger_booted("A", vendor="V", model="M", serial_number=None)
+    # What the controller does at a first boot: clear everything, then set its own.
+    mirror.observe_call("A", "ClearChargingProfile", {}, {"status": "Accepted"})
+    for payload in (
+        {
+            "connectorId": 0,
+            "csChargingProfiles": profile_to_ocpp(
+                default_profile(ChargingProfilePurpose.TxDefaultProfile, 6.0, profile_id=2)
+            ),
+        },
+        {"connectorId": 1, "csChargingProfiles": profile_to_ocpp(tx_profile(101, 1, 7, 16.0))},
+    ):
+        mirror.observe_call(
+            "A", "SetChargingProfile", payload, {"status": "Accepted"}, running_tx=7
+        )
+    running = session("A", 7)
+    one_phase = Reading(7, NOW - timedelta(minutes=1), (16.0, 0.0, 0.0))
+    three_phase = Reading(7, NOW - timedelta(minutes=1), (16.0, 15.8, 16.1))
+    for reading, expected in ((one_phase, (14.0, 24.0, 24.0)), (three_phase, (14.0, 14.0, 14.0))):
+        snapshot = snap([station("A")], [running], readings={("A", 1): reading})
+        assert car_phases(running, station("A").info, snapshot, {}) == (
+            1 if reading is one_phase else None
+        )
+        assert fuse_headroom_a(snapshot, mirror) == expected

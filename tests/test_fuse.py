@@ -313,6 +313,34 @@ def test_offline_charger_counts_like_an_online_one() -> None:
     assert worst_case_a([offline], NOW) == worst_case_a([online], NOW) == {("CP1", 1): (16, 16, 16)}
 
 
+def test_a_one_phase_car_draws_its_own_limit_on_its_phase_only() -> None:
+    """A car known to draw on one phase (catalogue or its own readings) loads the
+    station's first phase with its TxProfile; every wired phase keeps what the next car,
+    maybe three-phase, starts under (the default). Rotated wiring moves it."""
+    one_phase = {1: RunningTx(TX_ID, NOW - timedelta(minutes=30), car_phases=1)}
+    profiles = store(default(6), tx(16))
+    view = ChargerView("CP1", ("L1", "L2", "L3"), 32, (1,), profiles, one_phase)
+    assert worst_case_a([view], NOW) == {("CP1", 1): (16, 6, 6)}
+    rotated = ChargerView("CP1", ("L2", "L3", "L1"), 32, (1,), profiles, one_phase)
+    assert worst_case_a([rotated], NOW) == {("CP1", 1): (6, 16, 6)}
+    two = {1: RunningTx(TX_ID, NOW - timedelta(minutes=30), car_phases=2)}
+    assert worst_case_a([ChargerView("CP1", ("L3", "L1", "L2"), 32, (1,), profiles, two)], NOW) == {
+        ("CP1", 1): (16, 6, 16)
+    }
+    # Unknown phases: every phase, as before; the single number is the larger part.
+    assert worst_case_a(
+        [ChargerView("CP1", ("L1", "L2", "L3"), 32, (1,), profiles, RUNNING)], NOW
+    ) == {("CP1", 1): (16, 16, 16)}
+    assert connector_worst_case_a(view, 1, NOW) == 16
+    # A default above the car's own limit shows on every phase.
+    high_default = ChargerView(
+        "CP1", ("L1", "L2", "L3"), 32, (1,), store(default(20), tx(16)), one_phase
+    )
+    assert worst_case_a([high_default], NOW) == {("CP1", 1): (20, 20, 20)}
+    with pytest.raises(ConfigError):
+        RunningTx(TX_ID, NOW, car_phases=4)
+
+
 def test_a_change_beyond_the_horizon_is_not_counted() -> None:
     later = store((0, profile(DEFAULT, [(0, 6), (9 * 24 * 3600, 32)], kind=ABSOLUTE, start=NOW)))
     view = ChargerView("CP1", ("L1", "L2", "L3"), 32, (1,), later)

@@ -3,7 +3,8 @@
 Pure: the controller's last snapshot and its profile mirror in, three numbers out.
 Headroom = fuse - margin - building load (the one the controller plans with, stale or
 missing replaced by the configured worst case) - the fuse model's worst case of what
-every charger accepted (`csms.fuse.site_worst_case_a`). Negative: the fuse is at risk.
+every charger accepted (`csms.fuse.site_worst_case_a`, a running car on its own phases).
+Negative: the fuse is at risk.
 """
 
 from __future__ import annotations
@@ -15,17 +16,27 @@ from csms.controller.planning import (
     Snapshot,
     StationState,
     capacity_a,
+    car_phases,
     effective_building_load,
 )
 from csms.domain import split_wiring
 from csms.fuse import ChargerView, RunningTx, site_worst_case_a
 
 
-def fuse_headroom_a(snapshot: Snapshot, mirror: ProfileMirror) -> tuple[float, float, float]:
+def fuse_headroom_a(
+    snapshot: Snapshot,
+    mirror: ProfileMirror,
+    ev_lookup: Mapping[str, tuple[float, float, int]] | None = None,
+) -> tuple[float, float, float]:
+    """A running car counts on the phases it draws on, as the planner counts it
+    (`planning.car_phases`); the next car on every phase of its station."""
+    infos = {station.info.id: station.info for station in snapshot.stations}
     running: dict[str, dict[int, RunningTx]] = {}
     for session in snapshot.sessions:
+        info = infos.get(session.charge_point_id)
+        phases = None if info is None else car_phases(session, info, snapshot, ev_lookup or {})
         running.setdefault(session.charge_point_id, {})[session.connector_id] = RunningTx(
-            session.transaction_id, session.started_at
+            session.transaction_id, session.started_at, phases
         )
     views = [
         _view(station, mirror, running.get(station.info.id, {}), snapshot)

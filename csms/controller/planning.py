@@ -298,12 +298,7 @@ def build_plan(
             tx = session.transaction_id
             reading = reading_for(snapshot.readings.get(key), session)
             limit_since = snapshot.limit_since.get(key)
-            # The car's phases: the catalogue's, else what this car's own meter shows.
-            ev_phases = (
-                ev[2]
-                if ev
-                else (infer_ev_phases(reading.current_a, info.phases) if reading else None)
-            )
+            ev_phases = car_phases(session, info, snapshot, ev_lookup)
             demands.append(
                 SessionDemand(
                     connector=key,
@@ -344,6 +339,24 @@ def build_plan(
         session_by_key=session_by_key,
         swap_headroom_a=(headroom[0], headroom[1], headroom[2]),
     )
+
+
+def car_phases(
+    session: OpenSession,
+    info: ChargePointInfo,
+    snapshot: Snapshot,
+    ev_lookup: Mapping[str, tuple[float, float, int]],
+) -> int | None:
+    """How many phases the car of ``session`` draws on: the catalogue's for its model,
+    else what this transaction's own readings show (`infer_ev_phases`), else None (all
+    of the station's). The planner and the fuse model (`csms.fuse.RunningTx.car_phases`)
+    count a running car by the same answer."""
+    ev = ev_lookup.get(session.ev_model or "")
+    if ev:
+        return ev[2]
+    key = (session.charge_point_id, session.connector_id)
+    reading = reading_for(snapshot.readings.get(key), session)
+    return infer_ev_phases(reading.current_a, info.phases) if reading else None
 
 
 def pinned_a(

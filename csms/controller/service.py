@@ -495,7 +495,7 @@ class Controller:
         None before the first plan."""
         if self._last_snapshot is None:
             return None
-        return fuse_headroom_a(self._last_snapshot, self._mirror)
+        return fuse_headroom_a(self._last_snapshot, self._mirror, self._ev_lookup)
 
     # ------------------------------------------------------------ planning
     async def _snapshot(self) -> Snapshot:
