@@ -396,8 +396,10 @@ async def test_queued_messages_arrive_in_order_after_a_reconnect(
     ids = [f.message_id for f in central.calls()]
     assert len(ids) == len(set(ids))
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
-    # Every 20 simulated seconds; lateness on a busy machine stretches a gap a little.
-    assert max(gaps) <= 30
+    # Every 20 simulated seconds. On a loaded machine a sample can come one interval late
+    # (55 s was seen with a load average of 7 on 2 cores); a charger that stopped sampling
+    # while offline would leave a gap of the whole 300 s outage.
+    assert max(gaps) <= 3 * 20
 
 
 async def test_a_start_that_never_got_an_id_is_stopped_with_minus_one(
