@@ -142,8 +142,6 @@ class Controller:
         self._ev_lookup = dict(ev_lookup) if ev_lookup is not None else _catalogue()
         self._sent: dict[ConnectorKey, _Sent] = {}
         self._defaults_sent: dict[str, float] = {}
-        # The ChargePointMaxProfile each charger accepted: (limit, phases, rate unit).
-        self._max_sent: dict[str, tuple[float, int, ChargingRateUnit]] = {}
         self._defaults_in_force: dict[str, float] = {}
         self._retried: set[str] = set()  # see `_retry_once`
         # The last plan's `override_caps`: ChargePointMaxProfile limits below a station's
@@ -322,7 +320,6 @@ class Controller:
             # A charger that comes back may be another unit: prepared again at its boot
             # (the boot gate sends its fail-safe profiles once, before it is Accepted).
             self._ready.discard(event.charge_point_id)
-            self._max_sent.pop(event.charge_point_id, None)
         if isinstance(event, TransactionStarted):
             self._confirm((event.charge_point_id, event.connector_id), event.transaction_id)
         if isinstance(event, ConnectorStatusChanged) and event.status in _RUNNING_STATUSES:
@@ -726,7 +723,6 @@ class Controller:
             log.warning("station cap refused", extra=extra | {"status": status})
             return
         self._retried.discard(cp_id)
-        self._max_sent[cp_id] = (limit, info.phases, ChargingRateUnit(info.rate_unit))
         if cap is None:
             log.info("station cap lifted", extra=extra)
             return
@@ -1056,9 +1052,6 @@ class Controller:
                 self._caps_wanted.get(cp_id, math.inf),
                 *(c for c in self._caps_installed(cp_id, info, site) if c is not None),
             )
-            # The station maximum only when it changed (or at boot): a default change at
-            # 1,000 chargers is then 1,000 calls, not 2,000.
-            send_max = force or self._max_sent.get(cp_id) != (max_a, info.phases, unit)
             profiles = [
                 default_profile(
                     ChargingProfilePurpose.ChargePointMaxProfile,
@@ -1077,17 +1070,10 @@ class Controller:
                     voltage_v=site.voltage_v,
                 ),
             ]
-            if not send_max:
-                profiles = profiles[1:]
             statuses = [
                 await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
                 for profile in profiles
             ]
-            if send_max:
-                if statuses[0] == "Accepted":
-                    self._max_sent[cp_id] = (max_a, info.phases, unit)
-                else:
-                    self._max_sent.pop(cp_id, None)
         except GarageGridError as exc:
             # No answer: the charger may hold the new default or the old one. Count the
             # higher of the two until an answer settles it.
