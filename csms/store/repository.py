@@ -223,6 +223,24 @@ def _series_key(connector_id: int, tx: Any, row: dict[str, Any]) -> _SeriesKey:
     return (None, connector_id, row["location"])
 
 
+def _register_series(cp_id: str, connector_id: int, tx: Any) -> list[Any]:
+    """Filters of the plausible energy register readings of one series: the transaction's,
+    or the connector's outside any transaction."""
+    ms = m.MeterSample
+    where: list[Any] = [
+        ms.charge_point_id == cp_id,
+        ms.measurand == DEFAULT_MEASURAND,
+        ms.phase.is_(None),
+        ms.value.is_not(None),
+        ms.flag.is_(None),
+    ]
+    if tx is not None:
+        where.append(ms.transaction_id == tx.id)
+    else:
+        where += [ms.connector_id == connector_id, ms.transaction_id.is_(None)]
+    return where
+
+
 def _tx_bounds(tx: Any) -> tuple[RegisterReading | None, RegisterReading | None]:
     """A transaction's meterStart and meterStop as register readings."""
     if tx is None:
@@ -1044,17 +1062,7 @@ class Repository:
         time; returns the newest plausible reading of its series if nothing stored is
         later (None: unknown)."""
         ms = m.MeterSample
-        where = [
-            ms.charge_point_id == cp_id,
-            ms.measurand == DEFAULT_MEASURAND,
-            ms.phase.is_(None),
-            ms.value.is_not(None),
-            ms.flag.is_(None),
-        ]
-        if tx is not None:
-            where.append(ms.transaction_id == tx.id)
-        else:
-            where += [ms.connector_id == connector_id, ms.transaction_id.is_(None)]
+        where = _register_series(cp_id, connector_id, tx)
         location = row["location"]
         where.append(ms.location.is_(None) if location is None else ms.location == location)
         reading = RegisterReading(row["timestamp"], float(row["value"]))
@@ -1110,23 +1118,8 @@ class Repository:
             return
         max_power_w = station_max_power_w(station.max_current_a, station.phases)
         ms = m.MeterSample
-        series = [
-            ms.charge_point_id == cp_id,
-            ms.measurand == DEFAULT_MEASURAND,
-            ms.phase.is_(None),
-            ms.value.is_not(None),
-            ms.flag.is_(None),
-        ]
-        if tx is not None:
-            series.append(ms.transaction_id == tx.id)
-        else:
-            series += [ms.connector_id == connector_id, ms.transaction_id.is_(None)]
-        start = RegisterReading(tx.started_at, float(tx.meter_start_wh)) if tx else None
-        stop = (
-            RegisterReading(tx.stopped_at, float(tx.meter_stop_wh))
-            if tx is not None and tx.stopped_at is not None and tx.meter_stop_wh is not None
-            else None
-        )
+        series = _register_series(cp_id, connector_id, tx)
+        start, stop = _tx_bounds(tx)
         accepted: list[RegisterReading] = []
         for row in sorted((r for r in rows if _is_register(r)), key=lambda r: r["timestamp"]):
             reading = RegisterReading(row["timestamp"], float(row["value"]))
