@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -579,21 +580,9 @@ class Controller:
             )
         self._last_snapshot = snapshot
         try:
-            plan, allocation, limits = self._decide(build_plan(snapshot, self._ev_lookup), snapshot)
-            # No idle amp: while cars wait for room, idle connectors' TxDefaultProfile drops
-            # to 0 A (a car that plugs in there gets its own TxProfile at the plan its
-            # StartTransaction triggers) and comes back once the cars gain nothing by it.
-            if plan.default_a > 0 and any(
-                s.info.connected
-                and len(s.connector_ids) > sum(1 for k in plan.session_by_key if k[0] == s.info.id)
-                for s in snapshot.stations
-            ):
-                lean = self._decide(build_plan(snapshot, self._ev_lookup, default_a=0.0), snapshot)
-                wanting = [d.connector for d in lean[0].demands if d.energy_needed_wh > 0]
-                gain = idle_room_gain_a(limits, lean[2], wanting)
-                lean_now = self.default_a == 0.0
-                if gain >= IDLE_ROOM_GAIN_A or (lean_now and gain > 0.0):
-                    plan, allocation, limits = lean
+            # Pure and CPU-bound (a few hundred ms at thousands of chargers): in a worker
+            # thread, so that the event loop keeps answering chargers meanwhile.
+            plan, allocation, limits = await asyncio.to_thread(self._decide_limits, snapshot)
         except ConfigError:
             log.exception("scheduler refused its input; keeping current limits")
             return {}
@@ -658,11 +647,13 @@ class Controller:
         what a station may draw (at once: the fuse first); return the caps to raise or
         lift (None: back to the station's maximum), which wait for the tick's lowerings
         like any raise."""
-        try:
-            lean = build_plan(snapshot, self._ev_lookup, default_a=0.0)
-        except ConfigError:
-            return {}
-        wanted = override_caps(lean, snapshot)
+        wanted: dict[str, float] = {}
+        if snapshot.pinned_a:  # no override, no cap wanted (the common case: no plan built)
+            try:
+                lean = build_plan(snapshot, self._ev_lookup, default_a=0.0)
+            except ConfigError:
+                return {}
+            wanted = override_caps(lean, snapshot)
         self._caps_wanted = wanted
         raises: dict[str, float | None] = {}
         for info in (station.info for station in snapshot.stations):
@@ -670,7 +661,7 @@ class Controller:
                 continue
             cap = wanted.get(info.id)
             caps = self._caps_installed(info.id, info, snapshot.site)
-            held = self._caps_held(info.id, info, snapshot.site)
+            held = _highest_cap(caps)
             if cap is not None and (held is None or cap < held - 1e-9):
                 await self._send_cap(info.id, info, cap, snapshot)
             elif any(c is not None and (cap is None or c < cap - 1e-9) for c in caps):
@@ -693,10 +684,7 @@ class Controller:
 
     def _caps_held(self, cp_id: str, info: ChargePointInfo, site: SiteConfig) -> float | None:
         """The cap to count: the highest the charger may hold, None if it may hold none."""
-        caps = self._caps_installed(cp_id, info, site)
-        if not caps or any(c is None for c in caps):
-            return None
-        return max(c for c in caps if c is not None)
+        return _highest_cap(self._caps_installed(cp_id, info, site))
 
     async def _send_cap(
         self, cp_id: str, info: ChargePointInfo, cap: float | None, snapshot: Snapshot
@@ -764,6 +752,27 @@ class Controller:
                 continue
             change = Change(key, session.transaction_id, sent.limit_a, target, sent.limit_a)
             await self._send_limit(change, info, snapshot)
+
+    def _decide_limits(
+        self, snapshot: Snapshot
+    ) -> tuple[Plan, Allocation, dict[ConnectorKey, float]]:
+        """The plan and the limits for a snapshot (pure but for the log)."""
+        plan, allocation, limits = self._decide(build_plan(snapshot, self._ev_lookup), snapshot)
+        # No idle amp: while cars wait for room, idle connectors' TxDefaultProfile drops
+        # to 0 A (a car that plugs in there gets its own TxProfile at the plan its
+        # StartTransaction triggers) and comes back once the cars gain nothing by it.
+        running = Counter(key[0] for key in plan.session_by_key)
+        if plan.default_a > 0 and any(
+            s.info.connected and len(s.connector_ids) > running[s.info.id]
+            for s in snapshot.stations
+        ):
+            lean = self._decide(build_plan(snapshot, self._ev_lookup, default_a=0.0), snapshot)
+            wanting = [d.connector for d in lean[0].demands if d.energy_needed_wh > 0]
+            gain = idle_room_gain_a(limits, lean[2], wanting)
+            lean_now = self.default_a == 0.0
+            if gain >= IDLE_ROOM_GAIN_A or (lean_now and gain > 0.0):
+                plan, allocation, limits = lean
+        return plan, allocation, limits
 
     def _decide(
         self, plan: Plan, snapshot: Snapshot
@@ -1157,6 +1166,13 @@ class Controller:
         except GarageGridError:
             log.exception("could not record an unmanaged charger", extra={"cp_id": cp_id})
         self._wake.set()
+
+
+def _highest_cap(caps: Sequence[float | None]) -> float | None:
+    """Of the caps a charger may hold (one per possible store), the one to count."""
+    if not caps or any(c is None for c in caps):
+        return None
+    return max(c for c in caps if c is not None)
 
 
 #: `Controller._retried` key of a plan whose raises waited for a lowering.
