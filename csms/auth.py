@@ -14,7 +14,9 @@ import hashlib
 import hmac
 import secrets
 import string
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -282,6 +284,52 @@ def verify_charger_password(password: str, stored: str) -> bool:
         return True
     raw = password_bytes(password)
     return 16 <= len(raw) <= 20 and verify_password(raw.hex(), stored)
+
+
+class VerifiedKeys:
+    """Charger keys that passed `verify_charger_password` lately, so that a charger that
+    reconnects does not cost another scrypt (~20 ms of a core: 500 chargers coming back
+    at once queued their handshakes for 39 s, scripts/bench_storm.py).
+
+    An entry is an HMAC, under a random key of this process, of the stored hash and the
+    key presented: a changed password (a new stored hash) matches no entry, a failure is
+    never cached, and neither the keys nor a fast hash of them alone are kept. Entries
+    expire after ``ttl_s`` (monotonic) and the oldest go beyond ``max_entries``.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float = 600.0,
+        max_entries: int = 20_000,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._monotonic = monotonic
+        self._secret = secrets.token_bytes(32)
+        self._entries: OrderedDict[bytes, float] = OrderedDict()
+
+    def _key(self, password: str, stored: str) -> bytes:
+        message = stored.encode() + b"\x00" + password_bytes(password)
+        return hmac.new(self._secret, message, hashlib.sha256).digest()
+
+    def known(self, password: str, stored: str) -> bool:
+        key = self._key(password, stored)
+        until = self._entries.get(key)
+        if until is None:
+            return False
+        if until < self._monotonic():
+            del self._entries[key]
+            return False
+        return True
+
+    def add(self, password: str, stored: str) -> None:
+        key = self._key(password, stored)
+        self._entries[key] = self._monotonic() + self.ttl_s
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
 
 
 def is_secret_key(name: object) -> bool:

@@ -127,3 +127,23 @@ async def test_repeated_failures_are_rate_limited(app: CsmsApp, repo: Repository
     ]
     assert codes[:10] == [401] * 10
     assert codes[10] == 429
+
+
+def test_verified_keys_remember_a_match_until_it_expires_or_the_hash_changes() -> None:
+    from csms.auth import VerifiedKeys, hash_password
+
+    now = [1000.0]
+    keys = VerifiedKeys(ttl_s=60.0, max_entries=2, monotonic=lambda: now[0])
+    stored = hash_password("0123456789abcdef0123")
+    assert not keys.known("0123456789abcdef0123", stored)
+    keys.add("0123456789abcdef0123", stored)
+    assert keys.known("0123456789abcdef0123", stored)
+    assert not keys.known("0123456789abcdef0124", stored)  # another key
+    assert not keys.known("0123456789abcdef0123", hash_password("0123456789abcdef0123"))
+    now[0] += 61.0
+    assert not keys.known("0123456789abcdef0123", stored)  # expired
+    for n in range(3):  # bounded: the oldest goes first
+        keys.add(f"key-{n}", stored)
+    assert [keys.known(f"key-{n}", stored) for n in range(3)] == [False, True, True]
+    # Neither the key nor its plain hash is kept.
+    assert all(b"key-" not in entry for entry in keys._entries)

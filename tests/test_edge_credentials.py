@@ -363,3 +363,32 @@ async def test_a_charger_from_another_address_connects_during_an_attack(
     await ws.send(json.dumps([2, "b1", "BootNotification", BOOT]))
     assert json.loads(await ws.recv())[2]["status"] == "Accepted"
     await ws.close()
+
+
+# ------------------------------------------------------- verified keys remembered
+async def test_a_reconnecting_charger_costs_no_second_scrypt_and_a_new_key_ends_it(
+    app: CsmsApp, repo: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by scripts/bench_storm.py: 500 chargers coming back at once queued behind one
+    scrypt each. A key that matched is remembered (keyed by the stored hash too), a wrong
+    key is checked every time, and a changed password leaves nothing to remember."""
+    import csms.ocpp16.server as server
+
+    checks: list[str] = []
+    real = server.verify_charger_password
+
+    def counting(password: str, stored: str) -> bool:
+        checks.append(password)
+        return real(password, stored)
+
+    monkeypatch.setattr(server, "verify_charger_password", counting)
+    await repo.add_charge_point("CP1", password=OLD_KEY)
+    for _ in range(3):
+        assert await status_of(ws_url(app, "CP1"), password=OLD_KEY) == 101
+    assert checks == [OLD_KEY]
+    for _ in range(2):
+        assert await status_of(ws_url(app, "CP1"), password="wrong-key-wrong-key") == 401
+    assert checks == [OLD_KEY, "wrong-key-wrong-key", "wrong-key-wrong-key"]
+    await repo.update_charge_point("CP1", password="fedcba9876543210fedc")
+    assert await status_of(ws_url(app, "CP1"), password=OLD_KEY) == 401
+    assert await status_of(ws_url(app, "CP1"), password="fedcba9876543210fedc") == 101

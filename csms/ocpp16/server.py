@@ -34,7 +34,7 @@ from websockets.headers import parse_authorization_basic
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
-from csms.auth import verify_charger_password
+from csms.auth import VerifiedKeys, verify_charger_password
 from csms.clock import Clock
 from csms.controller.mirror import ChargerIdentity
 from csms.domain import ChargePointInfo
@@ -177,6 +177,8 @@ class CentralSystem:
         self._response_timeout_s = response_timeout_s
         self._sessions: dict[str, ChargePointSession] = {}
         self.limiter = limiter or FailureLimiter()
+        # Keys that passed lately: a charger that reconnects costs no second scrypt.
+        self.verified_keys = VerifiedKeys()
         # Signs the CSRs chargers send with SignCertificate (None: they are Rejected).
         self.certificate_authority = certificate_authority
         self._asks_client_certificates = False
@@ -373,15 +375,12 @@ class CentralSystem:
             return await self._unauthorized(connection, cp_id, remote, "username is not the id")
         if station.password_hash is None and station.pending_password_hash is None:
             return await self._unauthorized(connection, cp_id, remote, "no password is set")
-        # scrypt takes ~20 ms: off the event loop, so other chargers are answered meanwhile.
-        if station.password_hash is not None and await asyncio.to_thread(
-            verify_charger_password, password, station.password_hash
+        if station.password_hash is not None and await self._key_matches(
+            password, station.password_hash
         ):
             return None
         pending = station.pending_password_hash
-        if pending is not None and await asyncio.to_thread(
-            verify_charger_password, password, pending
-        ):
+        if pending is not None and await self._key_matches(password, pending):
             # A rotated key the charger had not confirmed: it uses it, so the old one goes.
             await self._repo.confirm_pending_password(cp_id, pending)
             log.info(
@@ -391,6 +390,16 @@ class CentralSystem:
             await self._audit(cp_id, "key_confirmed", remote)
             return None
         return await self._unauthorized(connection, cp_id, remote, "wrong password")
+
+    async def _key_matches(self, password: str, stored: str) -> bool:
+        """`verify_charger_password`, remembered for a while when it matches. scrypt takes
+        ~20 ms: off the event loop, so other chargers are answered meanwhile."""
+        if self.verified_keys.known(password, stored):
+            return True
+        if not await asyncio.to_thread(verify_charger_password, password, stored):
+            return False
+        self.verified_keys.add(password, stored)
+        return True
 
     async def _check_client_certificate(
         self, connection: ServerConnection, cp_id: str, remote: str
