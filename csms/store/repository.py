@@ -1799,6 +1799,20 @@ class Repository:
             rows = (await s.execute(stmt)).scalars().all()
             return [await self._account(s, row) for row in rows]
 
+    async def set_user_site(self, name: str, site_id: int | None) -> Account:
+        """The site an account sees (None: every site); its monitor sessions end."""
+        async with self._unit() as s:
+            row = await s.scalar(select(m.User).where(m.User.name == name))
+            if row is None:
+                raise NotFoundError(f"no user {name!r}")
+            if site_id is not None:
+                site_id = (await self._site_row(s, site_id)).id
+            if row.site_id != site_id:
+                row.site_id = site_id
+                row.credentials_version += 1
+            await s.flush()
+            return await self._account(s, row)
+
     async def set_user_password(self, name: str, password_hash: str) -> Account:
         """A new password; the account's open monitor sessions end (credentials_version)."""
         async with self._unit() as s:
