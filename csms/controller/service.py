@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -128,8 +128,12 @@ class Controller:
         clock: Clock,
         *,
         ev_lookup: Mapping[str, tuple[float, float, int]] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self._repo = repository
+        # One site's controller among several (csms.controller.sites): which chargers are
+        # its own; the others' calls and events are not its business. None: every charger.
+        self._owns = owns
         self._central = central
         self._clock = clock
         self._queue = events.subscribe()
@@ -261,6 +265,8 @@ class Controller:
     ) -> None:
         if action not in ("SetChargingProfile", "ClearChargingProfile", "RemoteStartTransaction"):
             return
+        if self._owns is not None and not self._owns(cp_id):
+            return
         profile = payload.get("csChargingProfiles")
         running_tx = profile.get("transactionId") if isinstance(profile, dict) else None
         self._mirror.observe_call(
@@ -310,6 +316,9 @@ class Controller:
     async def _consume_events(self) -> None:
         while True:
             event = await self._queue.get()
+            cp_id = getattr(event, "charge_point_id", None)
+            if self._owns is not None and cp_id is not None and not self._owns(cp_id):
+                continue
             self._on_event(event)
 
     def _on_event(self, event: Event) -> None:

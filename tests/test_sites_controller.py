@@ -1,0 +1,140 @@
+"""Two sites on one `csms serve` over real sockets (issue 12 item 1): each site's
+controller plans only its own chargers against its own fuse, a booting charger is
+prepared by its site's controller, and a fuse change on one site leaves the other's
+chargers alone."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from csms.app import CsmsApp
+from tests.conftest import start_app, ws_url
+from tests.ocpp_client import RawChargePoint
+
+BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
+
+
+class Site:
+    """What every charger of one site would let a car draw now, from what it accepted."""
+
+    def __init__(self, capacity_a: float) -> None:
+        self.capacity_a = capacity_a
+        self.tx_limit: dict[str, float] = {}
+        self.default: dict[str, float] = {}
+        self.running: dict[str, int | None] = {}
+        self.calls: dict[str, int] = {}
+        self.violations: list[dict[str, float]] = []
+
+    def may_draw(self, cp: str) -> float:
+        if self.running.get(cp) is not None and cp in self.tx_limit:
+            return self.tx_limit[cp]
+        return self.default.get(cp, 16.0)
+
+    def total(self) -> float:
+        return sum(self.may_draw(cp) for cp in self.running)
+
+    def handler(self, cp: str) -> Any:
+        def on_set(payload: dict[str, Any]) -> dict[str, Any]:
+            self.calls[cp] = self.calls.get(cp, 0) + 1
+            profile = payload["csChargingProfiles"]
+            limit = profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+            purpose = profile["chargingProfilePurpose"]
+            if purpose == "TxProfile":
+                if profile.get("transactionId") != self.running.get(cp):
+                    return {"status": "Rejected"}
+                self.tx_limit[cp] = float(limit)
+            elif purpose == "TxDefaultProfile":
+                self.default[cp] = float(limit)
+            # Only a site's limits change its total: the fuse must hold at every instant.
+            if self.running and self.total() > self.capacity_a + 1e-9:
+                self.violations.append({c: self.may_draw(c) for c in self.running})
+            return {"status": "Accepted"}
+
+        return on_set
+
+
+async def _wait_for(predicate: Any, within_s: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_two_sites_on_one_serve_each_hold_their_own_fuse(db_url: str) -> None:
+    app: CsmsApp = await start_app(db_url, controller=False)
+    repo = app.repository
+    # Site 1 ("default"): 20 A fuse, 18 A to share; site 2 ("Berg"): 32 A, 30 A to share.
+    await repo.update_site(fuse_limit_a=20.0, margin_a=2.0, strategy="llf", tick_s=0.5)
+    berg = await repo.add_site("Berg", fuse_limit_a=32.0, margin_a=2.0, strategy="llf", tick_s=0.5)
+    for site_id, prefix in ((1, "A"), (berg.site_id, "B")):
+        for n in (1, 2):
+            await repo.add_charge_point(f"{prefix}{n}", max_current_a=16, phases=3, site_id=site_id)
+            await repo.add_id_tag(f"T{prefix}{n}", site_id=site_id)
+    await app.stop()
+
+    # `csms serve` with load management over the two sites (a sped-up clock: calm limits).
+    app = await start_app(db_url, controller=True, speed=30.0)
+    repo = app.repository
+    sites = {"A": Site(18.0), "B": Site(30.0)}
+    chargers: dict[str, RawChargePoint] = {}
+    try:
+        assert app.sites is not None and sorted(app.sites.controllers) == [1, berg.site_id]
+        for prefix, site in sites.items():
+            for n in (1, 2):
+                cp_id = f"{prefix}{n}"
+                cp = await RawChargePoint.connect(ws_url(app, cp_id))
+                cp.handlers["SetChargingProfile"] = site.handler(cp_id)
+                site.running[cp_id] = None
+                # Pending until its site's controller installed its fail-safe profiles.
+                await cp.boot(BOOT)
+                await cp.ok(
+                    "StatusNotification",
+                    {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+                )
+                chargers[cp_id] = cp
+        await _wait_for(lambda: all(len(s.default) == 2 for s in sites.values()))
+
+        for prefix, site in sites.items():
+            for n in (1, 2):
+                cp_id = f"{prefix}{n}"
+                answer = await chargers[cp_id].ok(
+                    "StartTransaction",
+                    {
+                        "connectorId": 1,
+                        "idTag": f"T{cp_id}",
+                        "meterStart": 0,
+                        "timestamp": "2026-01-05T16:00:00Z",
+                    },
+                )
+                site.running[cp_id] = int(answer["transactionId"])
+        # Each site shares its own fuse: site A's two cars 9 A each (18 A), site B's two
+        # cars their 16 A maximum (32 A would exceed 30 A: 15 A each).
+        await _wait_for(
+            lambda: (
+                len(sites["A"].tx_limit) == 2
+                and len(sites["B"].tx_limit) == 2
+                and sites["A"].total() >= 17
+                and sites["B"].total() >= 29
+            )
+        )
+        assert sites["A"].total() <= 18.0 and sites["B"].total() <= 30.0
+        assert max(sites["A"].tx_limit.values()) < min(sites["B"].tx_limit.values())
+
+        # A fuse change on site A: its chargers come down, site B's hear nothing.
+        b_calls, b_limits = dict(sites["B"].calls), dict(sites["B"].tx_limit)
+        sites["A"].capacity_a = 12.0
+        await repo.update_site(site_id=1, fuse_limit_a=14.0)
+        await _wait_for(lambda: sites["A"].total() <= 12.0)
+        assert sites["A"].total() >= 11.0
+        # Site A planned again (its limits changed); site B's controller sent nothing.
+        assert sites["B"].calls == b_calls and sites["B"].tx_limit == b_limits
+        for prefix, site in sites.items():
+            assert site.violations == [], (prefix, site.violations)
+    finally:
+        for cp in chargers.values():
+            await cp.close()
+        await app.stop()
