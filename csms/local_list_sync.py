@@ -48,6 +48,7 @@ class LocalListSync:
         *,
         poll_s: float = POLL_S,
     ) -> None:
+        self._repo = repository
         self._features = FeatureStore(repository)
         self._central = central
         self._clock = clock
@@ -88,15 +89,22 @@ class LocalListSync:
 
     async def sync_once(self) -> None:
         """One round: every connected, accepted charger gets what changed."""
-        desired = desired_entries(await self._features.id_tags(), self._clock.now())
+        tags = await self._features.id_tags()
+        site_of = await self._repo.charge_point_sites()
+        now = self._clock.now()
+        # Each site's chargers hold that site's tags only.
+        desired = {
+            site_id: desired_entries((t for t in tags if t["site_id"] == site_id), now)
+            for site_id in set(site_of.values())
+        }
         copies = await self._features.local_list_copies()
         # Each charger in its own task: a silent one does not hold up the others.
         await asyncio.gather(
             *(
-                self._sync(cp_id, copies[cp_id], desired)
+                self._sync(cp_id, copies[cp_id], desired[site_of[cp_id]])
                 for cp_id in self._central.connected_ids()
                 # Not known to keep no list, and accepted (section 4.2).
-                if cp_id in copies and self._central.is_accepted(cp_id)
+                if cp_id in copies and cp_id in site_of and self._central.is_accepted(cp_id)
             )
         )
 

@@ -138,3 +138,42 @@ async def test_two_sites_on_one_serve_each_hold_their_own_fuse(db_url: str) -> N
         for cp in chargers.values():
             await cp.close()
         await app.stop()
+
+
+async def test_a_tag_works_on_its_own_site_and_is_listed_only_there(db_url: str) -> None:
+    """Residents are per site: a tag of site A is Invalid at a charger of site B (Authorize,
+    StartTransaction), and a charger's Local Authorization List holds its site's tags."""
+    app = await start_app(db_url, local_list_sync=True, local_list_poll_s=0.1)
+    chargers: list[RawChargePoint] = []
+    try:
+        repo = app.repository
+        berg = await repo.add_site("Berg")
+        await repo.add_charge_point("A1")
+        await repo.add_charge_point("B1", site_id=berg.site_id)
+        await repo.add_id_tag("TAG-A")
+        await repo.add_id_tag("TAG-B", site_id=berg.site_id)
+        lists: dict[str, list[str]] = {}
+        for cp_id in ("A1", "B1"):
+            cp = await RawChargePoint.connect(ws_url(app, cp_id))
+            chargers.append(cp)
+            cp.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": 0}
+
+            def send_local_list(payload: dict[str, Any], cp_id: str = cp_id) -> dict[str, Any]:
+                lists[cp_id] = [i["idTag"] for i in payload.get("localAuthorizationList", [])]
+                return {"status": "Accepted"}
+
+            cp.handlers["SendLocalList"] = send_local_list
+            await cp.ok("BootNotification", BOOT)
+        a1, b1 = chargers
+        assert (await a1.ok("Authorize", {"idTag": "TAG-A"}))["idTagInfo"]["status"] == "Accepted"
+        assert (await b1.ok("Authorize", {"idTag": "TAG-A"}))["idTagInfo"]["status"] == "Invalid"
+        assert (await b1.ok("Authorize", {"idTag": "TAG-B"}))["idTagInfo"]["status"] == "Accepted"
+        start = {"connectorId": 1, "meterStart": 0, "timestamp": "2026-01-05T16:00:00Z"}
+        answer = await b1.ok("StartTransaction", start | {"idTag": "TAG-A"})
+        assert answer["idTagInfo"]["status"] == "Invalid"
+        await _wait_for(lambda: "A1" in lists and "B1" in lists)
+        assert lists == {"A1": ["TAG-A"], "B1": ["TAG-B"]}
+    finally:
+        for cp in chargers:
+            await cp.close()
+        await app.stop()

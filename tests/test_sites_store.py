@@ -15,9 +15,11 @@ from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from csms.auth import Role
+from csms.domain import AuthStatus
 from csms.errors import ConfigError, NotFoundError
 from csms.store import migrate
 from csms.store.engine import create_engine, create_sessionmaker
+from csms.store.features import FeatureStore
 from csms.store.repository import Repository
 from tests.conftest import fixed_clock
 from tests.test_postgres import PG_BIN, _run_as_postgres
@@ -169,6 +171,11 @@ async def test_each_site_keeps_its_settings_stations_tags_and_sessions(
     assert [cp.id for cp in await repo.list_charge_points(site_id=2)] == ["B1", "B2"]
     assert [t["id_tag"] for t in await repo.list_id_tags(site_id=1)] == ["TAG-A"]
     assert await repo.charge_point_sites() == {"A1": 1, "B1": 2, "B2": 2}
+    # A tag is a resident's of one site: Invalid at another site's charger.
+    assert (await repo.authorize("TAG-A", "A1")).status is AuthStatus.accepted
+    assert (await repo.authorize("TAG-A", "B1")).status is AuthStatus.invalid
+    assert (await repo.authorize("TAG-A")).status is AuthStatus.accepted
+    assert [t["id_tag"] for t in await FeatureStore(repo).id_tags("B1")] == ["TAG-B"]
 
     tx_a = (await repo.start_transaction("A1", 1, "TAG-A", 0, AT)).transaction_id
     tx_b = (await repo.start_transaction("B1", 1, "TAG-B", 0, AT)).transaction_id

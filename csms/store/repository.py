@@ -871,14 +871,19 @@ class Repository:
                 raise NotFoundError(f"no id tag {tag!r}")
             row.blocked = blocked
 
-    async def authorize(self, tag: str) -> IdTagInfo:
+    async def authorize(self, tag: str, cp_id: str | None = None) -> IdTagInfo:
+        """How a tag is answered (at ``cp_id``: a tag of another site is Invalid there)."""
         async with self._unit() as s:
-            return await self._authorize(s, tag)
+            return await self._authorize(s, tag, cp_id)
 
-    async def _authorize(self, s: AsyncSession, tag: str) -> IdTagInfo:
+    async def _authorize(self, s: AsyncSession, tag: str, cp_id: str | None = None) -> IdTagInfo:
         row = await s.get(m.IdTag, tag)
         if row is None:
             return IdTagInfo(AuthStatus.invalid)
+        if cp_id is not None:
+            site_id = await s.scalar(select(m.ChargePoint.site_id).where(m.ChargePoint.id == cp_id))
+            if site_id is not None and site_id != row.site_id:
+                return IdTagInfo(AuthStatus.invalid)
         if row.blocked:
             return IdTagInfo(AuthStatus.blocked, parent_id_tag=row.parent_id_tag)
         if row.expires_at is not None and row.expires_at <= self.now():
@@ -916,7 +921,7 @@ class Repository:
         reservation_id: int | None,
     ) -> StartResult:
         async with self._unit() as s:
-            info = await self._authorize(s, id_tag)
+            info = await self._authorize(s, id_tag, cp_id)
             existing = (
                 await s.execute(
                     select(m.Transaction).where(
