@@ -177,3 +177,62 @@ async def test_a_tag_works_on_its_own_site_and_is_listed_only_there(db_url: str)
         for cp in chargers:
             await cp.close()
         await app.stop()
+
+
+async def test_a_site_added_while_serving_gets_its_own_controller(db_url: str) -> None:
+    """A single-site `csms serve` (one controller over the whole store); a second site and
+    its charger added meanwhile: the charger is prepared and planned by the new site's
+    controller against its own fuse, and site 1's controller keeps to site 1."""
+    app: CsmsApp = await start_app(db_url, controller=True, speed=30.0)
+    repo = app.repository
+    sites = {"A": Site(18.0), "B": Site(30.0)}
+    chargers: dict[str, RawChargePoint] = {}
+
+    async def plug_in(cp_id: str, site: Site) -> None:
+        cp = await RawChargePoint.connect(ws_url(app, cp_id))
+        cp.handlers["SetChargingProfile"] = site.handler(cp_id)
+        site.running[cp_id] = None
+        await cp.boot(BOOT)
+        await cp.ok(
+            "StatusNotification",
+            {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+        )
+        chargers[cp_id] = cp
+        answer = await cp.ok(
+            "StartTransaction",
+            {
+                "connectorId": 1,
+                "idTag": f"T{cp_id}",
+                "meterStart": 0,
+                "timestamp": "2026-01-05T16:00:00Z",
+            },
+        )
+        site.running[cp_id] = int(answer["transactionId"])
+
+    try:
+        assert app.sites is not None and app.controller is not None
+        first = app.controller
+        await repo.update_site(fuse_limit_a=20.0, margin_a=2.0, strategy="llf", tick_s=0.5)
+        for cp_id in ("A1", "A2"):
+            await repo.add_charge_point(cp_id, max_current_a=16, phases=3)
+            await repo.add_id_tag(f"T{cp_id}")
+            await plug_in(cp_id, sites["A"])
+        await _wait_for(lambda: len(sites["A"].tx_limit) == 2 and sites["A"].total() >= 17)
+
+        berg = await repo.add_site(
+            "Berg", fuse_limit_a=32.0, margin_a=2.0, strategy="llf", tick_s=0.5
+        )
+        await repo.add_charge_point("B1", max_current_a=16, phases=3, site_id=berg.site_id)
+        await repo.add_id_tag("TB1", site_id=berg.site_id)
+        await plug_in("B1", sites["B"])
+        # Site 1's 18 A would leave B1 nothing: its 16 A come from Berg's own fuse.
+        await _wait_for(lambda: sites["B"].tx_limit.get("B1") == 16.0)
+        assert sorted(app.sites.controllers) == [1, berg.site_id]
+        assert app.sites.controllers[1] is first  # limited to site 1 in place
+        await _wait_for(lambda: sites["A"].total() >= 17)
+        for prefix, site in sites.items():
+            assert site.violations == [], (prefix, site.violations)
+    finally:
+        for cp in chargers.values():
+            await cp.close()
+        await app.stop()

@@ -172,6 +172,10 @@ class Controller:
         self.default_a: float | None = None
         self._last_snapshot: Snapshot | None = None
 
+    def limit_to_site(self, repository: Repository, owns: Callable[[str], bool]) -> None:
+        """From now on one site's controller among several (csms.controller.sites)."""
+        self._repo, self._owns = repository, owns
+
     # ------------------------------------------------------------ running
     async def run(self) -> None:
         await self._restore()
