@@ -437,7 +437,7 @@ class Repository:
                     )
                     if taken is not None:
                         raise ConfigError(f"site {value!r} already exists")
-                if not hasattr(row, key):
+                if key in ("id", "updated_at") or not hasattr(row, key):
                     raise ConfigError(f"unknown site setting {key!r}")
                 setattr(row, key, value)
             row.updated_at = self.now()
