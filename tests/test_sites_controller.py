@@ -142,12 +142,13 @@ async def test_two_sites_on_one_serve_each_hold_their_own_fuse(db_url: str) -> N
 
 async def test_a_tag_works_on_its_own_site_and_is_listed_only_there(db_url: str) -> None:
     """Residents are per site: a tag of site A is Invalid at a charger of site B (Authorize,
-    StartTransaction), and a charger's Local Authorization List holds its site's tags."""
+    StartTransaction), and a charger's Local Authorization List holds its site's tags; a
+    charger gets its own site's heartbeat interval."""
     app = await start_app(db_url, local_list_sync=True, local_list_poll_s=0.1)
     chargers: list[RawChargePoint] = []
     try:
         repo = app.repository
-        berg = await repo.add_site("Berg")
+        berg = await repo.add_site("Berg", heartbeat_interval_s=77)
         await repo.add_charge_point("A1")
         await repo.add_charge_point("B1", site_id=berg.site_id)
         await repo.add_id_tag("TAG-A")
@@ -163,7 +164,9 @@ async def test_a_tag_works_on_its_own_site_and_is_listed_only_there(db_url: str)
                 return {"status": "Accepted"}
 
             cp.handlers["SendLocalList"] = send_local_list
-            await cp.ok("BootNotification", BOOT)
+            boot = await cp.ok("BootNotification", BOOT)
+            # Each site's own settings: its heartbeat interval.
+            assert boot["interval"] == (300 if cp_id == "A1" else 77)
         a1, b1 = chargers
         assert (await a1.ok("Authorize", {"idTag": "TAG-A"}))["idTagInfo"]["status"] == "Accepted"
         assert (await b1.ok("Authorize", {"idTag": "TAG-A"}))["idTagInfo"]["status"] == "Invalid"
