@@ -109,6 +109,12 @@ async def clock_anchor(sm: SessionMaker) -> ClockAnchor | None:
         return ClockAnchor(row.sim_at, row.wall_at, row.speed)
 
 
+async def site_count(sm: SessionMaker) -> int:
+    """How many sites the deployment has (0 before any `csms serve` or `csms site`)."""
+    async with sm() as s:
+        return int(await s.scalar(select(func.count()).select_from(m.SiteSettings)) or 0)
+
+
 async def site_settings(sm: SessionMaker, site_id: int = SITE_ROW_ID) -> SiteConfig:
     """A site's settings row, or the model defaults when the CSMS has not written it yet."""
     async with sm() as s:
