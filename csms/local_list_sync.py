@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from typing import Any
 
 from csms.answers import record_answer
 from csms.clock import Clock
@@ -93,10 +94,10 @@ class LocalListSync:
         site_of = await self._repo.charge_point_sites()
         now = self._clock.now()
         # Each site's chargers hold that site's tags only.
-        desired = {
-            site_id: desired_entries((t for t in tags if t["site_id"] == site_id), now)
-            for site_id in set(site_of.values())
-        }
+        by_site: dict[int, list[dict[str, Any]]] = {site_id: [] for site_id in site_of.values()}
+        for tag in tags:
+            by_site.setdefault(tag["site_id"], []).append(tag)
+        desired = {site_id: desired_entries(rows, now) for site_id, rows in by_site.items()}
         copies = await self._features.local_list_copies()
         # Each charger in its own task: a silent one does not hold up the others.
         await asyncio.gather(
