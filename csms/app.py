@@ -19,6 +19,7 @@ from csms.api.context import ApiContext
 from csms.api.server import ApiServer
 from csms.clock import Clock, ClockAnchor, make_clock
 from csms.controller.service import Controller
+from csms.controller.sites import SiteControllers
 from csms.errors import ConfigError
 from csms.events import EventBus
 from csms.files import FileEndpoint
@@ -92,13 +93,14 @@ class CsmsApp:
             meter_writer=self.meter_writer,
         )
         self.outbox = OutboxWorker(self.repository, self.central, poll_s=config.outbox_poll_s)
-        self.controller = (
-            Controller(self.repository, self.central, self.events, self.clock)
+        # One controller per site (made at start, when the sites are read); `controller`
+        # is site 1's, the only one of a single-site install.
+        self.sites = (
+            SiteControllers(self.repository, self.central, self.events, self.clock)
             if config.controller
             else None
         )
-        if self.controller is not None:
-            self.central.boot_gate = self.controller.boot_gate
+        self.controller: Controller | None = None
         self.local_lists = (
             LocalListSync(
                 self.repository,
@@ -127,6 +129,8 @@ class CsmsApp:
         await migrate.upgrade(self.engine)
         await self.repository.mark_all_disconnected()
         await self.repository.site_config()
+        if self.sites is not None:
+            self.controller = await self.sites.prepare()
         await self.repository.publish_clock(
             ClockAnchor.of(self.clock), f"csms serve pid {os.getpid()} on {socket.gethostname()}"
         )
@@ -148,8 +152,8 @@ class CsmsApp:
                 "firmware and diagnostics files served",
                 extra={"url": self.files.base_url, "dir": str(self.files.root)},
             )
-        if self.controller is not None:
-            self._tasks.append(asyncio.create_task(self.controller.run(), name="controller"))
+        if self.sites is not None:
+            self._tasks.append(asyncio.create_task(self.sites.run(), name="controllers"))
         if self.config.api_port is not None:
             context = ApiContext(
                 self.repository, self.clock, self.central, self.controller, self.outbox

@@ -201,6 +201,8 @@ class Account:
     tags: frozenset[str] = frozenset()
     credentials_version: int = 1
     last_login_at: datetime | None = None
+    # The site the account sees; None: every site (an operator).
+    site_id: int | None = None
 
     def may(self, permission: Permission) -> bool:
         return permission in ROLE_PERMISSIONS[self.role]

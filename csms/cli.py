@@ -13,6 +13,7 @@ import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TextIO
 
@@ -24,12 +25,13 @@ from csms.auth import (
     generate_password,
     hash_user_password,
 )
-from csms.domain import ChargePointInfo
+from csms.domain import ChargePointInfo, SiteConfig
 from csms.errors import ConfigError, GarageGridError, NotFoundError
 from csms.logs import configure_logging
 from csms.settings import validate_building_load, validate_site_update, validate_station
 from csms.store import migrate
 from csms.store.engine import create_engine, create_sessionmaker
+from csms.store.models import SiteSettings
 from csms.store.repository import Repository
 
 Handler = Callable[[argparse.Namespace, Repository], Awaitable[int]]
@@ -276,9 +278,11 @@ async def _station_list(args: argparse.Namespace, repo: Repository) -> int:
     read = await repo.charge_point_capabilities()
     rows: list[dict[str, Any]] = []
     table: list[dict[str, Any]] = []
+    site_names = {site.site_id: site.name for site in await repo.list_sites()}
     for s in await repo.list_charge_points():
         caps, read_at = read.get(s.id, (None, None))
-        row: dict[str, Any] = {
+        row: dict[str, Any] = {"site": site_names.get(s.site_id)} if len(site_names) > 1 else {}
+        row |= {
             "id": s.id,
             "name": s.name,
             "max_current_a": s.max_current_a,
@@ -379,7 +383,10 @@ async def _idtag_list(args: argparse.Namespace, repo: Repository) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        _print_table(rows, ["id_tag", "owner", "parent", "expires_at", "blocked"], sys.stdout)
+        columns = ["id_tag", "owner", "parent", "expires_at", "blocked"]
+        if len({r["site_id"] for r in rows}) > 1:
+            columns.insert(0, "site_id")
+        _print_table(rows, columns, sys.stdout)
     return 0
 
 
@@ -388,6 +395,13 @@ async def _idtag_block(args: argparse.Namespace, repo: Repository) -> int:
     print(f"{'unblocked' if args.unblock else 'blocked'} id tag {args.tag}")
     return 0
 
+
+# A new site's settings before `csms site add` options apply (the columns' defaults).
+NEW_SITE_DEFAULTS: dict[str, Any] = {
+    column.key: column.default.arg
+    for column in SiteSettings.__table__.columns
+    if column.key in {f.name for f in fields(SiteConfig)} and column.default is not None
+}
 
 SITE_OPTIONS = (
     "fuse_limit_a",
@@ -411,9 +425,11 @@ async def _site_set(args: argparse.Namespace, repo: Repository) -> int:
     changes = {
         name: getattr(args, name) for name in SITE_OPTIONS if getattr(args, name) is not None
     }
-    if not changes:
+    if not changes and args.name is None:
         raise ConfigError("nothing to set; see `csms site set --help`")
     clean = validate_site_update(await repo.site_config(), changes)
+    if args.name is not None:
+        clean["name"] = _site_name(args.name)
     site = await repo.update_site(**clean)
     print(json.dumps(site.__dict__, indent=2))
     return 0
@@ -426,6 +442,47 @@ async def _site_show(args: argparse.Namespace, repo: Repository) -> int:
     if latest is not None:
         data["building_load"] = {"measured_at": latest[0].isoformat(), "a": list(latest[1])}
     print(json.dumps(data, indent=2))
+    return 0
+
+
+def _site_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > 64:
+        raise ConfigError("a site name is 1 to 64 characters")
+    return name
+
+
+async def _site_add(args: argparse.Namespace, repo: Repository) -> int:
+    changes = {
+        name: getattr(args, name) for name in SITE_OPTIONS if getattr(args, name) is not None
+    }
+    # Checked against a new site's defaults (site 1's row may differ from them).
+    defaults = replace(await repo.site_config(), **NEW_SITE_DEFAULTS)
+    clean = validate_site_update(defaults, changes)
+    site = await repo.add_site(_site_name(args.name), **clean)
+    print(f"added site {site.name} (id {site.site_id}, fuse {site.fuse_limit_a:g} A)")
+    return 0
+
+
+async def _site_list(args: argparse.Namespace, repo: Repository) -> int:
+    stations: dict[int, int] = {}
+    for site_id in (await repo.charge_point_sites()).values():
+        stations[site_id] = stations.get(site_id, 0) + 1
+    rows = [
+        {
+            "id": site.site_id,
+            "name": site.name,
+            "stations": stations.get(site.site_id, 0),
+            "fuse_limit_a": site.fuse_limit_a,
+            "strategy": site.strategy,
+            "timezone": site.timezone,
+        }
+        for site in await repo.list_sites()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        _print_table(rows, list(rows[0]), sys.stdout)
     return 0
 
 
@@ -580,7 +637,12 @@ async def _user_add(args: argparse.Namespace, repo: Repository) -> int:
     role = Role(args.role)
     password, generated = _new_password(args)
     account = await repo.add_user(
-        name, role, hash_user_password(password), stations=args.station, tags=args.tag
+        name,
+        role,
+        hash_user_password(password),
+        stations=args.station,
+        tags=args.tag,
+        site_id=None if args.all_sites else (await repo.site_config()).site_id,
     )
     scope = sorted(account.stations | account.tags)
     await repo.record_audit(
@@ -593,6 +655,7 @@ async def _user_add(args: argparse.Namespace, repo: Repository) -> int:
             "role": role.value,
             "stations": sorted(account.stations),
             "tags": sorted(account.tags),
+            "site_id": account.site_id,
         },
     )
     print(f"added {role} {name}" + (f" ({', '.join(scope)})" if scope else ""))
@@ -615,13 +678,31 @@ async def _user_set_password(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
+async def _user_set_site(args: argparse.Namespace, repo: Repository) -> int:
+    site_id = None if args.all_sites else (await repo.site_config()).site_id
+    account = await repo.set_user_site(args.name, site_id)
+    await repo.record_audit(
+        at=repo.now(),
+        actor=_cli_actor(),
+        role=None,
+        action="set user site",
+        target=args.name,
+        detail={"site_id": account.site_id},
+    )
+    sees = "every site" if site_id is None else f"site {(await repo.site_config()).name}"
+    print(f"{args.name} sees {sees}")
+    return 0
+
+
 async def _user_list(args: argparse.Namespace, repo: Repository) -> int:
     accounts = await repo.list_users()
+    sites = {site.site_id: site.name for site in await repo.list_sites()}
     if args.json:
         rows: list[dict[str, Any]] = [
             {
                 "name": a.name,
                 "role": a.role.value,
+                "site": "*" if a.site_id is None else sites.get(a.site_id),
                 "stations": sorted(a.stations),
                 "tags": sorted(a.tags),
                 "last_login": _iso(a.last_login_at),
@@ -637,10 +718,14 @@ async def _user_list(args: argparse.Namespace, repo: Repository) -> int:
             "stations": ",".join(sorted(a.stations)),
             "tags": ",".join(sorted(a.tags)),
             "last_login": _iso(a.last_login_at) or "never",
+            "site": "*" if a.site_id is None else sites.get(a.site_id),
         }
         for a in accounts
     ]
-    _print_table(table, ["name", "role", "stations", "tags", "last_login"], sys.stdout)
+    columns = ["name", "role", "stations", "tags", "last_login"]
+    if len(sites) > 1:
+        columns.insert(2, "site")
+    _print_table(table, columns, sys.stdout)
     return 0
 
 
@@ -724,11 +809,27 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _site_option(parser: argparse.ArgumentParser, *, needed: bool = False) -> None:
+    """``--site NAME``; ``needed``: the command acts on one site, so without --site a
+    deployment of several sites is an error (one site: that one)."""
+    parser.add_argument(
+        "--site",
+        dest="site_name",
+        metavar="NAME",
+        default=argparse.SUPPRESS,
+        help="the site (garage) by name; default: the only site"
+        + ("" if needed else " (several sites: all of them)"),
+    )
+    if needed:
+        parser.set_defaults(site_needed=True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="csms", description="GarageGrid OCPP 1.6J central system with load management"
     )
     _db_option(parser)
+    _site_option(parser)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -834,6 +935,7 @@ def build_parser() -> argparse.ArgumentParser:
     st_sub = station.add_subparsers(dest="station_command", required=True, metavar="ACTION")
     add = st_sub.add_parser("add", help="register a charge point")
     _db_option(add)
+    _site_option(add, needed=True)
     add.add_argument("id")
     add.add_argument("--max-current-a", type=float, default=32.0)
     add.add_argument("--phases", type=int, default=3, choices=(1, 3))
@@ -902,6 +1004,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.set_defaults(handler=_station_security_events)
     st_list = st_sub.add_parser("list", help="list charge points")
     _db_option(st_list)
+    _site_option(st_list)
     st_list.add_argument("--json", action="store_true")
     st_list.set_defaults(handler=_station_list)
     reset = st_sub.add_parser(
@@ -919,6 +1022,7 @@ def build_parser() -> argparse.ArgumentParser:
     id_sub = idtag.add_subparsers(dest="idtag_command", required=True, metavar="ACTION")
     id_add = id_sub.add_parser("add", help="add an id tag")
     _db_option(id_add)
+    _site_option(id_add, needed=True)
     id_add.add_argument("tag")
     id_add.add_argument("--owner")
     id_add.add_argument("--expires", type=_parse_datetime)
@@ -926,6 +1030,7 @@ def build_parser() -> argparse.ArgumentParser:
     id_add.set_defaults(handler=_idtag_add)
     id_list = id_sub.add_parser("list", help="list id tags")
     _db_option(id_list)
+    _site_option(id_list)
     id_list.add_argument("--json", action="store_true")
     id_list.set_defaults(handler=_idtag_list)
     block = id_sub.add_parser("block", help="block an id tag")
@@ -934,32 +1039,30 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("--unblock", action="store_true", help="lift the block instead")
     block.set_defaults(handler=_idtag_block)
 
-    site = sub.add_parser("site", help="site settings and building load")
+    site = sub.add_parser("site", help="sites (garages): settings and building load")
     site_sub = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+    site_add = site_sub.add_parser("add", help="add a site (a garage with its own fuse)")
+    _db_option(site_add)
+    site_add.add_argument("name")
+    _site_settings_options(site_add)
+    site_add.set_defaults(handler=_site_add)
+    site_list = site_sub.add_parser("list", help="list sites")
+    _db_option(site_list)
+    site_list.add_argument("--json", action="store_true")
+    site_list.set_defaults(handler=_site_list)
     site_set = site_sub.add_parser("set", help="change site settings")
     _db_option(site_set)
-    site_set.add_argument("--fuse-limit-a", type=float, dest="fuse_limit_a")
-    site_set.add_argument("--margin-a", type=float, dest="margin_a")
-    site_set.add_argument("--phases", type=int, dest="phases")
-    site_set.add_argument("--voltage-v", type=float, dest="voltage_v")
-    site_set.add_argument("--strategy", dest="strategy")
-    site_set.add_argument("--tick-s", type=float, dest="tick_s")
-    site_set.add_argument("--default-departure", dest="default_departure", help="HH:MM")
-    site_set.add_argument("--default-energy-kwh", type=float, dest="default_energy_kwh")
-    site_set.add_argument("--timezone", dest="timezone", help="e.g. Europe/Oslo")
-    site_set.add_argument("--price-per-kwh", type=float, dest="price_per_kwh")
-    site_set.add_argument("--currency", dest="currency")
-    site_set.add_argument("--heartbeat-interval-s", type=int, dest="heartbeat_interval_s")
-    site_set.add_argument("--building-load-max-age-s", type=float, dest="building_load_max_age_s")
-    site_set.add_argument(
-        "--building-load-worst-case-a", type=float, dest="building_load_worst_case_a"
-    )
+    _site_option(site_set, needed=True)
+    site_set.add_argument("--name", help="rename the site")
+    _site_settings_options(site_set)
     site_set.set_defaults(handler=_site_set)
     site_show = site_sub.add_parser("show", help="print site settings")
     _db_option(site_show)
+    _site_option(site_show, needed=True)
     site_show.set_defaults(handler=_site_show)
     load = site_sub.add_parser("load", help="record the building's other consumption per phase")
     _db_option(load)
+    _site_option(load, needed=True)
     load.add_argument("--l1", type=float, required=True)
     load.add_argument("--l2", type=float, required=True)
     load.add_argument("--l3", type=float, required=True)
@@ -980,6 +1083,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex_sub = export.add_subparsers(dest="export_command", required=True, metavar="WHAT")
     sessions = ex_sub.add_parser("sessions", help="one row per transaction")
     _db_option(sessions)
+    _site_option(sessions, needed=True)
     sessions.add_argument("--from", dest="from_date", type=_parse_date)
     sessions.add_argument("--to", dest="to_date", type=_parse_date, help="inclusive")
     sessions.add_argument("--format", choices=("csv",), default="csv")
@@ -1004,8 +1108,12 @@ def build_parser() -> argparse.ArgumentParser:
     _db_option(provision)
     provision.add_argument("--scenario", required=True, help="built-in name or a JSON path")
     provision.add_argument("--password", help="AuthorizationKey for every station")
-    provision.add_argument("--site", action="store_true", help="also take the scenario's fuse")
-    provision.set_defaults(handler=_provision)
+    provision.add_argument(
+        "--site",
+        action="store_true",
+        help="also take the scenario's fuse (into which site: `csms --site NAME provision`)",
+    )
+    provision.set_defaults(handler=_provision, site_needed=True)
 
     user = sub.add_parser("user", help="monitor accounts: managers, residents, viewers")
     us_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
@@ -1024,7 +1132,13 @@ def build_parser() -> argparse.ArgumentParser:
     us_add.add_argument(
         "--password", help="the password (else asked, or generated); stays in shell history"
     )
+    _user_site_options(us_add)
     us_add.set_defaults(handler=_user_add)
+    us_site = us_sub.add_parser("set-site", help="the site an account sees (or every site)")
+    _db_option(us_site)
+    us_site.add_argument("name")
+    _user_site_options(us_site)
+    us_site.set_defaults(handler=_user_set_site)
     us_pw = us_sub.add_parser("set-password", help="a new password (ends the account's sessions)")
     _db_option(us_pw)
     us_pw.add_argument("name")
@@ -1032,6 +1146,7 @@ def build_parser() -> argparse.ArgumentParser:
     us_pw.set_defaults(handler=_user_set_password)
     us_list = us_sub.add_parser("list", help="list monitor accounts (never their passwords)")
     _db_option(us_list)
+    _site_option(us_list)
     us_list.add_argument("--json", action="store_true")
     us_list.set_defaults(handler=_user_list)
     us_remove = us_sub.add_parser("remove", help="delete a monitor account")
@@ -1044,12 +1159,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _site_settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fuse-limit-a", type=float, dest="fuse_limit_a")
+    parser.add_argument("--margin-a", type=float, dest="margin_a")
+    parser.add_argument("--phases", type=int, dest="phases")
+    parser.add_argument("--voltage-v", type=float, dest="voltage_v")
+    parser.add_argument("--strategy", dest="strategy")
+    parser.add_argument("--tick-s", type=float, dest="tick_s")
+    parser.add_argument("--default-departure", dest="default_departure", help="HH:MM")
+    parser.add_argument("--default-energy-kwh", type=float, dest="default_energy_kwh")
+    parser.add_argument("--timezone", dest="timezone", help="e.g. Europe/Oslo")
+    parser.add_argument("--price-per-kwh", type=float, dest="price_per_kwh")
+    parser.add_argument("--currency", dest="currency")
+    parser.add_argument("--heartbeat-interval-s", type=int, dest="heartbeat_interval_s")
+    parser.add_argument("--building-load-max-age-s", type=float, dest="building_load_max_age_s")
+    parser.add_argument(
+        "--building-load-worst-case-a", type=float, dest="building_load_worst_case_a"
+    )
+
+
+def _user_site_options(parser: argparse.ArgumentParser) -> None:
+    _site_option(parser, needed=True)
+    parser.add_argument(
+        "--all-sites",
+        action="store_true",
+        help="the account sees every site (an operator's); default: the site given or the only one",
+    )
+
+
+async def _site_repository(args: argparse.Namespace, repo: Repository) -> Repository:
+    """The repository the command works with: the site named by --site, else (a command
+    on one site, several sites, no --all-sites) an error that lists them, else the store
+    as a single-site install sees it (site 1 for a setting, every site for a listing)."""
+    name = getattr(args, "site_name", None)
+    if name is not None and getattr(args, "all_sites", False):
+        raise ConfigError("give --site NAME or --all-sites, not both")
+    if name is None and not getattr(args, "site_needed", False):
+        return repo
+    if name is None and getattr(args, "all_sites", False):
+        return repo
+    sites = await repo.list_sites()
+    if name is None:
+        if len(sites) == 1:
+            return repo.for_site(sites[0].site_id)
+        raise ConfigError(
+            f"there are {len(sites)} sites: name one with --site ("
+            + ", ".join(site.name for site in sites)
+            + ")"
+        )
+    for site in sites:
+        if site.name == name:
+            return repo.for_site(site.site_id)
+    raise NotFoundError(
+        f"no site {name!r}; the sites are: " + ", ".join(site.name for site in sites)
+    )
+
+
 async def _run(args: argparse.Namespace) -> int:
     handler: Handler = args.handler
     engine = create_engine(getattr(args, "database_url", None))
     try:
         await migrate.upgrade(engine)
-        return await handler(args, Repository(create_sessionmaker(engine)))
+        repo = await _site_repository(args, Repository(create_sessionmaker(engine)))
+        return await handler(args, repo)
     finally:
         await engine.dispose()
 

@@ -121,7 +121,7 @@ async def _locallist_push(args: argparse.Namespace, repo: Repository) -> int:
     """What the sync of `csms serve` would send now, or a Full list with --full."""
     features = FeatureStore(repo)
     state = await features.local_list(args.id)
-    desired = desired_entries(await features.id_tags(), await csms_now(repo))
+    desired = desired_entries(await features.id_tags(args.id), await csms_now(repo))
     update = plan_update(
         desired, state.entries if state.in_sync else None, state.version, full=args.full
     )

@@ -85,6 +85,7 @@ class ChargePointInfo:
     local_list_supported: bool | None = None
     local_list_version: int | None = None
     local_list_in_sync: bool = False
+    site_id: int = 1
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class SiteConfig:
     heartbeat_interval_s: int
     building_load_max_age_s: float
     building_load_worst_case_a: float
+    # Which site (csms.store.models.SiteSettings): 1 "default" on a single-site install.
+    site_id: int = 1
+    name: str = "default"
 
 
 @dataclass(frozen=True)

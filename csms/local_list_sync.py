@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from typing import Any
 
 from csms.answers import record_answer
 from csms.clock import Clock
@@ -62,6 +63,7 @@ class LocalListSync:
         *,
         poll_s: float = POLL_S,
     ) -> None:
+        self._repo = repository
         self._features = FeatureStore(repository)
         self._central = central
         self._clock = clock
@@ -111,23 +113,37 @@ class LocalListSync:
 
     async def sync_once(self) -> None:
         """One round: every connected, accepted charger gets what changed."""
-        desired = desired_entries(await self._features.id_tags(), self._clock.now())
-        fingerprint = json.dumps([e.to_ocpp() for _, e in sorted(desired.items())])
+        tags = await self._features.id_tags()
+        site_of = await self._repo.charge_point_sites()
+        now = self._clock.now()
+        # Each site's chargers hold that site's tags only.
+        by_site: dict[int, list[dict[str, Any]]] = {site_id: [] for site_id in site_of.values()}
+        for tag in tags:
+            by_site.setdefault(tag["site_id"], []).append(tag)
+        desired = {site_id: desired_entries(rows, now) for site_id, rows in by_site.items()}
+        fingerprints = {
+            site_id: json.dumps([e.to_ocpp() for _, e in sorted(entries.items())])
+            for site_id, entries in desired.items()
+        }
         # Accepted chargers only (section 4.2).
-        accepted = [c for c in self._central.connected_ids() if self._central.is_accepted(c)]
+        accepted = [
+            c
+            for c in self._central.connected_ids()
+            if c in site_of and self._central.is_accepted(c)
+        ]
         recheck = time.monotonic() - self._checked_all_at >= RECHECK_S
         if recheck:
             self._checked_all_at = time.monotonic()
-        due = [c for c in accepted if recheck or self._settled.get(c) != fingerprint]
+        due = [c for c in accepted if recheck or self._settled.get(c) != fingerprints[site_of[c]]]
         if not due:
             return
         copies = await self._features.local_list_copies()
         due = [c for c in due if c in copies]  # not known to keep no list
         # Each charger in its own task: a silent one does not hold up the others.
-        holds = await asyncio.gather(*(self._sync(c, copies[c], desired) for c in due))
+        holds = await asyncio.gather(*(self._sync(c, copies[c], desired[site_of[c]]) for c in due))
         for cp_id, held in zip(due, holds, strict=True):
             if held:
-                self._settled[cp_id] = fingerprint
+                self._settled[cp_id] = fingerprints[site_of[cp_id]]
             else:
                 self._settled.pop(cp_id, None)
 

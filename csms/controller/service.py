@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -129,8 +129,12 @@ class Controller:
         clock: Clock,
         *,
         ev_lookup: Mapping[str, tuple[float, float, int]] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self._repo = repository
+        # One site's controller among several (csms.controller.sites): which chargers are
+        # its own; the others' calls and events are not its business. None: every charger.
+        self._owns = owns
         self._central = central
         self._clock = clock
         self._queue = events.subscribe()
@@ -166,6 +170,10 @@ class Controller:
         # The TxDefaultProfile limit of the last plan (what a booting charger gets).
         self.default_a: float | None = None
         self._last_snapshot: Snapshot | None = None
+
+    def limit_to_site(self, repository: Repository, owns: Callable[[str], bool]) -> None:
+        """From now on one site's controller among several (csms.controller.sites)."""
+        self._repo, self._owns = repository, owns
 
     # ------------------------------------------------------------ running
     async def run(self) -> None:
@@ -260,6 +268,8 @@ class Controller:
     ) -> None:
         if action not in ("SetChargingProfile", "ClearChargingProfile", "RemoteStartTransaction"):
             return
+        if self._owns is not None and not self._owns(cp_id):
+            return
         profile = payload.get("csChargingProfiles")
         running_tx = profile.get("transactionId") if isinstance(profile, dict) else None
         self._mirror.observe_call(
@@ -309,6 +319,9 @@ class Controller:
     async def _consume_events(self) -> None:
         while True:
             event = await self._queue.get()
+            cp_id = getattr(event, "charge_point_id", None)
+            if self._owns is not None and cp_id is not None and not self._owns(cp_id):
+                continue
             self._on_event(event)
 
     def _on_event(self, event: Event) -> None:

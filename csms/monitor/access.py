@@ -107,6 +107,8 @@ def current_account(*, activity: bool) -> Account | None:
         ):
             reason = "Your password was changed or your account removed."
             account = None
+        elif (refusal := writes.site_refusal(account)) is not None:
+            reason, account = refusal, None
     if reason is not None:
         writes.audit(account, "session ended", actor=open_session.name, detail={"why": reason})
         _drop(f"{reason} Log in again.")

@@ -104,7 +104,7 @@ def _local_list(account: Account, cp_id: str, writer: bool) -> None:
         _queued(cp_id, command, writes.send_command(account, cp_id, command))
     if c2.button("Send the whole list", key="ll_full"):
         features = _features()
-        desired = desired_entries(ui.run(features.id_tags()), ui.now())
+        desired = desired_entries(ui.run(features.id_tags(cp_id)), ui.now())
         update = plan_update(desired, None, state.version, full=True)
         assert update is not None
         command = ("SendLocalList", update.to_ocpp())

@@ -23,6 +23,7 @@ from csms.auth import (
     AccessDeniedError,
     Account,
     Permission,
+    Role,
     check_new_password,
     hash_user_password,
     verify_user_password,
@@ -31,6 +32,7 @@ from csms.domain import SiteConfig
 from csms.errors import ConfigError, NotFoundError
 from csms.monitor import actions, ui
 from csms.settings import validate_site_update
+from csms.store import queries
 
 # Each password check holds 128 MiB for ~0.4 s (csms.auth): at most this many at once, so
 # that a burst of logins cannot take the monitor's memory.
@@ -237,6 +239,24 @@ def _minutes(span: timedelta) -> str:
     return f"{max(1, math.ceil(span.total_seconds() / 60))} min"
 
 
+# The monitor does not yet show one site alone (issue 12 item 5): with several sites, an
+# account bound to one site that would see every site's garage is refused instead.
+ONE_SITE_REFUSAL = (
+    "This deployment has several sites and the monitor cannot show one site alone yet; "
+    "an operator can give your account every site (csms user set-site NAME --all-sites)."
+)
+
+
+def site_refusal(account: Account) -> str | None:
+    """Why ``account`` may not use the monitor now, or None. A resident sees only their
+    own stations and tags, so only managers and viewers bound to one site are refused."""
+    if account.site_id is None or account.role is Role.resident:
+        return None
+    if ui.run(queries.site_count(ui.store().sessionmaker)) <= 1:
+        return None
+    return ONE_SITE_REFUSAL
+
+
 def log_in(name: str, password: str) -> LoginResult:
     """Check a name and password against the lockout and the stored hash.
 
@@ -267,6 +287,9 @@ def log_in(name: str, password: str) -> LoginResult:
         audit(None, "log in", outcome="failed", actor=name or "?")
         return LoginResult(None, "Wrong name or password.")
     account = found[0]
+    if (refusal := site_refusal(account)) is not None:
+        audit(account, "log in", outcome="refused", detail={"why": "site-bound account"})
+        return LoginResult(None, refusal)
     ui.run(repo.record_login_success(account.id, now))
     audit(account, "log in")
     return LoginResult(account)

@@ -360,7 +360,7 @@ class ChargePointSession(OcppConnection):
 
     @on(Action.authorize, skip_schema_validation=True)
     async def on_authorize(self, id_tag: str) -> call_result.Authorize:
-        info = await self._repo.authorize(id_tag)
+        info = await self._repo.authorize(id_tag, self.id)
         return call_result.Authorize(id_tag_info=_id_tag_info(info))
 
     @on(Action.start_transaction, skip_schema_validation=True)

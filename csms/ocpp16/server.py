@@ -524,7 +524,7 @@ class CentralSystem:
         assert cp_id is not None  # _process_request refused anything else
         remote = _remote(connection)
         station = await self._repo.get_charge_point(cp_id)
-        site = await self._repo.site_config()
+        site = await self._repo.site_config(station.site_id if station is not None else None)
         session = ChargePointSession(
             cp_id,
             connection,

@@ -40,13 +40,19 @@ class FeatureStore:
         return self._repo.now()
 
     # ------------------------------------------------------------ id tags
-    async def id_tags(self) -> list[dict[str, Any]]:
-        """Every id tag with its block, expiry (datetime) and parent."""
+    async def id_tags(self, cp_id: str | None = None) -> list[dict[str, Any]]:
+        """Every id tag with its site, block, expiry (datetime) and parent; with ``cp_id``
+        the tags of that charge point's site only (what its local list holds)."""
         async with self._repo.unit_of_work() as s:
-            rows = (await s.execute(select(m.IdTag).order_by(m.IdTag.id_tag))).scalars()
+            stmt = select(m.IdTag).order_by(m.IdTag.id_tag)
+            if cp_id is not None:
+                site = select(m.ChargePoint.site_id).where(m.ChargePoint.id == cp_id)
+                stmt = stmt.where(m.IdTag.site_id == site.scalar_subquery())
+            rows = (await s.execute(stmt)).scalars()
             return [
                 {
                     "id_tag": r.id_tag,
+                    "site_id": r.site_id,
                     "blocked": r.blocked,
                     "expires_at": r.expires_at,
                     "parent": r.parent_id_tag,

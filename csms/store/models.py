@@ -68,11 +68,19 @@ class Base(DeclarativeBase):
 
 
 class SiteSettings(Base):
-    """The one row (id = 1) of site-wide settings."""
+    """One site (a garage) and its settings: one row per site. Site 1 ("default") is the
+    site of a single-site install and of every caller that names none.
+
+    Stations, id tags, monitor accounts and building load readings carry a ``site_id``
+    (no foreign key: SQLite adds such a column in place only without one, and copying
+    charge_points would cascade-delete its history, see migration 0005; the repository
+    checks the site exists)."""
 
     __tablename__ = "site_settings"
+    __table_args__ = (Index("uq_site_settings_name", "name", unique=True),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     fuse_limit_a: Mapped[float] = mapped_column(Float, default=63.0)
     margin_a: Mapped[float] = mapped_column(Float, default=2.0)
     phases: Mapped[int] = mapped_column(Integer, default=3)
@@ -111,8 +119,10 @@ class BuildingLoad(Base):
     """Readings of the building's other consumption per phase (history kept)."""
 
     __tablename__ = "building_load"
+    __table_args__ = (Index("ix_building_load_site_time", "site_id", "measured_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    site_id: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     measured_at: Mapped[datetime] = mapped_column(index=True)
     l1_a: Mapped[float] = mapped_column(Float)
     l2_a: Mapped[float] = mapped_column(Float)
@@ -124,6 +134,7 @@ class ChargePoint(Base):
     __tablename__ = "charge_points"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, default=1, server_default="1", index=True)
     name: Mapped[str | None] = mapped_column(String(128), default=None)
     password_hash: Mapped[str | None] = mapped_column(String(256), default=None)
     # OCPP 1.6 security profile: 0 = no authentication (lab use, set explicitly), 1 = HTTP
@@ -228,6 +239,7 @@ class IdTag(Base):
     __tablename__ = "id_tags"
 
     id_tag: Mapped[str] = mapped_column(String(20), primary_key=True)
+    site_id: Mapped[int] = mapped_column(Integer, default=1, server_default="1", index=True)
     owner: Mapped[str | None] = mapped_column(String(128), default=None)
     parent_id_tag: Mapped[str | None] = mapped_column(String(20), default=None)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -415,6 +427,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
+    # The site whose garage the account sees; None: every site (an operator's account).
+    site_id: Mapped[int | None] = mapped_column(Integer, default=None)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime]
     credentials_version: Mapped[int] = mapped_column(Integer, default=1)

@@ -109,26 +109,40 @@ async def clock_anchor(sm: SessionMaker) -> ClockAnchor | None:
         return ClockAnchor(row.sim_at, row.wall_at, row.speed)
 
 
-async def site_settings(sm: SessionMaker) -> SiteConfig:
-    """The site settings row, or the model defaults when the CSMS has not written it yet."""
+async def site_count(sm: SessionMaker) -> int:
+    """How many sites the deployment has (0 before any `csms serve` or `csms site`)."""
     async with sm() as s:
-        row = await s.get(m.SiteSettings, SITE_ROW_ID)
+        return int(await s.scalar(select(func.count()).select_from(m.SiteSettings)) or 0)
+
+
+async def site_settings(sm: SessionMaker, site_id: int = SITE_ROW_ID) -> SiteConfig:
+    """A site's settings row, or the model defaults when the CSMS has not written it yet."""
+    async with sm() as s:
+        row = await s.get(m.SiteSettings, site_id)
     table = m.SiteSettings.__table__
     values: dict[str, Any] = {}
     for f in fields(SiteConfig):
+        column = "id" if f.name == "site_id" else f.name
         if row is not None:
-            values[f.name] = getattr(row, f.name)
+            values[f.name] = getattr(row, column)
+        elif column == "id":
+            values[f.name] = site_id
         else:
-            default = table.c[f.name].default
+            default = table.c[column].default
             values[f.name] = getattr(default, "arg", None)
     return SiteConfig(**values)
 
 
 async def latest_building_load(
-    sm: SessionMaker, at: datetime | None = None
+    sm: SessionMaker, at: datetime | None = None, site_id: int = SITE_ROW_ID
 ) -> BuildingLoadReading | None:
-    """The newest building-load reading (at or before ``at`` when given)."""
-    stmt = select(m.BuildingLoad).order_by(m.BuildingLoad.measured_at.desc()).limit(1)
+    """The newest building-load reading of a site (at or before ``at`` when given)."""
+    stmt = (
+        select(m.BuildingLoad)
+        .where(m.BuildingLoad.site_id == site_id)
+        .order_by(m.BuildingLoad.measured_at.desc())
+        .limit(1)
+    )
     if at is not None:
         stmt = stmt.where(m.BuildingLoad.measured_at <= at)
     async with sm() as s:
@@ -139,7 +153,7 @@ async def latest_building_load(
 
 
 async def building_load_buckets(
-    sm: SessionMaker, start: datetime, end: datetime, bucket_s: int
+    sm: SessionMaker, start: datetime, end: datetime, bucket_s: int, site_id: int = SITE_ROW_ID
 ) -> pd.DataFrame:
     """Average building load per phase and bucket; the reading in force at ``start`` first.
 
@@ -148,7 +162,11 @@ async def building_load_buckets(
     bucket = bucket_of(m.BuildingLoad.measured_at, bucket_s).label("bucket")
     inner = (
         select(bucket, m.BuildingLoad.l1_a, m.BuildingLoad.l2_a, m.BuildingLoad.l3_a)
-        .where(m.BuildingLoad.measured_at >= start, m.BuildingLoad.measured_at < end)
+        .where(
+            m.BuildingLoad.site_id == site_id,
+            m.BuildingLoad.measured_at >= start,
+            m.BuildingLoad.measured_at < end,
+        )
         .subquery()
     )
     stmt = (
@@ -163,7 +181,7 @@ async def building_load_buckets(
     )
     async with sm() as s:
         rows = (await s.execute(stmt)).all()
-    before = await latest_building_load(sm, start)
+    before = await latest_building_load(sm, start, site_id)
     frame = pd.DataFrame(
         [tuple(r) for r in rows], columns=["bucket", "l1_a", "l2_a", "l3_a"], dtype="float64"
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import json
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -56,7 +57,26 @@ from csms.meter import (
 )
 from csms.store import models as m
 
-SITE_ROW_ID = 1
+SITE_ROW_ID = 1  # site 1, "default": a single-site install's site
+
+
+def _site_filter(site_id: int | None, cp_column: Any) -> tuple[Any, ...]:
+    """WHERE terms keeping rows whose charge point is on ``site_id`` (None: no terms)."""
+    if site_id is None:
+        return ()
+    on_site = select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id)
+    return (cp_column.in_(on_site),)
+
+
+def _in_site(stmt: Any, site_id: int | None, cp_column: Any = None) -> Any:
+    """``stmt`` limited to the charge points of ``site_id`` (None: unchanged)."""
+    if site_id is None:
+        return stmt
+    if cp_column is None:
+        return stmt.where(m.ChargePoint.site_id == site_id)
+    return stmt.where(*_site_filter(site_id, cp_column))
+
+
 # OCPP 1.6 security profiles a charge point may have (3, client certificates, is not yet).
 SECURITY_PROFILES = (0, 1, 2, 3)
 # OCPP 1.6 integers are 32-bit in practice; anything beyond 64 bits breaks the database.
@@ -79,6 +99,8 @@ def _site_config(row: m.SiteSettings) -> SiteConfig:
         heartbeat_interval_s=row.heartbeat_interval_s,
         building_load_max_age_s=row.building_load_max_age_s,
         building_load_worst_case_a=row.building_load_worst_case_a,
+        site_id=row.id,
+        name=row.name or "default",
     )
 
 
@@ -127,6 +149,7 @@ def _charge_point_info(row: Any) -> ChargePointInfo:
         local_list_supported=row.local_list_supported,
         local_list_version=row.local_list_version,
         local_list_in_sync=bool(row.local_list_in_sync),
+        site_id=row.site_id,
     )
 
 
@@ -299,6 +322,30 @@ class Repository:
             asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
         )
         self._tails = _RegisterTails()
+        # A view of one site (`for_site`): what names no site is that site's; None: site 1
+        # for a site's settings, every site for a listing.
+        self._site_id: int | None = None
+
+    def for_site(self, site_id: int) -> Repository:
+        """The same store seen from one site (a site's controller): its settings, its
+        stations, their connectors, sessions and profiles, its building load."""
+        view = copy.copy(self)
+        view._site_id = site_id
+        return view
+
+    @property
+    def site_id(self) -> int | None:
+        return self._site_id
+
+    def _site(self, site_id: int | None) -> int:
+        """The one site meant: the one named, else this view's, else site 1."""
+        if site_id is not None:
+            return site_id
+        return self._site_id if self._site_id is not None else SITE_ROW_ID
+
+    def _scope(self, site_id: int | None) -> int | None:
+        """The site a listing is limited to: the one named, else this view's, else none."""
+        return site_id if site_id is not None else self._site_id
 
     def forget_register_tails(self, cp_id: str) -> None:
         """A station (re)connects: its readings may have been stored elsewhere meanwhile
@@ -352,25 +399,63 @@ class Repository:
             row.published_by = published_by[:128]
 
     # ------------------------------------------------------------------ site
-    async def site_config(self) -> SiteConfig:
+    async def _site_row(self, s: AsyncSession, site_id: int | None) -> m.SiteSettings:
+        """A site's row; site 1 ("default") is made on first use, any other must exist."""
+        wanted = self._site(site_id)
+        row = await s.get(m.SiteSettings, wanted)
+        if row is None:
+            if wanted != SITE_ROW_ID:
+                raise NotFoundError(f"no site {wanted}")
+            row = m.SiteSettings(id=SITE_ROW_ID, name="default")
+            s.add(row)
+            await s.flush()
+        return row
+
+    async def site_config(self, site_id: int | None = None) -> SiteConfig:
         async with self._unit() as s:
-            row = await s.get(m.SiteSettings, SITE_ROW_ID)
-            if row is None:
-                row = m.SiteSettings(id=SITE_ROW_ID)
-                s.add(row)
-                await s.flush()
+            return _site_config(await self._site_row(s, site_id))
+
+    async def add_site(self, name: str, **values: Any) -> SiteConfig:
+        """A new site with these settings (validated by the caller), the others default."""
+        name = name.strip()
+        if not name or len(name) > 64:
+            raise ConfigError("a site name is 1 to 64 characters")
+        async with self._unit() as s:
+            await self._site_row(s, SITE_ROW_ID)  # site 1 first: new ones number from 2
+            if await s.scalar(select(m.SiteSettings.id).where(m.SiteSettings.name == name)):
+                raise ConfigError(f"site {name!r} already exists")
+            # Numbered here, not by the database: site 1 was written with its id, so a
+            # PostgreSQL sequence would hand out 1 again.
+            last = await s.scalar(select(func.max(m.SiteSettings.id)))
+            row = m.SiteSettings(id=(last or 0) + 1, name=name)
+            for key, value in values.items():
+                if key in ("id", "name", "updated_at") or not hasattr(row, key):
+                    raise ConfigError(f"unknown site setting {key!r}")
+                setattr(row, key, value)
+            row.updated_at = self.now()
+            s.add(row)
+            await s.flush()
             return _site_config(row)
 
-    async def update_site(self, **values: Any) -> SiteConfig:
+    async def list_sites(self) -> list[SiteConfig]:
+        """Every site, by id (site 1 made on first use)."""
+        async with self._unit() as s:
+            await self._site_row(s, SITE_ROW_ID)
+            rows = (await s.execute(select(m.SiteSettings).order_by(m.SiteSettings.id))).scalars()
+            return [_site_config(r) for r in rows]
+
+    async def update_site(self, site_id: int | None = None, **values: Any) -> SiteConfig:
         """Write site settings (validated by the caller, see csms.settings)."""
         async with self._unit() as s:
-            row = await s.get(m.SiteSettings, SITE_ROW_ID)
-            if row is None:
-                row = m.SiteSettings(id=SITE_ROW_ID)
-                s.add(row)
-                await s.flush()
+            row = await self._site_row(s, site_id)
             for key, value in values.items():
-                if not hasattr(row, key):
+                if key == "name" and value != row.name:
+                    taken = await s.scalar(
+                        select(m.SiteSettings.id).where(m.SiteSettings.name == value)
+                    )
+                    if taken is not None:
+                        raise ConfigError(f"site {value!r} already exists")
+                if key in ("id", "updated_at") or not hasattr(row, key):
                     raise ConfigError(f"unknown site setting {key!r}")
                 setattr(row, key, value)
             row.updated_at = self.now()
@@ -378,20 +463,37 @@ class Repository:
             return _site_config(row)
 
     async def record_building_load(
-        self, l1_a: float, l2_a: float, l3_a: float, *, source: str = "cli"
+        self,
+        l1_a: float,
+        l2_a: float,
+        l3_a: float,
+        *,
+        source: str = "cli",
+        site_id: int | None = None,
     ) -> None:
         async with self._unit() as s:
+            site = (await self._site_row(s, site_id)).id
             s.add(
                 m.BuildingLoad(
-                    measured_at=self.now(), l1_a=l1_a, l2_a=l2_a, l3_a=l3_a, source=source
+                    site_id=site,
+                    measured_at=self.now(),
+                    l1_a=l1_a,
+                    l2_a=l2_a,
+                    l3_a=l3_a,
+                    source=source,
                 )
             )
 
-    async def latest_building_load(self) -> tuple[datetime, tuple[float, float, float]] | None:
+    async def latest_building_load(
+        self, site_id: int | None = None
+    ) -> tuple[datetime, tuple[float, float, float]] | None:
         async with self._unit() as s:
             row = (
                 await s.execute(
-                    select(m.BuildingLoad).order_by(m.BuildingLoad.measured_at.desc()).limit(1)
+                    select(m.BuildingLoad)
+                    .where(m.BuildingLoad.site_id == self._site(site_id))
+                    .order_by(m.BuildingLoad.measured_at.desc())
+                    .limit(1)
                 )
             ).scalar_one_or_none()
             if row is None:
@@ -404,13 +506,23 @@ class Repository:
             row = await s.get(m.ChargePoint, cp_id)
             return _charge_point_info(row) if row else None
 
-    async def list_charge_points(self) -> list[ChargePointInfo]:
+    async def list_charge_points(self, site_id: int | None = None) -> list[ChargePointInfo]:
+        scope = self._scope(site_id)
         async with self._unit() as s:
             # Plain rows, not ORM objects (a third of a controller snapshot's time at 1,000
             # chargers), and without the profile copies: big JSON documents no
             # ChargePointInfo needs.
-            rows = (await s.execute(select(*_STATION_COLUMNS).order_by(m.ChargePoint.id))).all()
+            stmt = select(*_STATION_COLUMNS).order_by(m.ChargePoint.id)
+            if scope is not None:
+                stmt = stmt.where(m.ChargePoint.site_id == scope)
+            rows = (await s.execute(stmt)).all()
             return [_charge_point_info(r) for r in rows]
+
+    async def charge_point_sites(self) -> dict[str, int]:
+        """Every charge point's site (the controllers of `csms serve` share the chargers)."""
+        async with self._unit() as s:
+            rows = await s.execute(select(m.ChargePoint.id, m.ChargePoint.site_id))
+            return {str(r[0]): int(r[1]) for r in rows}
 
     async def controller_inputs(self) -> tuple[object, ...]:
         """What the controller plans with that other processes (the CLI, the monitor) may
@@ -418,8 +530,9 @@ class Repository:
         connection and management, its connectors, and the open sessions' inputs. Plain
         rows, no ORM objects: read every second, it must stay cheap at 10,000 chargers."""
         cp, tx, conn = m.ChargePoint, m.Transaction, m.Connector
+        scope = self._site_id
         async with self._unit() as s:
-            site_row = await s.get(m.SiteSettings, SITE_ROW_ID)
+            site_row = await s.get(m.SiteSettings, self._site(None))
             site = _site_config(site_row) if site_row is not None else None
             building = (
                 await s.execute(
@@ -429,36 +542,53 @@ class Repository:
                         m.BuildingLoad.l2_a,
                         m.BuildingLoad.l3_a,
                     )
+                    .where(m.BuildingLoad.site_id == self._site(None))
                     .order_by(m.BuildingLoad.measured_at.desc())
                     .limit(1)
                 )
             ).first()
             stations = (
                 await s.execute(
-                    select(
-                        cp.id, cp.max_current_a, cp.phases, cp.wiring, cp.connected, cp.unmanaged
-                    ).order_by(cp.id)
+                    _in_site(
+                        select(
+                            cp.id,
+                            cp.max_current_a,
+                            cp.phases,
+                            cp.wiring,
+                            cp.connected,
+                            cp.unmanaged,
+                        ).order_by(cp.id),
+                        scope,
+                    )
                 )
             ).all()
             connectors = (
                 await s.execute(
-                    select(conn.charge_point_id, conn.connector_id)
-                    .where(conn.connector_id > 0)
-                    .order_by(conn.charge_point_id, conn.connector_id)
+                    _in_site(
+                        select(conn.charge_point_id, conn.connector_id)
+                        .where(conn.connector_id > 0)
+                        .order_by(conn.charge_point_id, conn.connector_id),
+                        scope,
+                        conn.charge_point_id,
+                    )
                 )
             ).all()
             sessions = (
                 await s.execute(
-                    select(
-                        tx.id,
-                        tx.departure_at,
-                        tx.energy_needed_wh,
-                        tx.ev_model,
-                        tx.battery_kwh,
-                        tx.target_soc,
+                    _in_site(
+                        select(
+                            tx.id,
+                            tx.departure_at,
+                            tx.energy_needed_wh,
+                            tx.ev_model,
+                            tx.battery_kwh,
+                            tx.target_soc,
+                        )
+                        .where(tx.stopped_at.is_(None))
+                        .order_by(tx.id),
+                        scope,
+                        tx.charge_point_id,
                     )
-                    .where(tx.stopped_at.is_(None))
-                    .order_by(tx.id)
                 )
             ).all()
         return (
@@ -483,8 +613,9 @@ class Repository:
         rate_unit: str = "A",
         current_steps_a: Sequence[float] | None = None,
         security_profile: int | None = None,
+        site_id: int | None = None,
     ) -> ChargePointInfo:
-        """Register a charge point.
+        """Register a charge point (on ``site_id``: else this view's site, else site 1).
 
         ``security_profile`` None: 1 with a password, 0 without. That default serves this
         in-process API (tests, tools); every path a person uses states it: ``csms station
@@ -515,6 +646,7 @@ class Repository:
         )
         try:
             async with self._unit() as s:
+                row.site_id = (await self._site_row(s, site_id)).id
                 s.add(row)
         except IntegrityError as exc:
             raise ConfigError(f"charge point {cp_id!r} already exists") from exc
@@ -525,6 +657,8 @@ class Repository:
             row = await s.get(m.ChargePoint, cp_id)
             if row is None:
                 raise NotFoundError(f"no charge point {cp_id!r}")
+            if values.get("site_id") is not None:
+                values["site_id"] = (await self._site_row(s, values["site_id"])).id
             if "password" in values:
                 password = values.pop("password")
                 row.password_hash = hash_password(password) if password else None
@@ -711,12 +845,15 @@ class Repository:
         owner: str | None = None,
         expires_at: datetime | None = None,
         parent: str | None = None,
+        site_id: int | None = None,
     ) -> None:
         try:
             async with self._unit() as s:
+                site = (await self._site_row(s, site_id)).id
                 s.add(
                     m.IdTag(
                         id_tag=tag,
+                        site_id=site,
                         owner=owner,
                         expires_at=expires_at,
                         parent_id_tag=parent,
@@ -726,12 +863,17 @@ class Repository:
         except IntegrityError as exc:
             raise ConfigError(f"id tag {tag!r} already exists") from exc
 
-    async def list_id_tags(self) -> list[dict[str, Any]]:
+    async def list_id_tags(self, site_id: int | None = None) -> list[dict[str, Any]]:
+        scope = self._scope(site_id)
         async with self._unit() as s:
-            rows = (await s.execute(select(m.IdTag).order_by(m.IdTag.id_tag))).scalars()
+            stmt = select(m.IdTag).order_by(m.IdTag.id_tag)
+            if scope is not None:
+                stmt = stmt.where(m.IdTag.site_id == scope)
+            rows = (await s.execute(stmt)).scalars()
             return [
                 {
                     "id_tag": r.id_tag,
+                    "site_id": r.site_id,
                     "owner": r.owner,
                     "parent": r.parent_id_tag,
                     "expires_at": r.expires_at.isoformat() if r.expires_at else None,
@@ -747,14 +889,19 @@ class Repository:
                 raise NotFoundError(f"no id tag {tag!r}")
             row.blocked = blocked
 
-    async def authorize(self, tag: str) -> IdTagInfo:
+    async def authorize(self, tag: str, cp_id: str | None = None) -> IdTagInfo:
+        """How a tag is answered (at ``cp_id``: a tag of another site is Invalid there)."""
         async with self._unit() as s:
-            return await self._authorize(s, tag)
+            return await self._authorize(s, tag, cp_id)
 
-    async def _authorize(self, s: AsyncSession, tag: str) -> IdTagInfo:
+    async def _authorize(self, s: AsyncSession, tag: str, cp_id: str | None = None) -> IdTagInfo:
         row = await s.get(m.IdTag, tag)
         if row is None:
             return IdTagInfo(AuthStatus.invalid)
+        if cp_id is not None:
+            site_id = await s.scalar(select(m.ChargePoint.site_id).where(m.ChargePoint.id == cp_id))
+            if site_id is not None and site_id != row.site_id:
+                return IdTagInfo(AuthStatus.invalid)
         if row.blocked:
             return IdTagInfo(AuthStatus.blocked, parent_id_tag=row.parent_id_tag)
         if row.expires_at is not None and row.expires_at <= self.now():
@@ -792,7 +939,7 @@ class Repository:
         reservation_id: int | None,
     ) -> StartResult:
         async with self._unit() as s:
-            info = await self._authorize(s, id_tag)
+            info = await self._authorize(s, id_tag, cp_id)
             existing = (
                 await s.execute(
                     select(m.Transaction).where(
@@ -1148,13 +1295,17 @@ class Repository:
                 return None
             return {c.key: getattr(row, c.key) for c in m.Transaction.__table__.columns}
 
-    async def open_sessions(self) -> list[OpenSession]:
+    async def open_sessions(self, site_id: int | None = None) -> list[OpenSession]:
         async with self._unit() as s:
             rows = (
                 await s.execute(
-                    select(m.Transaction)
-                    .where(m.Transaction.stopped_at.is_(None))
-                    .order_by(m.Transaction.id)
+                    _in_site(
+                        select(m.Transaction)
+                        .where(m.Transaction.stopped_at.is_(None))
+                        .order_by(m.Transaction.id),
+                        self._scope(site_id),
+                        m.Transaction.charge_point_id,
+                    )
                 )
             ).scalars()
             return [_open_session(r) for r in rows]
@@ -1185,13 +1336,19 @@ class Repository:
                 row.target_soc = target_soc
 
     async def sessions_for_export(
-        self, start: datetime | None = None, end: datetime | None = None
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        site_id: int | None = None,
     ) -> list[dict[str, Any]]:
         async with self._unit() as s:
-            stmt = (
+            stmt = _in_site(
                 select(m.Transaction, m.IdTag.owner)
                 .outerjoin(m.IdTag, m.IdTag.id_tag == m.Transaction.id_tag)
-                .order_by(m.Transaction.started_at, m.Transaction.id)
+                .order_by(m.Transaction.started_at, m.Transaction.id),
+                self._scope(site_id),
+                m.Transaction.charge_point_id,
             )
             if start is not None:
                 stmt = stmt.where(m.Transaction.started_at >= start)
@@ -1303,12 +1460,17 @@ class Repository:
 
     # ------------------------------------------------------------ controller
     async def connectors_by_charge_point(self) -> dict[str, tuple[int, ...]]:
-        """Connector ids (> 0) each charge point has reported a status for."""
+        """Connector ids (> 0) each charge point (of this view's site) has reported a
+        status for."""
         async with self._unit() as s:
             rows = (
                 await s.execute(
-                    select(m.Connector.charge_point_id, m.Connector.connector_id).where(
-                        m.Connector.connector_id > 0
+                    _in_site(
+                        select(m.Connector.charge_point_id, m.Connector.connector_id).where(
+                            m.Connector.connector_id > 0
+                        ),
+                        self._site_id,
+                        m.Connector.charge_point_id,
                     )
                 )
             ).all()
@@ -1381,6 +1543,7 @@ class Repository:
                 .join(last, m.Allocation.id == last.c.last_id)
                 .join(m.Transaction, m.Transaction.id == m.Allocation.transaction_id)
                 .where(m.Transaction.stopped_at.is_(None))
+                .where(*_site_filter(self._site_id, m.Allocation.charge_point_id))
             )
             return {
                 (cp, conn): (tx, float(limit)) for cp, conn, tx, limit in rows if tx is not None
@@ -1497,7 +1660,8 @@ class Repository:
         async with self._unit() as s:
             rows = await s.execute(
                 select(m.ChargePoint.id, m.ChargePoint.installed_profiles).where(
-                    m.ChargePoint.installed_profiles.is_not(None)
+                    m.ChargePoint.installed_profiles.is_not(None),
+                    *_site_filter(self._site_id, m.ChargePoint.id),
                 )
             )
             return {cp_id: data for cp_id, data in rows if isinstance(data, dict)}
@@ -1548,6 +1712,7 @@ class Repository:
             tags=frozenset(tags),
             credentials_version=row.credentials_version,
             last_login_at=row.last_login_at,
+            site_id=row.site_id,
         )
 
     async def add_user(
@@ -1558,8 +1723,11 @@ class Repository:
         *,
         stations: Iterable[str] = (),
         tags: Iterable[str] = (),
+        site_id: int | None = None,
     ) -> Account:
         """A monitor account; the caller hashes the password (csms.auth.hash_user_password).
+
+        ``site_id``: the site the account sees; None is every site (an operator's account).
 
         A resident needs at least one station or tag, and every one must be registered;
         the other roles see the whole garage and take none.
@@ -1587,8 +1755,14 @@ class Repository:
                 raise ConfigError(f"no id tag {', '.join(missing)} (`csms idtag add` it first)")
             if await s.scalar(select(m.User.id).where(m.User.name == name)) is not None:
                 raise ConfigError(f"user {name!r} already exists")
+            if site_id is not None:
+                site_id = (await self._site_row(s, site_id)).id
             row = m.User(
-                name=name, role=role.value, password_hash=password_hash, created_at=self.now()
+                name=name,
+                role=role.value,
+                site_id=site_id,
+                password_hash=password_hash,
+                created_at=self.now(),
             )
             s.add(row)
             await s.flush()
@@ -1613,10 +1787,29 @@ class Repository:
             row = await s.scalar(select(m.User).where(m.User.name == name))
             return None if row is None else (await self._account(s, row), row.password_hash)
 
-    async def list_users(self) -> list[Account]:
+    async def list_users(self, site_id: int | None = None) -> list[Account]:
+        """Every account, or those who see ``site_id`` (its own and the operators')."""
+        scope = self._scope(site_id)
         async with self._unit() as s:
-            rows = (await s.execute(select(m.User).order_by(m.User.name))).scalars().all()
+            stmt = select(m.User).order_by(m.User.name)
+            if scope is not None:
+                stmt = stmt.where((m.User.site_id == scope) | m.User.site_id.is_(None))
+            rows = (await s.execute(stmt)).scalars().all()
             return [await self._account(s, row) for row in rows]
+
+    async def set_user_site(self, name: str, site_id: int | None) -> Account:
+        """The site an account sees (None: every site); its monitor sessions end."""
+        async with self._unit() as s:
+            row = await s.scalar(select(m.User).where(m.User.name == name))
+            if row is None:
+                raise NotFoundError(f"no user {name!r}")
+            if site_id is not None:
+                site_id = (await self._site_row(s, site_id)).id
+            if row.site_id != site_id:
+                row.site_id = site_id
+                row.credentials_version += 1
+            await s.flush()
+            return await self._account(s, row)
 
     async def set_user_password(self, name: str, password_hash: str) -> Account:
         """A new password; the account's open monitor sessions end (credentials_version)."""
