@@ -580,14 +580,17 @@ class Controller:
                 log.exception("controller could not read the store; keeping current limits")
                 return {}
         caps_lifted = await self._cap_overrides(snapshot)
-        held: dict[str, float | None] = {
-            s.info.id: self._caps_held(s.info.id, s.info, snapshot.site) for s in snapshot.stations
-        }
-        if any(cap is not None for cap in held.values()):
+        held: dict[str, float] = {}
+        for station in snapshot.stations:
+            cap = self._caps_held(station.info.id, station.info, snapshot.site)
+            if cap is not None:
+                held[station.info.id] = cap
+        if held:
+            # A cap of 0 A is a cap too (an override that must pause).
             snapshot = replace(
                 snapshot,
                 pinned_a={
-                    key: min(amps, held.get(key[0]) or amps)
+                    key: min(amps, held.get(key[0], amps))
                     for key, amps in snapshot.pinned_a.items()
                 },
             )
