@@ -95,6 +95,8 @@ async def add_token(
     role = Role(role)
     if role is Role.resident and user is None:
         raise ConfigError("a resident token acts for a resident: give --user NAME")
+    if role is Role.resident and site is not None:
+        raise ConfigError("a resident token acts within its account's site: no --site")
     token = new_token()
     try:
         async with sm() as s, s.begin():
@@ -112,8 +114,6 @@ async def add_token(
                 user_id = found.id
             site_id: int | None = None
             if site is not None:
-                if role is Role.resident:
-                    raise ConfigError("a resident token acts within its account's site: no --site")
                 site_id = await s.scalar(
                     select(m.SiteSettings.id).where(m.SiteSettings.name == site)
                 )
