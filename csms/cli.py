@@ -775,11 +775,14 @@ async def _token_add(args: argparse.Namespace, repo: Repository) -> int:
 async def _token_list(args: argparse.Namespace, repo: Repository) -> int:
     from csms.store.tokens import list_tokens
 
+    site_names = {site.site_id: site.name for site in await repo.list_sites()}
     rows = [
         {
             "name": t.name,
             "role": t.role.value,
             "user": t.user,
+            # The site a token acts within; empty: every site (an operator's token).
+            "site": site_names.get(t.site_id) if t.site_id is not None else None,
             "token": f"{t.prefix}...",
             "created_at": _iso(t.created_at),
             "last_used_at": _iso(t.last_used_at),

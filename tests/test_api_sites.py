@@ -6,14 +6,17 @@ manager token bound to north sees and changes north only (the other site's thing
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
 from csms.app import CsmsApp
 from csms.auth import Role
+from csms.cli import main
 from csms.errors import ConfigError
 from csms.store.tokens import add_token
 from tests.api_support import add_resident, client, make_token, start_api_app
@@ -203,3 +206,24 @@ async def test_a_token_is_bound_to_a_site_that_exists_and_not_a_residents(
         await add_token(sm, "south-ops", Role.manager, user=None, now=now, site="south")
     with pytest.raises(ConfigError, match="resident"):
         await add_token(sm, "r", Role.resident, user="nobody", now=now, site="north")
+
+
+def test_csms_token_add_binds_a_token_to_a_named_site(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sites.db'}"
+    assert main(["--database-url", url, "site", "add", "north"]) == 0
+    code = main(
+        ["--database-url", url, "token", "add", "n", "--role", "manager", "--site", "north"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "on site north" in err and out.strip().startswith("gg_")
+    code = main(["--database-url", url, "token", "add", "s", "--role", "viewer", "--site", "south"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "no site 'south'" in err
+    assert main(["--database-url", url, "token", "add", "ops", "--role", "manager"]) == 0
+    capsys.readouterr()
+    assert main(["--database-url", url, "token", "list", "--json"]) == 0
+    listed = {t["name"]: t["site"] for t in json.loads(capsys.readouterr().out)}
+    assert listed == {"n": "north", "ops": None}
