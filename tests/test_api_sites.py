@@ -213,6 +213,7 @@ def test_csms_token_add_binds_a_token_to_a_named_site(
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'sites.db'}"
     assert main(["--database-url", url, "site", "add", "north"]) == 0
+    capsys.readouterr()
     code = main(
         ["--database-url", url, "token", "add", "n", "--role", "manager", "--site", "north"]
     )
