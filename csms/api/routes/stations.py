@@ -165,8 +165,8 @@ async def patch_station(
     ctx: Context, scope: CurrentScope, cp_id: str, body: s.StationUpdate
 ) -> s.Station:
     account = scope.account
-    station = await _get_station(ctx, scope, cp_id)
     await require(ctx, account, Permission.write_garage, "edit station", cp_id)
+    station = await _get_station(ctx, scope, cp_id)
     current, phases, wiring = validate_station(
         max_current_a=body.max_current_a
         if body.max_current_a is not None
