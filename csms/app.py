@@ -156,7 +156,12 @@ class CsmsApp:
             self._tasks.append(asyncio.create_task(self.sites.run(), name="controllers"))
         if self.config.api_port is not None:
             context = ApiContext(
-                self.repository, self.clock, self.central, self.controller, self.outbox
+                self.repository,
+                self.clock,
+                self.central,
+                self.controller,
+                self.outbox,
+                sites=self.sites,
             )
             # The CSMS's certificate serves the API too: a bearer token must not cross the
             # network in clear where the chargers' passwords do not.

@@ -744,7 +744,12 @@ async def _token_add(args: argparse.Namespace, repo: Repository) -> int:
     from csms.store.tokens import add_token
 
     info, token = await add_token(
-        repo.sessionmaker, args.name, Role(args.role), user=args.user, now=utcnow()
+        repo.sessionmaker,
+        args.name,
+        Role(args.role),
+        user=args.user,
+        now=utcnow(),
+        site=args.site,
     )
     await repo.record_audit(
         at=utcnow(),
@@ -752,13 +757,14 @@ async def _token_add(args: argparse.Namespace, repo: Repository) -> int:
         role=None,
         action="add API token",
         target=info.name,
-        detail={"role": info.role.value, "user": info.user},
+        detail={"role": info.role.value, "user": info.user, "site": args.site},
     )
     # The token alone on standard output (scripts: TOKEN=$(csms token add ...)); it is
     # shown this once and stored hashed.
     print(
         f"added {info.role} token {info.name}"
         + (f" for {info.user}" if info.user else "")
+        + (f" on site {args.site}" if args.site else "")
         + "; the token (shown once, stored hashed) follows on standard output",
         file=sys.stderr,
     )
@@ -769,11 +775,14 @@ async def _token_add(args: argparse.Namespace, repo: Repository) -> int:
 async def _token_list(args: argparse.Namespace, repo: Repository) -> int:
     from csms.store.tokens import list_tokens
 
+    site_names = {site.site_id: site.name for site in await repo.list_sites()}
     rows = [
         {
             "name": t.name,
             "role": t.role.value,
             "user": t.user,
+            # The site a token acts within; empty: every site (an operator's token).
+            "site": site_names.get(t.site_id) if t.site_id is not None else None,
             "token": f"{t.prefix}...",
             "created_at": _iso(t.created_at),
             "last_used_at": _iso(t.last_used_at),
@@ -915,6 +924,10 @@ def build_parser() -> argparse.ArgumentParser:
     tk_add.add_argument("name", help="the token's name (who or what uses it)")
     tk_add.add_argument("--role", required=True, choices=[r.value for r in Role])
     tk_add.add_argument("--user", help="the account it acts for (required for --role resident)")
+    tk_add.add_argument(
+        "--site",
+        help="the site a manager or viewer token acts within (else every site: an operator)",
+    )
     tk_add.set_defaults(handler=_token_add)
     tk_list = tk_sub.add_parser("list", help="list tokens (never the tokens themselves)")
     _db_option(tk_list)

@@ -26,9 +26,17 @@ The operator API of GarageGrid, an OCPP 1.6J central system that shares one main
 between the chargers of a garage.
 
 **Authentication**: `Authorization: Bearer <token>`, a token made on the CSMS's computer
-with `csms token add NAME --role manager|resident|viewer [--user NAME]`. The roles are the
-monitor's: a manager reads and changes everything, a viewer reads everything, a resident
-token acts for its resident account and sees only that account's stations and sessions.
+with `csms token add NAME --role manager|resident|viewer [--user NAME] [--site NAME]`.
+The roles are the monitor's: a manager reads and changes everything, a viewer reads
+everything, a resident token acts for its resident account and sees only that account's
+stations and sessions.
+
+**Sites**: a token acts within a site. A manager or viewer token made with
+`--site NAME` sees and changes that site only (another site's stations and sessions are
+404); a resident token acts within its account's site; a token without `--site` is an
+operator's: listings cover every site, `?site=NAME` narrows them, and where one site is
+meant (`/site`, `/building-load`, `/live`, adding a station or id tag) it names the site
+(a 422 problem lists the sites when it is missing). `GET /api/v1/sites` lists them.
 
 **Errors** are RFC 9457 problem details (`application/problem+json`).
 

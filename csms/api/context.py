@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from csms.clock import Clock, ClockAnchor, utcnow
 from csms.controller.service import Controller
+from csms.controller.sites import SiteControllers
 from csms.errors import GarageGridError
 from csms.ocpp16.server import CentralSystem
 from csms.outbox import OutboxWorker
@@ -63,6 +64,8 @@ class ApiContext:
     # The longest a request may wait for a charger's answer.
     max_command_wait_s: float = 120.0
     published_clock: PublishedClock | None = field(default=None)
+    # In-process with several sites: each site's controller.
+    sites: SiteControllers | None = None
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -81,7 +84,18 @@ class ApiContext:
         if self.outbox is not None:
             self.outbox.wake()
 
-    def request_plan(self) -> None:
-        """In-process: the controller plans at once (a separate process waits for its poll)."""
-        if self.controller is not None:
+    def controller_of_site(self, site_id: int) -> Controller | None:
+        """In-process: the site's controller (``controller`` is the first site's)."""
+        if self.sites is not None:
+            return self.sites.controllers.get(site_id)
+        return self.controller if site_id == 1 else None
+
+    def request_plan(self, site_id: int | None = None) -> None:
+        """In-process: the site's controller (every site's when None) plans at once (a
+        separate process waits for its poll)."""
+        if self.sites is not None:
+            for known_id, controller in self.sites.controllers.items():
+                if site_id is None or known_id == site_id:
+                    controller.request_plan()
+        elif self.controller is not None:
             self.controller.request_plan()

@@ -66,12 +66,15 @@ async def meter_values(sm: SessionMaker, transaction_id: int) -> list[dict[str, 
 
 
 async def command_rows(
-    sm: SessionMaker, *, station_id: str | None = None, limit: int = 50
+    sm: SessionMaker, *, station_id: str | None = None, limit: int = 50, site_id: int | None = None
 ) -> list[dict[str, Any]]:
     c = m.Command
     stmt = select(c).order_by(c.id.desc()).limit(limit)
     if station_id is not None:
         stmt = stmt.where(c.charge_point_id == station_id)
+    if site_id is not None:
+        on_site = select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id)
+        stmt = stmt.where(c.charge_point_id.in_(on_site))
     async with sm() as s:
         rows = (await s.execute(stmt)).scalars().all()
     return [{col.key: getattr(r, col.key) for col in c.__table__.columns} for r in rows]

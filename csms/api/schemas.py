@@ -26,6 +26,11 @@ class Me(BaseModel):
     tags: list[str] = Field(description="a resident's id tags")
 
 
+class SiteRef(BaseModel):
+    id: int
+    name: str = Field(description="what ?site= takes")
+
+
 # ------------------------------------------------------------------------- site
 class BuildingLoadOut(BaseModel):
     measured_at: datetime
@@ -35,6 +40,7 @@ class BuildingLoadOut(BaseModel):
 
 
 class Site(BaseModel):
+    name: str = Field(default="default", description="the site's name (what ?site= takes)")
     fuse_limit_a: float
     margin_a: float
     phases: int

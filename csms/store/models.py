@@ -521,6 +521,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The site a manager or viewer token acts within; None: every site (an operator).
+    site_id: Mapped[int | None] = mapped_column(Integer, default=None)
 
 
 # ---------------------------------------------------- the other 1.6 feature profiles

@@ -665,12 +665,14 @@ async def sessions(
     open_only: bool = False,
     limit: int | None = None,
     visible_to: Account | None = None,
+    site_id: int | None = None,
 ) -> pd.DataFrame:
     """Charging sessions started in [start, end), newest first, with their energy.
 
     A finished session's energy is meterStop - meterStart; a running one's is the newest
     energy-register reading minus meterStart. ``visible_to``: only the sessions that
-    account may see (a resident's: at their stations or with their tags).
+    account may see (a resident's: at their stations or with their tags). ``site_id``:
+    only those at that site's stations.
     """
     tx = m.Transaction
     stmt = (
@@ -695,6 +697,9 @@ async def sessions(
         stmt = stmt.where(
             or_(tx.charge_point_id.in_(visible_to.stations), tx.id_tag.in_(visible_to.tags))
         )
+    if site_id is not None:
+        on_site = select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id)
+        stmt = stmt.where(tx.charge_point_id.in_(on_site))
     if limit is not None:
         stmt = stmt.limit(limit)
     async with sm() as s:
@@ -1020,9 +1025,11 @@ async def notifications(
     id_tag: str | None = None,
     limit: int = 50,
     visible_to: Account | None = None,
+    site_id: int | None = None,
 ) -> pd.DataFrame:
     """Messages to a resident: of a transaction, or of a tag (either matches when both);
-    ``visible_to``: only those at the account's stations or for its tags."""
+    ``visible_to``: only those at the account's stations or for its tags; ``site_id``:
+    only those at that site's stations."""
     n = m.Notification
     stmt = select(n.created_at, n.kind, n.message, n.charge_point_id, n.transaction_id).order_by(
         n.created_at.desc(), n.id.desc()
@@ -1038,6 +1045,9 @@ async def notifications(
         stmt = stmt.where(
             or_(n.charge_point_id.in_(visible_to.stations), n.id_tag.in_(visible_to.tags))
         )
+    if site_id is not None:
+        on_site = select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id)
+        stmt = stmt.where(n.charge_point_id.in_(on_site))
     stmt = stmt.limit(limit)
     async with sm() as s:
         rows = (await s.execute(stmt)).all()

@@ -47,6 +47,8 @@ class ApiTokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    # The site a manager or viewer token acts within; None: every site (an operator).
+    site_id: int | None = None
 
     @property
     def active(self) -> bool:
@@ -71,11 +73,18 @@ def _info(row: m.ApiToken, user: str | None) -> ApiTokenInfo:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        site_id=row.site_id,
     )
 
 
 async def add_token(
-    sm: SessionMaker, name: str, role: Role, *, user: str | None, now: datetime
+    sm: SessionMaker,
+    name: str,
+    role: Role,
+    *,
+    user: str | None,
+    now: datetime,
+    site: str | None = None,
 ) -> tuple[ApiTokenInfo, str]:
     """Make a token; returns it with the token itself (shown once, stored hashed).
 
@@ -86,6 +95,8 @@ async def add_token(
     role = Role(role)
     if role is Role.resident and user is None:
         raise ConfigError("a resident token acts for a resident: give --user NAME")
+    if role is Role.resident and site is not None:
+        raise ConfigError("a resident token acts within its account's site: no --site")
     token = new_token()
     try:
         async with sm() as s, s.begin():
@@ -101,6 +112,13 @@ async def add_token(
                         f"user {user!r} is a {found.role}; a {role} token acts for a {role}"
                     )
                 user_id = found.id
+            site_id: int | None = None
+            if site is not None:
+                site_id = await s.scalar(
+                    select(m.SiteSettings.id).where(m.SiteSettings.name == site)
+                )
+                if site_id is None:
+                    raise ConfigError(f"no site {site!r} (`csms site add` it first)")
             row = m.ApiToken(
                 name=name,
                 role=role.value,
@@ -108,6 +126,7 @@ async def add_token(
                 token_hash=token_hash(token),
                 prefix=token[:SHOWN_CHARACTERS],
                 created_at=now,
+                site_id=site_id,
             )
             s.add(row)
             await s.flush()
@@ -150,6 +169,8 @@ class TokenIdentity:
     name: str
     role: Role
     user_id: int | None
+    # The site a manager or viewer token acts within; None: every site.
+    site_id: int | None = None
 
 
 async def identify_token(sm: SessionMaker, token: str, *, now: datetime) -> TokenIdentity | None:
@@ -165,6 +186,6 @@ async def identify_token(sm: SessionMaker, token: str, *, now: datetime) -> Toke
                 return None
             if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
                 row.last_used_at = now
-            return TokenIdentity(row.name, Role(row.role), row.user_id)
+            return TokenIdentity(row.name, Role(row.role), row.user_id, row.site_id)
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc

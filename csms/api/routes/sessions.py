@@ -14,8 +14,8 @@ from csms.api import reads
 from csms.api import schemas as s
 from csms.api.problems import ProblemError
 from csms.api.routes.common import aware
-from csms.api.security import Context, CurrentAccount, audit, require
-from csms.auth import AccessDeniedError, Account, Permission
+from csms.api.security import Context, CurrentScope, Scope, audit, require, require_station_site
+from csms.auth import AccessDeniedError, Permission
 from csms.errors import ConfigError, NotFoundError
 from csms.store import queries
 
@@ -30,7 +30,7 @@ router = APIRouter()
 @router.get("/sessions", response_model=list[s.Session], tags=["sessions"])
 async def list_sessions(
     ctx: Context,
-    account: CurrentAccount,
+    scope: CurrentScope,
     station: str | None = None,
     id_tag: str | None = None,
     open_only: Annotated[bool, Query(alias="open")] = False,
@@ -38,8 +38,9 @@ async def list_sessions(
     end: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
 ) -> list[s.Session]:
-    """Charging sessions, newest first (a resident's: at their stations or with their
-    tags); ``from``/``to`` bound the start time."""
+    """Charging sessions of the token's site (an operator's: of every site, or of
+    ?site=), newest first (a resident's: at their stations or with their tags);
+    ``from``/``to`` bound the start time."""
     frame = await queries.sessions(
         ctx.sessionmaker,
         start=aware("from", start),
@@ -48,30 +49,42 @@ async def list_sessions(
         id_tag=id_tag,
         open_only=open_only,
         limit=limit,
-        visible_to=account,
+        visible_to=scope.account,
+        site_id=scope.listing,
     )
     return [s.Session(**row) for row in reads.records(frame)]
 
 
-async def _visible_transaction(ctx: Context, account: Account, tx_id: int) -> dict[str, Any]:
+async def _on_site_transaction(ctx: Context, scope: Scope, tx_id: int) -> dict[str, Any]:
+    """The transaction; 404 when there is none or it is at another site's station."""
     tx = await ctx.repository.get_transaction(tx_id)
     if tx is None:
         raise NotFoundError(f"no transaction {tx_id}")
+    try:
+        await require_station_site(ctx, scope, str(tx["charge_point_id"]))
+    except NotFoundError:
+        raise NotFoundError(f"no transaction {tx_id}") from None
+    return tx
+
+
+async def _visible_transaction(ctx: Context, scope: Scope, tx_id: int) -> dict[str, Any]:
+    account = scope.account
+    tx = await _on_site_transaction(ctx, scope, tx_id)
     if not account.sees_session(str(tx["charge_point_id"]), tx["id_tag"]):
         raise AccessDeniedError(f"{account.name} may not see transaction {tx_id}")
     return tx
 
 
 @router.get("/sessions/{transaction_id}", response_model=s.Session, tags=["sessions"])
-async def get_session(ctx: Context, account: CurrentAccount, transaction_id: int) -> s.Session:
-    tx = await _visible_transaction(ctx, account, transaction_id)
+async def get_session(ctx: Context, scope: CurrentScope, transaction_id: int) -> s.Session:
+    tx = await _visible_transaction(ctx, scope, transaction_id)
     started: datetime = tx["started_at"]
     frame = await queries.sessions(
         ctx.sessionmaker,
         start=started - timedelta(seconds=1),
         end=started + timedelta(seconds=1),
         station_id=str(tx["charge_point_id"]),
-        visible_to=account,
+        visible_to=scope.account,
     )
     for row in reads.records(frame):
         if row["transaction_id"] == transaction_id:
@@ -86,13 +99,12 @@ async def get_session(ctx: Context, account: CurrentAccount, transaction_id: int
     summary="Set departure and energy need (a resident for their car, or a manager)",
 )
 async def patch_session(
-    ctx: Context, account: CurrentAccount, transaction_id: int, body: s.SessionUpdate
+    ctx: Context, scope: CurrentScope, transaction_id: int, body: s.SessionUpdate
 ) -> s.Session:
+    account = scope.account
     target = f"transaction {transaction_id}"
     await require(ctx, account, Permission.write_session, "set departure and need", target)
-    tx = await ctx.repository.get_transaction(transaction_id)
-    if tx is None:
-        raise NotFoundError(f"no transaction {transaction_id}")
+    tx = await _on_site_transaction(ctx, scope, transaction_id)
     if not account.sees_session(str(tx["charge_point_id"]), tx["id_tag"]):
         await audit(ctx, account, "set departure and need", target, outcome="denied")
         raise AccessDeniedError(f"{account.name} may not change another resident's car")
@@ -129,7 +141,7 @@ async def patch_session(
         },
     )
     ctx.request_plan()
-    return await get_session(ctx, account, transaction_id)
+    return await get_session(ctx, scope, transaction_id)
 
 
 @router.get(
@@ -146,13 +158,13 @@ async def patch_session(
 )
 async def meter_values(
     ctx: Context,
-    account: CurrentAccount,
+    scope: CurrentScope,
     request: Request,
     transaction_id: int,
     fmt: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
 ) -> Response:
     """``?format=csv`` or ``Accept: text/csv`` for CSV; JSON otherwise."""
-    await _visible_transaction(ctx, account, transaction_id)
+    await _visible_transaction(ctx, scope, transaction_id)
     rows = await reads.meter_values(ctx.sessionmaker, transaction_id)
     wants_csv = fmt == "csv" or (fmt is None and "text/csv" in request.headers.get("accept", ""))
     if not wants_csv:
@@ -176,15 +188,19 @@ async def meter_values(
 @router.get("/notifications", response_model=list[s.Notification], tags=["notifications"])
 async def list_notifications(
     ctx: Context,
-    account: CurrentAccount,
+    scope: CurrentScope,
     transaction_id: int | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[s.Notification]:
     """Messages to residents (limit raised, lowered, paused, resumed), newest first; a
-    resident's: at their stations or for their tags."""
+    resident's: at their stations or for their tags; the token's site's."""
     if transaction_id is not None:
-        await _visible_transaction(ctx, account, transaction_id)
+        await _visible_transaction(ctx, scope, transaction_id)
     frame = await queries.notifications(
-        ctx.sessionmaker, transaction_id=transaction_id, limit=limit, visible_to=account
+        ctx.sessionmaker,
+        transaction_id=transaction_id,
+        limit=limit,
+        visible_to=scope.account,
+        site_id=scope.listing,
     )
     return [s.Notification(**row) for row in reads.records(frame)]

@@ -12,8 +12,16 @@ from fastapi import APIRouter, Query, Response
 from csms.api import reads
 from csms.api import schemas as s
 from csms.api.routes.common import aware
-from csms.api.security import Context, CurrentAccount, audit, require, require_station
-from csms.auth import Account, Permission
+from csms.api.security import (
+    Context,
+    CurrentScope,
+    Scope,
+    audit,
+    require,
+    require_station,
+    require_station_site,
+)
+from csms.auth import Permission
 from csms.controller.capabilities import describe
 from csms.domain import ChargePointInfo
 from csms.errors import ConfigError, NotFoundError
@@ -69,18 +77,22 @@ async def _capabilities(ctx: Context) -> dict[str, dict[str, Any]]:
 
 
 @router.get("/stations", response_model=list[s.Station], tags=["stations"])
-async def list_stations(ctx: Context, account: CurrentAccount) -> list[s.Station]:
-    """Every station (a resident's: theirs) with its state and what it reported."""
+async def list_stations(ctx: Context, scope: CurrentScope) -> list[s.Station]:
+    """Every station of the token's site (an operator's: of every site, or of ?site=; a
+    resident's: theirs) with its state and what it reported."""
     stations = [
-        info for info in await ctx.repository.list_charge_points() if account.sees_station(info.id)
+        info
+        for info in await ctx.repository.list_charge_points(scope.listing)
+        if scope.account.sees_station(info.id)
     ]
     connectors = await reads.connectors(ctx.sessionmaker, [i.id for i in stations])
     caps = await _capabilities(ctx)
     return [_station(i, connectors.get(i.id, []), caps.get(i.id)) for i in stations]
 
 
-async def _get_station(ctx: Context, account: Account, cp_id: str) -> ChargePointInfo:
-    await require_station(ctx, account, cp_id)
+async def _get_station(ctx: Context, scope: Scope, cp_id: str) -> ChargePointInfo:
+    await require_station_site(ctx, scope, cp_id)
+    await require_station(ctx, scope.account, cp_id)
     info = await ctx.repository.get_charge_point(cp_id)
     if info is None:
         raise NotFoundError(f"no charge point {cp_id!r}")
@@ -88,8 +100,8 @@ async def _get_station(ctx: Context, account: Account, cp_id: str) -> ChargePoin
 
 
 @router.get("/stations/{cp_id}", response_model=s.Station, tags=["stations"])
-async def get_station(ctx: Context, account: CurrentAccount, cp_id: str) -> s.Station:
-    info = await _get_station(ctx, account, cp_id)
+async def get_station(ctx: Context, scope: CurrentScope, cp_id: str) -> s.Station:
+    info = await _get_station(ctx, scope, cp_id)
     connectors = await reads.connectors(ctx.sessionmaker, [cp_id])
     caps = await _capabilities(ctx)
     return _station(info, connectors.get(cp_id, []), caps.get(cp_id))
@@ -103,9 +115,11 @@ async def get_station(ctx: Context, account: CurrentAccount, cp_id: str) -> s.St
     summary="Register a station (manager)",
 )
 async def post_station(
-    ctx: Context, account: CurrentAccount, body: s.StationIn, response: Response
+    ctx: Context, scope: CurrentScope, body: s.StationIn, response: Response
 ) -> s.Station:
+    account = scope.account
     await require(ctx, account, Permission.write_garage, "add station", body.id)
+    site = scope.one()
     current, phases, wiring = validate_station(
         max_current_a=body.max_current_a, phases=body.phases, wiring=body.wiring
     )
@@ -119,6 +133,7 @@ async def post_station(
         name=body.name,
         password=body.password,
         security_profile=0 if body.unsecured else 1,
+        site_id=site.site_id,
     )
     await audit(
         ctx,
@@ -132,9 +147,10 @@ async def post_station(
             "name": body.name,
             "password": "set" if body.password else "none",
             "unsecured": body.unsecured,
+            "site": site.name,
         },
     )
-    ctx.request_plan()
+    ctx.request_plan(site.site_id)
     response.headers["Location"] = f"/api/v1/stations/{info.id}"
     return _station(info, [], None)
 
@@ -146,10 +162,11 @@ async def post_station(
     summary="Rename or change a station (manager)",
 )
 async def patch_station(
-    ctx: Context, account: CurrentAccount, cp_id: str, body: s.StationUpdate
+    ctx: Context, scope: CurrentScope, cp_id: str, body: s.StationUpdate
 ) -> s.Station:
+    account = scope.account
     await require(ctx, account, Permission.write_garage, "edit station", cp_id)
-    station = await _get_station(ctx, account, cp_id)
+    station = await _get_station(ctx, scope, cp_id)
     current, phases, wiring = validate_station(
         max_current_a=body.max_current_a
         if body.max_current_a is not None
@@ -164,8 +181,8 @@ async def patch_station(
         changes["name"] = body.name
     await ctx.repository.update_charge_point(cp_id, **changes)
     await audit(ctx, account, "edit station", cp_id, detail=changes)
-    ctx.request_plan()
-    return await get_station(ctx, account, cp_id)
+    ctx.request_plan(station.site_id)
+    return await get_station(ctx, scope, cp_id)
 
 
 @router.delete(
@@ -174,7 +191,11 @@ async def patch_station(
     tags=["stations"],
     summary="Delete a station and its history (manager)",
 )
-async def delete_station(ctx: Context, account: CurrentAccount, cp_id: str) -> Response:
+async def delete_station(ctx: Context, scope: CurrentScope, cp_id: str) -> Response:
+    account = scope.account
+    if account.may(Permission.write_garage):
+        # Another site's station is unknown here (a refused role stays 403, as before).
+        await require_station_site(ctx, scope, cp_id)
     await require(ctx, account, Permission.write_garage, "remove station", cp_id)
     await ctx.repository.remove_charge_point(cp_id)
     await audit(ctx, account, "remove station", cp_id)
@@ -195,9 +216,11 @@ def _id_tag(row: dict[str, Any]) -> s.IdTag:
 
 
 @router.get("/id-tags", response_model=list[s.IdTag], tags=["id tags"])
-async def list_id_tags(ctx: Context, account: CurrentAccount) -> list[s.IdTag]:
-    """Every id tag (a resident's: theirs)."""
-    rows = await ctx.repository.list_id_tags()
+async def list_id_tags(ctx: Context, scope: CurrentScope) -> list[s.IdTag]:
+    """Every id tag of the token's site (an operator's: of every site, or of ?site=; a
+    resident's: theirs)."""
+    account = scope.account
+    rows = await ctx.repository.list_id_tags(scope.listing)
     return [_id_tag(r) for r in rows if account.sees_everything or r["id_tag"] in account.tags]
 
 
@@ -208,20 +231,25 @@ async def list_id_tags(ctx: Context, account: CurrentAccount) -> list[s.IdTag]:
     tags=["id tags"],
     summary="Add an id tag (manager)",
 )
-async def post_id_tag(ctx: Context, account: CurrentAccount, body: s.IdTagIn) -> s.IdTag:
+async def post_id_tag(ctx: Context, scope: CurrentScope, body: s.IdTagIn) -> s.IdTag:
+    account = scope.account
     await require(ctx, account, Permission.write_garage, "add id tag", body.id_tag)
+    site = scope.one()
     await ctx.repository.add_id_tag(
         body.id_tag,
         owner=body.owner,
         expires_at=aware("expires_at", body.expires_at),
         parent=body.parent,
+        site_id=site.site_id,
     )
-    await audit(ctx, account, "add id tag", body.id_tag, detail={"owner": body.owner})
-    return await _one_id_tag(ctx, body.id_tag)
+    await audit(
+        ctx, account, "add id tag", body.id_tag, detail={"owner": body.owner, "site": site.name}
+    )
+    return await _one_id_tag(ctx, scope, body.id_tag)
 
 
-async def _one_id_tag(ctx: Context, tag: str) -> s.IdTag:
-    for row in await ctx.repository.list_id_tags():
+async def _one_id_tag(ctx: Context, scope: Scope, tag: str) -> s.IdTag:
+    for row in await ctx.repository.list_id_tags(scope.listing):
         if row["id_tag"] == tag:
             return _id_tag(row)
     raise NotFoundError(f"no id tag {tag!r}")
@@ -233,14 +261,13 @@ async def _one_id_tag(ctx: Context, tag: str) -> s.IdTag:
     tags=["id tags"],
     summary="Block or unblock an id tag (manager)",
 )
-async def patch_id_tag(
-    ctx: Context, account: CurrentAccount, tag: str, body: s.IdTagUpdate
-) -> s.IdTag:
+async def patch_id_tag(ctx: Context, scope: CurrentScope, tag: str, body: s.IdTagUpdate) -> s.IdTag:
+    account = scope.account
     await require(ctx, account, Permission.write_garage, "block id tag", tag)
-    await _one_id_tag(ctx, tag)
+    await _one_id_tag(ctx, scope, tag)
     await ctx.repository.set_id_tag_blocked(tag, body.blocked)
     await audit(ctx, account, "block id tag", tag, detail={"blocked": body.blocked})
-    return await _one_id_tag(ctx, tag)
+    return await _one_id_tag(ctx, scope, tag)
 
 
 # ---------------------------------------------------------------------- commands
@@ -259,12 +286,14 @@ def _command(row: dict[str, Any]) -> s.Command:
     },
 )
 async def post_command(
-    ctx: Context, account: CurrentAccount, cp_id: str, body: s.CommandIn, response: Response
+    ctx: Context, scope: CurrentScope, cp_id: str, body: s.CommandIn, response: Response
 ) -> s.Command:
     """Queued in the outbox like `csms command`; the CSMS sends it within its poll
     (0.5 s) and stores the answer. The response is the command once it is done or failed,
     or after ``wait_s`` (then 202, and GET /commands/{id} tells the rest)."""
+    account = scope.account
     await require(ctx, account, Permission.write_garage, f"command {body.action}", cp_id)
+    await require_station_site(ctx, scope, cp_id)
     if body.action not in OUTBOX_ACTIONS:
         raise ConfigError(
             f"unknown action {body.action!r}; choose one of {', '.join(sorted(OUTBOX_ACTIONS))}"
@@ -303,20 +332,26 @@ async def post_command(
 @router.get("/commands", response_model=list[s.Command], tags=["commands"])
 async def list_commands(
     ctx: Context,
-    account: CurrentAccount,
+    scope: CurrentScope,
     station: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> list[s.Command]:
-    """The newest commands (of one station), with their answers (manager, viewer)."""
-    await require(ctx, account, Permission.read_garage, "read commands")
-    rows = await reads.command_rows(ctx.sessionmaker, station_id=station, limit=limit)
+    """The newest commands of the token's site (of one station), with their answers
+    (manager, viewer)."""
+    await require(ctx, scope.account, Permission.read_garage, "read commands")
+    rows = await reads.command_rows(
+        ctx.sessionmaker, station_id=station, limit=limit, site_id=scope.listing
+    )
     return [_command(r) for r in rows]
 
 
 @router.get("/commands/{command_id}", response_model=s.Command, tags=["commands"])
-async def get_command(ctx: Context, account: CurrentAccount, command_id: int) -> s.Command:
-    await require(ctx, account, Permission.read_garage, "read commands")
+async def get_command(ctx: Context, scope: CurrentScope, command_id: int) -> s.Command:
+    await require(ctx, scope.account, Permission.read_garage, "read commands")
     row = await ctx.repository.get_command(command_id)
     if row is None:
+        raise NotFoundError(f"no command {command_id}")
+    sites = await ctx.repository.charge_point_sites()
+    if not scope.sees(sites.get(str(row["charge_point_id"]), 0)):
         raise NotFoundError(f"no command {command_id}")
     return _command(row)
