@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import signal
 import socket
@@ -32,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +45,7 @@ from csms.store import migrate  # noqa: E402
 from csms.store import models as m  # noqa: E402
 from csms.store.engine import create_engine, create_sessionmaker  # noqa: E402
 from csms.store.repository import Repository  # noqa: E402
+from scripts.csms_process import start_csms  # noqa: E402
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions, percentile  # noqa: E402
 from virtual_chargers.link import LinkCutter  # noqa: E402
 from virtual_chargers.options import StationOptions  # noqa: E402
@@ -60,7 +59,6 @@ from virtual_chargers.storm import (  # noqa: E402
 )
 
 T0 = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
-CSMS = Path(sys.executable).with_name("csms")
 PASSWORD = "bench-storm-key-0123456789"
 
 
@@ -68,38 +66,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def start_csms(url: str, port: int, speed: float, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GARAGEGRID_DATABASE_URL": url}
-    process = subprocess.Popen(
-        [
-            str(CSMS),
-            "--log-level",
-            "WARNING",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--speed",
-            str(speed),
-            "--clock-start",
-            T0.isoformat(),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"the CSMS did not start, see {log}")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -133,7 +99,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
         await repo.add_id_tag(tag)
 
     port = free_port()
-    csms = start_csms(url, port, args.speed, workdir / "csms.log")
+    csms = start_csms(url, port, args.speed, workdir / "csms.log", clock_start=T0)
     link = LinkCutter("127.0.0.1", port)
     await link.start()
     ledger = Ledger()

@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,11 +45,11 @@ from csms.scenario import Scenario, ScenarioSession, make_garage_scenario  # noq
 from csms.store import migrate  # noqa: E402
 from csms.store.engine import create_engine, create_sessionmaker  # noqa: E402
 from csms.store.repository import Repository  # noqa: E402
+from scripts.csms_process import start_csms  # noqa: E402
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions  # noqa: E402
 from virtual_chargers.options import StationOptions  # noqa: E402
 
 T0 = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
-CSMS = Path(sys.executable).with_name("csms")
 
 
 @dataclass
@@ -145,42 +144,6 @@ async def prepare_database(url: str, scenario: Scenario) -> None:
         await engine.dispose()
 
 
-def start_csms(
-    url: str, port: int, speed: float, log: Path, extra: list[str]
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GARAGEGRID_DATABASE_URL": url}
-    process = subprocess.Popen(
-        [
-            str(CSMS),
-            "--log-level",
-            "WARNING",
-            "serve",
-            "--auto-register",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--speed",
-            str(speed),
-            "--clock-start",
-            T0.isoformat(),
-            *extra,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"the CSMS did not start, see {log}")
-
-
 async def serve_null(port: int, speed: float) -> None:
     """A central system that answers every CALL at once: no schema check, no database.
 
@@ -250,7 +213,15 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> Result:
         url = f"sqlite+aiosqlite:///{workdir / f'bench-{n}.db'}"
         await prepare_database(url, scenario)
         extra = [] if args.controller else ["--no-controller"]
-        csms = start_csms(url, port, args.speed, workdir / f"csms-{n}.log", extra)
+        csms = start_csms(
+            url,
+            port,
+            args.speed,
+            workdir / f"csms-{n}.log",
+            clock_start=T0,
+            extra=["--auto-register", *extra],
+            timeout_s=30.0,
+        )
     try:
         clock = FleetClock(args.speed, T0)
         options = FleetOptions(

@@ -46,11 +46,11 @@ from csms.store import migrate  # noqa: E402
 from csms.store.audit import audit_store  # noqa: E402
 from csms.store.engine import create_engine, create_sessionmaker  # noqa: E402
 from csms.store.repository import Repository  # noqa: E402
+from scripts.csms_process import start_csms  # noqa: E402
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions  # noqa: E402
 from virtual_chargers.options import StationOptions  # noqa: E402
 
 T0 = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
-CSMS = Path(sys.executable).with_name("csms")
 PASSWORD = "soak-key-0123456789abcdef"
 
 
@@ -111,38 +111,6 @@ def probe(label: str, pid: int, port: int) -> Probe:
     )
 
 
-def start_csms(url: str, port: int, speed: float, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "GARAGEGRID_DATABASE_URL": url}
-    process = subprocess.Popen(
-        [
-            str(CSMS),
-            "--log-level",
-            "WARNING",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--speed",
-            str(speed),
-            "--clock-start",
-            T0.isoformat(),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            healthz(port)
-            return process
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"the CSMS did not start, see {log}")
-
-
 async def run(args: argparse.Namespace, workdir: Path) -> int:
     garage = make_garage_scenario(args.chargers, seed=args.seed, days=args.days, start=T0)
     url = f"sqlite+aiosqlite:///{workdir / 'soak.db'}"
@@ -166,7 +134,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
         await repo.add_id_tag(tag)
 
     port = free_port()
-    csms = start_csms(url, port, args.speed, workdir / "csms.log")
+    csms = start_csms(url, port, args.speed, workdir / "csms.log", clock_start=T0)
     pid = csms.pid
     print(
         f"{args.chargers} chargers, {len(garage.sessions)} sessions over {args.days} "
