@@ -860,6 +860,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--speed", type=_positive_float, default=1.0, help="simulated clock speed")
     serve.add_argument("--clock-start", type=_parse_datetime, help="simulated clock start (ISO)")
+    serve.add_argument(
+        "--join-clock",
+        action="store_true",
+        help="run on the clock another instance published in the database (several "
+        "instances of one simulated garage on PostgreSQL; --speed and --clock-start are "
+        "taken from there)",
+    )
+    serve.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="on PostgreSQL, do not take part in leader election with other instances "
+        "(only when this is certainly the only instance on the database)",
+    )
     serve.add_argument("--certfile", help="TLS certificate (security profile 2)")
     serve.add_argument("--keyfile", help="TLS private key")
     serve.add_argument(
@@ -1255,6 +1268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 auto_register_unsecured=args.auto_register_unsecured,
                 speed=args.speed,
                 clock_start=args.clock_start,
+                join_clock=args.join_clock,
+                cluster=not args.no_cluster,
                 certfile=args.certfile,
                 keyfile=args.keyfile,
                 client_ca=args.client_ca,

@@ -98,8 +98,12 @@ class EventBus:
         if queue in self._queues:
             self._queues.remove(queue)
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: Event, *, skip: asyncio.Queue[Event] | None = None) -> None:
+        """To every subscriber but ``skip`` (the cluster's own queue, for an event that
+        came from another instance)."""
         for queue in self._queues:
+            if queue is skip:
+                continue
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:

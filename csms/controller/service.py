@@ -137,7 +137,11 @@ class Controller:
         self._owns = owns
         self._central = central
         self._clock = clock
+        self._events = events
         self._queue = events.subscribe()
+        # Told of every charger this controller lets be Accepted (its fail-safe profiles
+        # are in place): another instance holding the charger's connection (csms.cluster).
+        self.ready_listener: Callable[[str], None] | None = None
         # What every charger holds, from every call sent to it (ours, the outbox's, a
         # manager's override) and its answer: the input of the fuse model (csms.fuse).
         self._mirror = ProfileMirror()
@@ -440,7 +444,7 @@ class Controller:
                 "charger reconnected with its fail-safe profiles in place: accepted at once",
                 extra={"cp_id": cp_id},
             )
-            self._ready.add(cp_id)
+            self._mark_ready(cp_id)
             return True
         if cp_id not in self._preparing:
             self._preparing.add(cp_id)
@@ -492,6 +496,24 @@ class Controller:
             await self._save_mirror()
         finally:
             self._preparing.discard(cp_id)
+
+    def _mark_ready(self, cp_id: str) -> None:
+        self._ready.add(cp_id)
+        if self.ready_listener is not None:
+            try:
+                self.ready_listener(cp_id)
+            except Exception:
+                log.exception("ready listener failed", extra={"cp_id": cp_id})
+
+    async def close(self) -> None:
+        """After `run` was cancelled: the copy of the chargers' profiles is saved, and
+        this controller hears no more calls or events (its site is led elsewhere now)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._save_mirror()
+        self._central.remove_call_observer(self._observe_call)
+        self._events.unsubscribe(self._queue)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -1113,7 +1135,7 @@ class Controller:
             self._retried.discard(cp_id)
             self._defaults_sent[cp_id] = default_a
             self._defaults_in_force[cp_id] = default_a
-            self._ready.add(cp_id)
+            self._mark_ready(cp_id)
             if info.unmanaged and "refused its fail-safe" in (info.unmanaged_reason or ""):
                 # It refused its profiles before (a wrong rate unit, say) and accepts them
                 # now: it is managed again.
@@ -1128,7 +1150,7 @@ class Controller:
             # force, and the change is tried again on the next plan.
             self._defaults_sent[cp_id] = default_a  # not asked again on every tick
             self._defaults_in_force.pop(cp_id, None)
-            self._ready.add(cp_id)
+            self._mark_ready(cp_id)
             await self._mark_unmanaged(
                 cp_id,
                 f"Charger {cp_id} refused its fail-safe default profiles "
