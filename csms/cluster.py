@@ -265,6 +265,31 @@ class Election:
         return min(mine, key=lambda s: preference(self.me, s))
 
 
+async def read_leases(connection: asyncpg.Connection) -> tuple[set[str], dict[int, str]]:
+    """The live instances on this database and which one leads each site (site -> id)."""
+    rows = await connection.fetch(
+        """
+        SELECT a.application_name AS name, l.objid::int AS site_id
+        FROM pg_stat_activity a
+        LEFT JOIN pg_locks l
+          ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
+         AND l.classid = $1::int::oid AND l.objsubid = 2
+        WHERE a.datname = current_database() AND a.application_name LIKE $2
+        """,
+        LOCK_CLASS,
+        APP_PREFIX + "%",
+        timeout=CONTROL_TIMEOUT_S,
+    )
+    alive: set[str] = set()
+    leaders: dict[int, str] = {}
+    for row in rows:
+        instance = str(row["name"])[len(APP_PREFIX) :]
+        alive.add(instance)
+        if row["site_id"] is not None:
+            leaders[int(row["site_id"])] = instance
+    return alive, leaders
+
+
 # ------------------------------------------------------------------ the instance
 class Cluster:
     """This instance among several: leases, presence, relayed events and calls."""
@@ -386,27 +411,7 @@ class Cluster:
     # ------------------------------------------------------------ elections
     async def _read_leases(self) -> tuple[set[str], dict[int, str]]:
         assert self._control is not None
-        rows = await self._control.fetch(
-            """
-            SELECT a.application_name AS name, l.objid::int AS site_id
-            FROM pg_stat_activity a
-            LEFT JOIN pg_locks l
-              ON l.pid = a.pid AND l.locktype = 'advisory' AND l.granted
-             AND l.classid = $1::int::oid AND l.objsubid = 2
-            WHERE a.datname = current_database() AND a.application_name LIKE $2
-            """,
-            LOCK_CLASS,
-            APP_PREFIX + "%",
-            timeout=CONTROL_TIMEOUT_S,
-        )
-        alive: set[str] = set()
-        leaders: dict[int, str] = {}
-        for row in rows:
-            instance = str(row["name"])[len(APP_PREFIX) :]
-            alive.add(instance)
-            if row["site_id"] is not None:
-                leaders[int(row["site_id"])] = instance
-        return alive, leaders
+        return await read_leases(self._control)
 
     async def _elect_loop(self) -> None:
         while True:
