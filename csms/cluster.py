@@ -366,6 +366,7 @@ class Cluster:
             self._sites.remote_gate = self.remote_gate
             self._sites.ready_listener = self._on_ready
         self._central.remote = self
+        self._central.health_extra = lambda: {"cluster": self.status()}
         self._central.add_call_observer(self._observe_call)
         try:
             self._where = await self._repo.connected_elsewhere()
@@ -407,6 +408,18 @@ class Cluster:
         self._central.remote = None
         self._central.remove_call_observer(self._observe_call)
         self._events.unsubscribe(self._queue)
+
+    def status(self) -> dict[str, Any]:
+        """For /healthz."""
+        return {
+            "instance": self.instance_id,
+            "instances_alive": len(self.alive),
+            "leads_sites": sorted(s for s, i in self.leaders.items() if i == self.instance_id),
+            "chargers_elsewhere": len(self._where),
+            "elections": self.elections,
+            "notifies_sent": self.notifies_sent,
+            "notifies_received": self.notifies_received,
+        }
 
     # ------------------------------------------------------------ elections
     async def _read_leases(self) -> tuple[set[str], dict[int, str]]:

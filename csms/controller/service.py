@@ -668,7 +668,7 @@ class Controller:
             )
             for cp_id, cap in caps_lifted.items():
                 await self._send_cap(cp_id, stations[cp_id], cap, snapshot)
-            await self._apply(raising, stations, plan, snapshot, allocation.strategy)
+            await self._apply(raising, stations, plan, snapshot, allocation.strategy, announce=True)
         elif raising or caps_lifted or any(default_to.values()):
             log.warning(
                 "raising postponed: a lowered charger did not accept",
@@ -789,7 +789,9 @@ class Controller:
             if sent.limit_a <= target + 1e-9:
                 continue
             change = Change(key, session.transaction_id, sent.limit_a, target, sent.limit_a)
-            await self._send_limit(change, info, snapshot)
+            await self._send_limit(
+                change, info, snapshot, self._limit_payload(change, info, snapshot)
+            )
 
     def _decide_limits(
         self, snapshot: Snapshot
@@ -897,11 +899,32 @@ class Controller:
         plan: Plan,
         snapshot: Snapshot,
         strategy: str,
+        *,
+        announce: bool = False,
     ) -> bool:
+        """Send each change's TxProfile. ``announce`` (raises): first, the copy of the
+        chargers' profiles is stored as if every raise had taken effect (uncertain until
+        its answer): an instance that takes the site over after a crash in between counts
+        the higher limit, never a limit lower than a charger may hold."""
         if not changes:
             return True
+        payloads = [self._limit_payload(c, stations[c.key[0]], snapshot) for c in changes]
+        before: list[tuple[object, object] | None] = [None] * len(changes)
+        if announce:
+            for i, (change, payload) in enumerate(zip(changes, payloads, strict=True)):
+                cp_id = change.key[0]
+                checkpoint = self._mirror.checkpoint(cp_id)
+                self._mirror.observe_call(
+                    cp_id, "SetChargingProfile", payload, None, running_tx=change.transaction_id
+                )
+                self._mirror_dirty.add(cp_id)
+                before[i] = (checkpoint, self._mirror.checkpoint(cp_id))
+            await self._save_mirror()
         results = await asyncio.gather(
-            *(self._send_limit(c, stations[c.key[0]], snapshot) for c in changes)
+            *(
+                self._send_limit(c, stations[c.key[0]], snapshot, payload, before=b)
+                for c, payload, b in zip(changes, payloads, before, strict=True)
+            )
         )
         rows = []
         for change, (answer, _accepted) in zip(changes, results, strict=True):
@@ -937,20 +960,29 @@ class Controller:
                     )
         return all(accepted for _answer, accepted in results)
 
-    async def _send_limit(
+    def _limit_payload(
         self, change: Change, info: ChargePointInfo, snapshot: Snapshot
-    ) -> tuple[str, bool]:
-        unit = ChargingRateUnit(info.rate_unit)
+    ) -> dict[str, Any]:
         profile = tx_profile(
             TX_PROFILE_ID_BASE + change.key[1],
             0 if info.only_stack_level_0 else TX_STACK_LEVEL,
             change.transaction_id,
             change.limit_a,
             number_phases=info.phases,
-            rate_unit=unit,
+            rate_unit=ChargingRateUnit(info.rate_unit),
             voltage_v=snapshot.site.voltage_v,
         )
-        payload = {"connectorId": change.key[1], "csChargingProfiles": profile_to_ocpp(profile)}
+        return {"connectorId": change.key[1], "csChargingProfiles": profile_to_ocpp(profile)}
+
+    async def _send_limit(
+        self,
+        change: Change,
+        info: ChargePointInfo,
+        snapshot: Snapshot,
+        payload: dict[str, Any],
+        *,
+        before: tuple[object, object] | None = None,
+    ) -> tuple[str, bool]:
         try:
             answer = await self._central.call(info.id, "SetChargingProfile", payload)
         except GarageGridError as exc:
@@ -973,6 +1005,14 @@ class Controller:
         status = str(answer.get("status"))
         metrics.count_limit(status)
         accepted = status == "Accepted"
+        # Refused after an announcement: it kept what it had, as the copy said before (if
+        # nothing else was learnt of it meanwhile; else it stays counted high).
+        if (
+            not accepted
+            and before is not None
+            and self._mirror.restore(info.id, before[0], if_still=before[1])
+        ):
+            self._mirror_dirty.add(info.id)
         self._uncertain.pop(change.key, None)
         if accepted:
             self._sent[change.key] = _Sent(

@@ -209,6 +209,8 @@ class CentralSystem:
         self.boot_gate: BootGate | None = None
         # With several instances: the chargers the others hold (csms.cluster).
         self.remote: RemoteChargers | None = None
+        # More for /healthz (the cluster's state).
+        self.health_extra: Callable[[], dict[str, Any]] | None = None
 
     # ----------------------------------------------------------- lifecycle
     async def start(
@@ -552,6 +554,7 @@ class CentralSystem:
                 if self.meter_writer is not None
                 else {}
             ),
+            **(self.health_extra() if self.health_extra is not None else {}),
             "time": self._clock.now().isoformat(),
         }
         status = http.HTTPStatus.OK if database == "ok" else http.HTTPStatus.SERVICE_UNAVAILABLE
