@@ -339,6 +339,7 @@ class Cluster:
         self.elections = 0
         self.notifies_sent = 0
         self.notifies_received = 0
+        self.messages_sent = 0
         repository.instance_id = self.instance_id
 
     # ------------------------------------------------------------ lifecycle
@@ -418,6 +419,7 @@ class Cluster:
             "chargers_elsewhere": len(self._where),
             "elections": self.elections,
             "notifies_sent": self.notifies_sent,
+            "messages_sent": self.messages_sent,
             "notifies_received": self.notifies_received,
         }
 
@@ -744,6 +746,7 @@ class Cluster:
             self._flush_wake.clear()
             messages, self._outgoing = self._outgoing, []
             if messages:
+                self.messages_sent += len(messages)
                 await self._notify(pack(self.instance_id, messages))
 
     async def _notify(self, payloads: Iterable[str]) -> None:

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -110,6 +111,9 @@ async def _spread_over_sites(url: str, sites: int) -> None:
             )
         async with create_sessionmaker(engine)() as s, s.begin():
             ids = sorted((await s.execute(select(m.ChargePoint.id))).scalars().all())
+            # Shuffled: not in step with the balancer's turns (every site's chargers on
+            # every instance, as behind a real balancer).
+            random.Random(1).shuffle(ids)
             for i, cp_id in enumerate(ids):
                 site_id = i % sites + 1
                 await s.execute(
@@ -135,6 +139,29 @@ async def _leases(url: str) -> tuple[set[str], dict[int, str]]:
         return await read_leases(connection)
     finally:
         await connection.close()
+
+
+def _postgres_cpu(data: Path | None) -> float:
+    """CPU seconds of the benchmark's PostgreSQL server (the postmaster in ``data`` and its
+    children); 0 for a server given by --database-url."""
+    if data is None:
+        return 0.0
+    try:
+        postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            ppid = int(status.split("PPid:")[1].split()[0])
+            if int(entry.name) == postmaster or ppid == postmaster:
+                total += bench_load.cpu_seconds(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 # =====================================================================  processes
@@ -256,6 +283,7 @@ def run_instances(
         health0 = [i.health().get("cluster", {}) for i in instances]
         bench_load.tell(gen, "measure")
         cpu0 = [bench_load.cpu_seconds(i.proc.pid) for i in instances]
+        db_cpu0 = _postgres_cpu(args.pg_data)
         t0 = time.monotonic()
         time.sleep(args.duration)
         cpu1 = [bench_load.cpu_seconds(i.proc.pid) for i in instances]
@@ -264,6 +292,11 @@ def run_instances(
         report = bench_load.read_event(gen, 60)
         health1 = [i.health().get("cluster", {}) for i in instances]
         elapsed = t1 - t0
+        db_cpu = _postgres_cpu(args.pg_data) - db_cpu0
+        relayed = sum(
+            h1.get("messages_sent", 0) - h0.get("messages_sent", 0)
+            for h0, h1 in zip(health0, health1, strict=True)
+        )
         sent = sum(
             h1.get("notifies_sent", 0) - h0.get("notifies_sent", 0)
             for h0, h1 in zip(health0, health1, strict=True)
@@ -283,6 +316,8 @@ def run_instances(
             ],
             "cpu_ms_per_message": 1000 * (sum(cpu1) - sum(cpu0)) / max(1, report["answered"]),
             "notifies_per_s": sent / elapsed,
+            "relayed_per_s": relayed / elapsed,
+            "postgres_cpu_share": db_cpu / elapsed,
             "leads": [h.get("leads_sites") for h in health1],
         }
         if takeover:
@@ -378,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     workdir = Path(tempfile.mkdtemp(prefix="bench_cluster_"))
     postgres = None if args.database_url else Postgres()
+    args.pg_data = postgres.data if postgres is not None else None
     results = []
     try:
         runs = [(count, args.sites, False) for count in args.instances]
@@ -392,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
                 f"errors {result['errors']}, CPU {result['cpu_share_per_instance']} "
                 f"({result['cpu_ms_per_message']:.2f} ms/message), "
+                f"PostgreSQL {result['postgres_cpu_share']:.2f} of a core, "
+                f"{result['relayed_per_s']:.0f} messages/s relayed in "
                 f"{result['notifies_per_s']:.0f} NOTIFY/s, leads {result['leads']}",
                 flush=True,
             )
