@@ -542,6 +542,16 @@ class Cluster:
         where = self._where.get(cp_id)
         return where is not None and where[1]
 
+    def _site_of(self, cp_id: str) -> int | None:
+        return self._sites.site_of(cp_id) if self._sites is not None else None
+
+    def _learn_site(self, cp_id: str, message: Mapping[str, Any]) -> None:
+        """The sender's idea of the charger's site, for a charger added since this
+        instance last read the stations' sites."""
+        site_id = message.get("site")
+        if self._sites is not None and isinstance(site_id, int):
+            self._sites.learn_site(cp_id, site_id)
+
     def _leads_charger(self, cp_id: str) -> bool:
         if self._sites is None:
             return False
@@ -578,6 +588,7 @@ class Cluster:
                 "e": encode_event(event),
                 "acc": self._central.is_accepted(cp_id),
                 "to": None if presence else self._leader_of(cp_id),
+                "site": self._site_of(cp_id),
             }
         )
 
@@ -591,6 +602,7 @@ class Cluster:
             return
         cp_id = getattr(event, "charge_point_id", None)
         if cp_id is not None:
+            self._learn_site(cp_id, message)
             if isinstance(event, ChargePointDisconnected):
                 if self.holder(cp_id) != sender:
                     return  # an old connection's end; the charger is elsewhere now
@@ -666,10 +678,21 @@ class Cluster:
             "RemoteStartTransaction",
         ):
             return
-        self._send({"k": "obs", "to": leader, "cp": cp_id, "a": action, "p": payload, "r": answer})
+        self._send(
+            {
+                "k": "obs",
+                "to": leader,
+                "cp": cp_id,
+                "a": action,
+                "p": payload,
+                "r": answer,
+                "site": self._site_of(cp_id),
+            }
+        )
 
     def _on_observed(self, message: dict[str, Any]) -> None:
         cp_id = str(message["cp"])
+        self._learn_site(cp_id, message)
         if self._leads_charger(cp_id):
             answer = message.get("r")
             self._central.tell_observers(
@@ -714,6 +737,7 @@ class Cluster:
         return ok
 
     def _on_boot(self, sender: str, message: dict[str, Any]) -> None:
+        self._learn_site(str(message["cp"]), message)
         ok = False
         controller = (
             self._sites.controllers.get(int(message["site"])) if self._sites is not None else None

@@ -96,6 +96,11 @@ class SiteControllers:
     def site_of(self, cp_id: str) -> int | None:
         return self._site_of.get(cp_id)
 
+    def learn_site(self, cp_id: str, site_id: int) -> None:
+        """A charger's site as another instance knows it (added since the last read here);
+        the next read of the stations' sites confirms or corrects it."""
+        self._site_of.setdefault(cp_id, site_id)
+
     def leads(self, site_id: int) -> bool:
         return site_id in self.controllers
 

@@ -1,0 +1,168 @@
+"""Two instances in one test process on one PostgreSQL 15 database (issue 12 item 4): a
+charger connected to the instance that does not lead its site is prepared, accepted and
+driven by the leader through the other instance (LISTEN/NOTIFY), an outbox command
+reaches it whichever instance claims it, a manager's override sent through the holding
+instance is known to the leader, and when the leader stops the other takes the site."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from csms.app import CsmsApp
+from csms.profiles import limit_at
+from tests.conftest import T0, start_app, ws_url
+from tests.ocpp_client import RawChargePoint
+from tests.test_postgres import PG_BIN, _run_as_postgres
+from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
+
+BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
+PASSWORD = "relay-test-key-0123456789"
+
+
+@pytest.fixture
+def url(pg_server: str) -> str:  # noqa: F811
+    name = f"relay_{uuid.uuid4().hex[:10]}"
+    host, port = pg_server.split("@", 1)[1].split("/", 1)[0].split(":")
+    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
+    return pg_server.rsplit("/", 1)[0] + "/" + name
+
+
+async def _until(check: Callable[[], bool], within_s: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def _charger(cp: RawChargePoint) -> list[dict[str, Any]]:
+    """Accepts every profile, knows no configuration key, does what it is told."""
+    profiles: list[dict[str, Any]] = []
+
+    def on_set(payload: dict[str, Any]) -> dict[str, Any]:
+        profiles.append(payload["csChargingProfiles"])
+        return {"status": "Accepted"}
+
+    cp.handlers["SetChargingProfile"] = on_set
+    cp.handlers["ClearChargingProfile"] = lambda payload: {"status": "Accepted"}
+    cp.handlers["GetConfiguration"] = lambda payload: {
+        "configurationKey": [],
+        "unknownKey": list(payload.get("key") or []),
+    }
+    cp.handlers["Reset"] = lambda payload: {"status": "Accepted"}
+    return profiles
+
+
+async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(url: str) -> None:
+    leader: CsmsApp = await start_app(url, controller=True, speed=30.0)
+    leader_stopped = False
+    other: CsmsApp | None = None
+    cp: RawChargePoint | None = None
+    try:
+        repo = leader.repository
+        await repo.update_site(fuse_limit_a=20.0, margin_a=0.0, tick_s=2)
+        await repo.add_charge_point("CP1", max_current_a=16, phases=3, password=PASSWORD)
+        await repo.add_id_tag("TAG1")
+        other = await start_app(url, controller=True, speed=30.0)
+        assert leader.cluster is not None and other.cluster is not None
+        assert leader.cluster.leaders == {1: leader.cluster.instance_id}
+        assert other.sites is not None and other.sites.controllers == {}
+        await other.sites._refresh()  # CP1 was added after it started
+
+        cp = await RawChargePoint.connect(ws_url(other, "CP1"), password=PASSWORD)
+        profiles = _charger(cp)
+        # First boot: Pending while the leader (the other instance) installs its defaults.
+        first = await cp.ok("BootNotification", BOOT)
+        assert first["status"] == "Pending"
+        await _until(
+            lambda: any(p["chargingProfilePurpose"] == "TxDefaultProfile" for p in profiles)
+        )
+        await cp.boot(BOOT)
+        assert other.central.is_local("CP1") and not leader.central.is_local("CP1")
+        # The leader learns where CP1 is and that it was Accepted (a NOTIFY away).
+        await _until(lambda: leader.central.is_accepted("CP1"))
+        assert leader.central.is_connected("CP1") and leader.central.connected_ids() == []
+
+        # A car starts: the leader hears of it and sends its TxProfile through `other`.
+        tx = (
+            await cp.ok(
+                "StartTransaction",
+                {
+                    "connectorId": 1,
+                    "idTag": "TAG1",
+                    "meterStart": 0,
+                    "timestamp": "2026-01-05T16:00:00Z",
+                },
+            )
+        )["transactionId"]
+        await _until(lambda: any(p.get("transactionId") == tx for p in profiles), within_s=15)
+        tx_limit = [p for p in profiles if p.get("transactionId") == tx][-1]
+        assert tx_limit["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] <= 16
+
+        # A command queued in the store reaches CP1, whichever instance claims it.
+        command_id = await repo.enqueue_command("CP1", "Reset", {"type": "Soft"})
+        await _until(lambda: any(a == "Reset" for a, _ in cp.server_calls))  # type: ignore[union-attr]
+        for _ in range(100):
+            row = await repo.get_command(command_id)
+            if row is not None and row["status"] == "done":
+                break
+            await asyncio.sleep(0.05)
+        assert row is not None and row["status"] == "done"
+        assert row["response"] == {"status": "Accepted"}
+
+        # A manager's override through the outbox: the leader's copy of CP1's profiles
+        # counts it, whichever instance sent it.
+        override = {
+            "connectorId": 1,
+            "csChargingProfiles": {
+                "chargingProfileId": 99,
+                "transactionId": tx,
+                "stackLevel": 5,
+                "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": {
+                    "chargingRateUnit": "A",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7.0}],
+                },
+            },
+        }
+        await repo.enqueue_command("CP1", "SetChargingProfile", override)
+        assert leader.sites is not None
+        mirror = leader.sites.controllers[1]._mirror
+
+        def counted() -> bool:
+            store = mirror.store_for("CP1")
+            limit = (
+                limit_at(store, 1, T0, transaction_id=tx, transaction_start=None) if store else None
+            )
+            return limit is not None and limit.current_a == 7.0
+
+        await _until(counted)
+
+        # The leader stops: the other instance takes the site and drives CP1 itself.
+        await leader.stop()
+        leader_stopped = True
+        await _until(lambda: other.sites is not None and 1 in other.sites.controllers, 15)
+        before = len(profiles)
+        await other.repository.update_site(fuse_limit_a=12.0)
+        await _until(
+            lambda: any(
+                p.get("transactionId") == tx
+                and p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] <= 12
+                for p in profiles[before:]
+            ),
+            within_s=15,
+        )
+    finally:
+        if cp is not None:
+            await cp.close()
+        if other is not None:
+            await other.stop()
+        if not leader_stopped:
+            await leader.stop()
