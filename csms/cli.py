@@ -486,6 +486,40 @@ async def _site_list(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
+async def _cluster_status(args: argparse.Namespace, repo: Repository) -> int:
+    from csms.cluster import cluster_status
+
+    bind = repo.sessionmaker.kw.get("bind")
+    if bind is None or bind.dialect.name != "postgresql":
+        raise ConfigError(
+            "cluster status needs PostgreSQL: on SQLite one csms serve is the whole system"
+        )
+    status = await cluster_status(bind.url, repo)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    rows = [
+        {
+            "instance": i["instance"],
+            "leads": ", ".join(i["leads"]) or "-",
+            "chargers": i["chargers"],
+        }
+        for i in status["instances"]
+    ]
+    if rows:
+        _print_table(rows, list(rows[0]), sys.stdout)
+    else:
+        print("no csms serve instance is running on this database")
+    if status["sites_without_leader"]:
+        print("sites nobody leads now: " + ", ".join(status["sites_without_leader"]))
+    if status["chargers_on_no_live_instance"]:
+        print(
+            f"{status['chargers_on_no_live_instance']} chargers marked connected to an "
+            "instance that is gone (cleared by the next instance's election)"
+        )
+    return 0
+
+
 async def _site_load(args: argparse.Namespace, repo: Repository) -> int:
     l1, l2, l3 = validate_building_load(args.l1, args.l2, args.l3)
     await repo.record_building_load(l1, l2, l3, source=args.source)
@@ -1065,6 +1099,14 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("--unblock", action="store_true", help="lift the block instead")
     block.set_defaults(handler=_idtag_block)
 
+    cluster = sub.add_parser("cluster", help="several csms serve instances on PostgreSQL")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    cluster_status = cluster_sub.add_parser(
+        "status", help="live instances, the sites each leads, the chargers each holds"
+    )
+    _db_option(cluster_status)
+    cluster_status.add_argument("--json", action="store_true")
+    cluster_status.set_defaults(handler=_cluster_status)
     site = sub.add_parser("site", help="sites (garages): settings and building load")
     site_sub = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
     site_add = site_sub.add_parser("add", help="add a site (a garage with its own fuse)")

@@ -290,6 +290,31 @@ async def read_leases(connection: asyncpg.Connection) -> tuple[set[str], dict[in
     return alive, leaders
 
 
+async def cluster_status(url: URL, repository: Repository) -> dict[str, Any]:
+    """What `csms cluster status` prints: the live instances, the sites each leads and the
+    chargers each holds, and the sites nobody leads."""
+    connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+    try:
+        alive, leaders = await read_leases(connection)
+    finally:
+        await connection.close()
+    sites = {site.site_id: site.name for site in await repository.list_sites()}
+    held = await repository.chargers_per_instance()
+    instances = [
+        {
+            "instance": instance,
+            "leads": [sites.get(s, str(s)) for s, i in sorted(leaders.items()) if i == instance],
+            "chargers": held.get(instance, 0),
+        }
+        for instance in sorted(alive)
+    ]
+    return {
+        "instances": instances,
+        "sites_without_leader": [name for s, name in sorted(sites.items()) if s not in leaders],
+        "chargers_on_no_live_instance": sum(n for i, n in held.items() if i not in alive),
+    }
+
+
 # ------------------------------------------------------------------ the instance
 class Cluster:
     """This instance among several: leases, presence, relayed events and calls."""

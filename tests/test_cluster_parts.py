@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from csms.cli import main
 from csms.cluster import Election, Reassembler, decode_event, encode_event, pack, preference
 from csms.events import ChargePointConnected, MeterSampled, SettingsChanged, TransactionStarted
 from csms.store import migrate
@@ -171,3 +172,11 @@ async def test_a_starting_instance_fails_only_its_own_or_dead_instances_commands
     c = _instance(engine, "c")
     assert await c.requeue_interrupted_commands(alive={"a", "c"}) == 1
     assert await c.requeue_interrupted_commands(alive={"c"}) == 1
+
+
+def test_cluster_status_says_it_needs_postgresql(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}"
+    assert main(["cluster", "status", "--database-url", url]) != 0
+    assert "needs PostgreSQL" in capsys.readouterr().err

@@ -7,6 +7,7 @@ instance is known to the leader, and when the leader stops the other takes the s
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from csms.app import CsmsApp
+from csms.cli import main
 from csms.profiles import limit_at
 from tests.conftest import T0, start_app, ws_url
 from tests.ocpp_client import RawChargePoint
@@ -59,7 +61,9 @@ def _charger(cp: RawChargePoint) -> list[dict[str, Any]]:
     return profiles
 
 
-async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(url: str) -> None:
+async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     leader: CsmsApp = await start_app(url, controller=True, speed=30.0)
     leader_stopped = False
     other: CsmsApp | None = None
@@ -76,6 +80,19 @@ async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(url:
         await other.sites._refresh()  # CP1 was added after it started
 
         cp = await RawChargePoint.connect(ws_url(other, "CP1"), password=PASSWORD)
+        await _until(lambda: other.central.is_local("CP1"))
+        # What an operator sees: who lives, who leads what, who holds which chargers.
+        capsys.readouterr()
+        assert (
+            await asyncio.to_thread(main, ["cluster", "status", "--json", "--database-url", url])
+            == 0
+        )
+        status = json.loads(capsys.readouterr().out)
+        assert {i["instance"]: (i["leads"], i["chargers"]) for i in status["instances"]} == {
+            leader.cluster.instance_id: (["default"], 0),
+            other.cluster.instance_id: ([], 1),
+        }
+        assert status["sites_without_leader"] == []
         profiles = _charger(cp)
         # First boot: Pending while the leader (the other instance) installs its defaults.
         first = await cp.ok("BootNotification", BOOT)
@@ -144,12 +161,23 @@ async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(url:
             return limit is not None and limit.current_a == 7.0
 
         await _until(counted)
+        # The override goes: the leader gives the car its 16 A again.
+        await repo.enqueue_command("CP1", "ClearChargingProfile", {"id": 99})
+
+        def ours() -> list[float]:
+            return [
+                p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                for p in profiles
+                if p.get("transactionId") == tx and p["chargingProfileId"] != 99
+            ]
+
+        await _until(lambda: not counted() and ours()[-1] == 16)
 
         # The leader stops: the other instance takes the site and drives CP1 itself.
+        before = len(profiles)
         await leader.stop()
         leader_stopped = True
         await _until(lambda: other.sites is not None and 1 in other.sites.controllers, 15)
-        before = len(profiles)
         await other.repository.update_site(fuse_limit_a=12.0)
         await _until(
             lambda: any(

@@ -839,6 +839,16 @@ class Repository:
                 )
             return sorted(ids)
 
+    async def chargers_per_instance(self) -> dict[str, int]:
+        """How many connected chargers each instance holds (several on PostgreSQL)."""
+        async with self._unit() as s:
+            rows = await s.execute(
+                select(m.ChargePoint.instance_id, func.count())
+                .where(m.ChargePoint.connected.is_(True), m.ChargePoint.instance_id.is_not(None))
+                .group_by(m.ChargePoint.instance_id)
+            )
+            return {str(instance): int(count) for instance, count in rows}
+
     async def connected_elsewhere(self) -> dict[str, tuple[str, bool]]:
         """Chargers another instance holds: id -> (instance, boot Accepted)."""
         async with self._unit() as s:
