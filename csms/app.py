@@ -195,6 +195,7 @@ class CsmsApp:
                 self.controller,
                 self.outbox,
                 sites=self.sites,
+                events=self.events,
             )
             # The CSMS's certificate serves the API too: a bearer token must not cross the
             # network in clear where the chargers' passwords do not.

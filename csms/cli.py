@@ -431,8 +431,19 @@ async def _site_set(args: argparse.Namespace, repo: Repository) -> int:
     if args.name is not None:
         clean["name"] = _site_name(args.name)
     site = await repo.update_site(**clean)
+    await _tell_controllers(repo, "site settings", site.site_id)
     print(json.dumps(site.__dict__, indent=2))
     return 0
+
+
+async def _tell_controllers(repo: Repository, reason: str, site_id: int) -> None:
+    """On PostgreSQL the site's controller (on whichever instance leads it) hears of the
+    change at once; elsewhere it notices within its poll second."""
+    bind = repo.sessionmaker.kw.get("bind")
+    if bind is not None and bind.dialect.name == "postgresql":
+        from csms.cluster import announce_settings_changed
+
+        await announce_settings_changed(bind.url, reason, site_id)
 
 
 async def _site_show(args: argparse.Namespace, repo: Repository) -> int:
@@ -523,6 +534,7 @@ async def _cluster_status(args: argparse.Namespace, repo: Repository) -> int:
 async def _site_load(args: argparse.Namespace, repo: Repository) -> int:
     l1, l2, l3 = validate_building_load(args.l1, args.l2, args.l3)
     await repo.record_building_load(l1, l2, l3, source=args.source)
+    await _tell_controllers(repo, "building load", repo.site_id or 1)
     print(f"building load recorded: L1 {l1:g} A, L2 {l2:g} A, L3 {l3:g} A")
     return 0
 

@@ -315,6 +315,24 @@ async def cluster_status(url: URL, repository: Repository) -> dict[str, Any]:
     }
 
 
+async def announce_settings_changed(url: URL, reason: str, site_id: int | None) -> bool:
+    """Tell the instances on this database that a site's settings changed (`csms site
+    set`, `csms site load`): its leader plans at once. Best effort: False when it could
+    not be told (the leader then notices within its poll second)."""
+    message = {"k": "ev", "e": encode_event(SettingsChanged(reason, site_id))}
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+        try:
+            for payload in pack(f"cli:{os.getpid()}", [message]):
+                await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        finally:
+            await connection.close()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        log.warning("controllers not told of the change", extra={"error": repr(exc)})
+        return False
+    return True
+
+
 # ------------------------------------------------------------------ the instance
 class Cluster:
     """This instance among several: leases, presence, relayed events and calls."""

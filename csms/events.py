@@ -67,7 +67,11 @@ class MeterSampled:
 
 @dataclass(frozen=True)
 class SettingsChanged:
+    """A site's settings or building load changed elsewhere (the API, `csms site set` on
+    PostgreSQL): its controller plans at once instead of at its next poll."""
+
     reason: str
+    site_id: int | None = None  # None: every site
 
 
 Event = (

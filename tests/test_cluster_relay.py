@@ -194,3 +194,50 @@ async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(
             await other.stop()
         if not leader_stopped:
             await leader.stop()
+
+
+async def test_csms_site_set_wakes_the_sites_leader_at_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL `csms site set` tells the leader over NOTIFY: it plans at once. Here
+    the controller's own poll (1 s) and tick are made an hour long, so only the NOTIFY can
+    bring the new limit."""
+    monkeypatch.setattr("csms.controller.service.POLL_S", 3600.0)
+    app: CsmsApp = await start_app(url, controller=True)
+    cp: RawChargePoint | None = None
+    try:
+        await app.repository.update_site(fuse_limit_a=20.0, margin_a=0.0, tick_s=3600)
+        await app.repository.add_charge_point("CP1", max_current_a=16, phases=3, password=PASSWORD)
+        await app.repository.add_id_tag("TAG1")
+        assert app.sites is not None
+        await app.sites._refresh()
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"), password=PASSWORD)
+        profiles = _charger(cp)
+        await cp.boot(BOOT)
+        start = {
+            "connectorId": 1,
+            "idTag": "TAG1",
+            "meterStart": 0,
+            "timestamp": "2026-01-05T16:00:00Z",
+        }
+        tx = (await cp.ok("StartTransaction", start))["transactionId"]
+
+        def limits() -> list[float]:
+            return [
+                p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                for p in profiles
+                if p.get("transactionId") == tx
+            ]
+
+        await _until(lambda: bool(limits()) and limits()[-1] == 16)
+        assert (
+            await asyncio.to_thread(
+                main, ["site", "set", "--fuse-limit-a", "10", "--database-url", url]
+            )
+            == 0
+        )
+        await _until(lambda: limits()[-1] <= 10, within_s=10)
+    finally:
+        if cp is not None:
+            await cp.close()
+        await app.stop()

@@ -59,6 +59,7 @@ from csms.events import (
     Event,
     EventBus,
     MeterSampled,
+    SettingsChanged,
     TransactionStarted,
     TransactionStopped,
 )
@@ -333,6 +334,11 @@ class Controller:
             self._on_meter(event)
             if event.transaction_id is not None:
                 self._confirm((event.charge_point_id, event.connector_id), event.transaction_id)
+            return
+        if isinstance(event, SettingsChanged):
+            # A whole-store controller (a single-site install) is site 1's.
+            if event.site_id in (None, self._repo.site_id or 1):
+                self._wake.set()
             return
         if isinstance(event, ChargePointDisconnected):
             # A charger that comes back may be another unit: prepared again at its boot
