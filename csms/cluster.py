@@ -74,12 +74,13 @@ from csms.events import (
     TransactionStopped,
 )
 from csms.ocpp16.server import CentralSystem
+from csms.store.migrate import ADVISORY_LOCK_CLASS
 from csms.store.repository import Repository
 
 log = logging.getLogger("csms.cluster")
 
 # First key of the site-leadership advisory locks ("GG"); the second is the site's id.
-LOCK_CLASS = 0x4747
+LOCK_CLASS = ADVISORY_LOCK_CLASS
 CHANNEL = "garagegrid_cluster"
 APP_PREFIX = "garagegrid/"
 ELECT_S = 1.0

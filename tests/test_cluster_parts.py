@@ -4,6 +4,7 @@ SQLite and PostgreSQL 15."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -180,3 +181,27 @@ def test_cluster_status_says_it_needs_postgresql(
     url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}"
     assert main(["cluster", "status", "--database-url", url]) != 0
     assert "needs PostgreSQL" in capsys.readouterr().err
+
+
+async def test_instances_that_start_at_once_migrate_once(pg_server: str) -> None:  # noqa: F811
+    """Two fresh instances on one new PostgreSQL database: one migrates, the other waits
+    for it (an advisory lock) and finds the schema at head, instead of failing."""
+    name = f"mig_{uuid.uuid4().hex[:10]}"
+    host, port = pg_server.split("@", 1)[1].split("/", 1)[0].split(":")
+    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
+    url = pg_server.rsplit("/", 1)[0] + "/" + name
+    engines = [create_engine(url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate.upgrade(e) for e in engines))
+        assert {await migrate.current_revision(e) for e in engines} == {await _head_revision()}
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+async def _head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(migrate.alembic_config("sqlite://")).get_current_head()
+    assert head is not None
+    return head
