@@ -17,7 +17,8 @@ from typing import Self
 from csms import metrics
 from csms.api.context import ApiContext
 from csms.api.server import ApiServer
-from csms.clock import Clock, ClockAnchor, make_clock
+from csms.clock import Clock, ClockAnchor, SimClock, make_clock, utcnow
+from csms.cluster import Cluster
 from csms.controller.service import Controller
 from csms.controller.sites import SiteControllers
 from csms.errors import ConfigError
@@ -27,7 +28,7 @@ from csms.local_list_sync import LocalListSync
 from csms.ocpp16.server import CentralSystem, make_ssl_context
 from csms.outbox import OutboxWorker
 from csms.pki import SiteCA
-from csms.store import migrate
+from csms.store import migrate, queries
 from csms.store.engine import create_engine, create_sessionmaker, database_url
 from csms.store.meter_writer import MeterWriter
 from csms.store.repository import Repository
@@ -45,6 +46,11 @@ class ServeConfig:
     auto_register_unsecured: bool = False
     speed: float = 1.0
     clock_start: datetime | None = None
+    # Run on the (simulated) clock another instance published (csms.cluster tests, demos).
+    join_clock: bool = False
+    # On PostgreSQL: one of several instances (csms.cluster); off only for a certain
+    # single instance.
+    cluster: bool = True
     certfile: str | None = None
     keyfile: str | None = None
     # Security profile 3: the CA that signs charge points' client certificates.
@@ -75,7 +81,11 @@ class CsmsApp:
 
     def __init__(self, config: ServeConfig, *, clock: Clock | None = None) -> None:
         self.config = config
-        self.clock: Clock = clock or make_clock(config.speed, config.clock_start)
+        self.clock: Clock = clock or (
+            SimClock(speed=config.speed, start=config.clock_start)
+            if config.join_clock
+            else make_clock(config.speed, config.clock_start)
+        )
         self.url = database_url(config.database_url)
         self.engine = create_engine(self.url, busy_timeout_ms=config.sqlite_busy_timeout_ms)
         self.repository = Repository(create_sessionmaker(self.engine), self.clock)
@@ -92,13 +102,28 @@ class CsmsApp:
             certificate_authority=_site_ca(config),
             meter_writer=self.meter_writer,
         )
-        self.outbox = OutboxWorker(self.repository, self.central, poll_s=config.outbox_poll_s)
         # One controller per site (made at start, when the sites are read); `controller`
-        # is site 1's, the only one of a single-site install.
+        # is site 1's, the only one of a single-site install. Several instances on one
+        # PostgreSQL database share the sites out (csms.cluster).
+        clustered = config.cluster and self.engine.dialect.name == "postgresql"
         self.sites = (
-            SiteControllers(self.repository, self.central, self.events, self.clock)
+            SiteControllers(
+                self.repository, self.central, self.events, self.clock, clustered=clustered
+            )
             if config.controller
             else None
+        )
+        self.cluster = (
+            Cluster(self.engine.url, self.repository, self.central, self.events, self.sites)
+            if clustered
+            else None
+        )
+        cluster = self.cluster
+        self.outbox = OutboxWorker(
+            self.repository,
+            self.central,
+            poll_s=config.outbox_poll_s,
+            alive_instances=(lambda: cluster.alive) if cluster is not None else None,
         )
         self.controller: Controller | None = None
         self.local_lists = (
@@ -127,10 +152,18 @@ class CsmsApp:
 
     async def start(self) -> None:
         await migrate.upgrade(self.engine)
-        await self.repository.mark_all_disconnected()
+        if self.config.join_clock:
+            await self._join_clock()
+        alive = await self.cluster.connect() if self.cluster is not None else None
+        await self.repository.mark_all_disconnected(alive)
         await self.repository.site_config()
         if self.sites is not None:
             self.controller = await self.sites.prepare()
+        if self.cluster is not None:
+            # A lone instance leads every site before it answers any charger.
+            await self.cluster.start()
+            if self.sites is not None:
+                self.controller = self.sites.controllers.get(min(self.sites.controllers, default=1))
         await self.repository.publish_clock(
             ClockAnchor.of(self.clock), f"csms serve pid {os.getpid()} on {socket.gethostname()}"
         )
@@ -162,6 +195,7 @@ class CsmsApp:
                 self.controller,
                 self.outbox,
                 sites=self.sites,
+                events=self.events,
             )
             # The CSMS's certificate serves the API too: a bearer token must not cross the
             # network in clear where the chargers' passwords do not.
@@ -189,7 +223,16 @@ class CsmsApp:
             },
         )
 
+    async def _join_clock(self) -> None:
+        anchor = await queries.clock_anchor(self.repository.sessionmaker)
+        if anchor is None or not isinstance(self.clock, SimClock):
+            raise ConfigError("--join-clock: no clock published in this database yet")
+        self.clock.join(anchor, utcnow())
+        log.info("clock joined", extra={"now": self.clock.now().isoformat(), "speed": anchor.speed})
+
     async def stop(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop_electing()
         if self.api is not None:
             await self.api.stop()
         for task in self._tasks:
@@ -199,6 +242,8 @@ class CsmsApp:
                 await task
         self._tasks.clear()
         await self.outbox.drain()
+        if self.cluster is not None:
+            await self.cluster.close()  # after the controllers saved their copies
         if self.files is not None:
             self.files.stop()
         await self.central.close()

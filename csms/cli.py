@@ -431,8 +431,19 @@ async def _site_set(args: argparse.Namespace, repo: Repository) -> int:
     if args.name is not None:
         clean["name"] = _site_name(args.name)
     site = await repo.update_site(**clean)
+    await _tell_controllers(repo, "site settings", site.site_id)
     print(json.dumps(site.__dict__, indent=2))
     return 0
+
+
+async def _tell_controllers(repo: Repository, reason: str, site_id: int) -> None:
+    """On PostgreSQL the site's controller (on whichever instance leads it) hears of the
+    change at once; elsewhere it notices within its poll second."""
+    bind = repo.sessionmaker.kw.get("bind")
+    if bind is not None and bind.dialect.name == "postgresql":
+        from csms.cluster import announce_settings_changed
+
+        await announce_settings_changed(bind.url, reason, site_id)
 
 
 async def _site_show(args: argparse.Namespace, repo: Repository) -> int:
@@ -486,9 +497,44 @@ async def _site_list(args: argparse.Namespace, repo: Repository) -> int:
     return 0
 
 
+async def _cluster_status(args: argparse.Namespace, repo: Repository) -> int:
+    from csms.cluster import cluster_status
+
+    bind = repo.sessionmaker.kw.get("bind")
+    if bind is None or bind.dialect.name != "postgresql":
+        raise ConfigError(
+            "cluster status needs PostgreSQL: on SQLite one csms serve is the whole system"
+        )
+    status = await cluster_status(bind.url, repo)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    rows = [
+        {
+            "instance": i["instance"],
+            "leads": ", ".join(i["leads"]) or "-",
+            "chargers": i["chargers"],
+        }
+        for i in status["instances"]
+    ]
+    if rows:
+        _print_table(rows, list(rows[0]), sys.stdout)
+    else:
+        print("no csms serve instance is running on this database")
+    if status["sites_without_leader"]:
+        print("sites nobody leads now: " + ", ".join(status["sites_without_leader"]))
+    if status["chargers_on_no_live_instance"]:
+        print(
+            f"{status['chargers_on_no_live_instance']} chargers marked connected to an "
+            "instance that is gone (cleared by the next instance's election)"
+        )
+    return 0
+
+
 async def _site_load(args: argparse.Namespace, repo: Repository) -> int:
     l1, l2, l3 = validate_building_load(args.l1, args.l2, args.l3)
     await repo.record_building_load(l1, l2, l3, source=args.source)
+    await _tell_controllers(repo, "building load", repo.site_id or 1)
     print(f"building load recorded: L1 {l1:g} A, L2 {l2:g} A, L3 {l3:g} A")
     return 0
 
@@ -860,6 +906,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--speed", type=_positive_float, default=1.0, help="simulated clock speed")
     serve.add_argument("--clock-start", type=_parse_datetime, help="simulated clock start (ISO)")
+    serve.add_argument(
+        "--join-clock",
+        action="store_true",
+        help="run on the clock another instance published in the database (several "
+        "instances of one simulated garage on PostgreSQL; --speed and --clock-start are "
+        "taken from there)",
+    )
+    serve.add_argument(
+        "--no-cluster",
+        action="store_true",
+        help="on PostgreSQL, do not take part in leader election with other instances "
+        "(only when this is certainly the only instance on the database)",
+    )
     serve.add_argument("--certfile", help="TLS certificate (security profile 2)")
     serve.add_argument("--keyfile", help="TLS private key")
     serve.add_argument(
@@ -1052,6 +1111,14 @@ def build_parser() -> argparse.ArgumentParser:
     block.add_argument("--unblock", action="store_true", help="lift the block instead")
     block.set_defaults(handler=_idtag_block)
 
+    cluster = sub.add_parser("cluster", help="several csms serve instances on PostgreSQL")
+    cluster_sub = cluster.add_subparsers(dest="cluster_command", required=True, metavar="ACTION")
+    cluster_status = cluster_sub.add_parser(
+        "status", help="live instances, the sites each leads, the chargers each holds"
+    )
+    _db_option(cluster_status)
+    cluster_status.add_argument("--json", action="store_true")
+    cluster_status.set_defaults(handler=_cluster_status)
     site = sub.add_parser("site", help="sites (garages): settings and building load")
     site_sub = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
     site_add = site_sub.add_parser("add", help="add a site (a garage with its own fuse)")
@@ -1255,6 +1322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 auto_register_unsecured=args.auto_register_unsecured,
                 speed=args.speed,
                 clock_start=args.clock_start,
+                join_clock=args.join_clock,
+                cluster=not args.no_cluster,
                 certfile=args.certfile,
                 keyfile=args.keyfile,
                 client_ca=args.client_ca,

@@ -67,6 +67,14 @@ class SimClock:
     async def sleep(self, simulated_s: float) -> None:
         await asyncio.sleep(max(0.0, simulated_s) / self.speed)
 
+    def join(self, anchor: ClockAnchor, wall_now: datetime) -> None:
+        """Run on the clock ``anchor`` describes (another process's), from now on."""
+        if anchor.speed <= 0:
+            raise ValueError("cannot join a clock that stands still")
+        self.speed = anchor.speed
+        self.start = anchor.at(wall_now)
+        self._t0_monotonic = time.monotonic()
+
 
 def make_clock(speed: float = 1.0, start: datetime | None = None) -> Clock:
     """Return a wall clock for real time, a simulated one otherwise."""

@@ -67,7 +67,11 @@ class MeterSampled:
 
 @dataclass(frozen=True)
 class SettingsChanged:
+    """A site's settings or building load changed elsewhere (the API, `csms site set` on
+    PostgreSQL): its controller plans at once instead of at its next poll."""
+
     reason: str
+    site_id: int | None = None  # None: every site
 
 
 Event = (
@@ -98,8 +102,12 @@ class EventBus:
         if queue in self._queues:
             self._queues.remove(queue)
 
-    def publish(self, event: Event) -> None:
+    def publish(self, event: Event, *, skip: asyncio.Queue[Event] | None = None) -> None:
+        """To every subscriber but ``skip`` (the cluster's own queue, for an event that
+        came from another instance)."""
         for queue in self._queues:
+            if queue is skip:
+                continue
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Collection
 
 from csms.answers import record_answer
 from csms.auth import redact_secrets
@@ -74,6 +75,7 @@ class OutboxWorker:
         *,
         poll_s: float = 0.5,
         hold_while_pending_s: float = HOLD_WHILE_PENDING_S,
+        alive_instances: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self._repo = repository
         self._features = FeatureStore(repository)
@@ -82,13 +84,17 @@ class OutboxWorker:
         self._hold_while_pending_s = hold_while_pending_s
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        # Several instances on one database (csms.cluster): the live ones, whose commands
+        # in flight are theirs to finish.
+        self._alive_instances = alive_instances
 
     def wake(self) -> None:
         """Look for pending commands now (a command queued in this process, by the API)."""
         self._wake.set()
 
     async def run(self) -> None:
-        failed = await self._repo.requeue_interrupted_commands()
+        alive = self._alive_instances() if self._alive_instances is not None else None
+        failed = await self._repo.requeue_interrupted_commands(alive)
         if failed:
             log.warning("commands interrupted by a restart marked failed", extra={"count": failed})
         while True:

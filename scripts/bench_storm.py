@@ -81,7 +81,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> int:
     garage = storm_garage(args.chargers + 1, seed=args.seed, start=T0)
     probe_id = garage.stations[0].id
     leaving, arrivals = storm_visits(garage, args.leave, seed=args.seed, skip=[probe_id])
-    url = f"sqlite+aiosqlite:///{workdir / 'storm.db'}"
+    # A fresh SQLite file, or an empty PostgreSQL database (--database-url).
+    url = args.database_url or f"sqlite+aiosqlite:///{workdir / 'storm.db'}"
     engine = create_engine(url)
     repo = Repository(create_sessionmaker(engine))
     await migrate.upgrade(engine)
@@ -255,6 +256,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="real s charging before the cut")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--database-url", help="an empty PostgreSQL database (default SQLite)")
     parser.add_argument("--keep", action="store_true", help="keep the store and the CSMS log")
     args = parser.parse_args()
     configure_logging("ERROR")

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from csms.app import CsmsApp
+from csms.controller.mirror import ProfileMirror
 from csms.monitor import actions
 from csms.profiles import (
     ChargingProfilePurpose,
@@ -578,3 +579,71 @@ async def test_a_limit_that_beats_the_chargers_own_transaction_id_is_sent_again_
         assert station is not None and not station.unmanaged
     finally:
         await close(app, [a])
+
+
+# ------------------------------------------------------- issue 12: a leader that dies
+def _stored_tx_limit(document: dict[str, Any], cp_id: str, transaction_id: int) -> float | None:
+    """The TxProfile limit a restarted controller (or the instance that takes the site
+    over) would count for the charger, from the copy of its profiles in the store."""
+    mirror = ProfileMirror.from_json(json.dumps(document))
+    store = mirror.store_for(cp_id)
+    assert store is not None
+    limit = limit_at(store, 1, T0, transaction_id=transaction_id, transaction_start=None)
+    return None if limit is None else limit.current_a
+
+
+async def test_a_raise_is_in_the_stored_copy_before_it_is_sent_and_a_refused_one_is_not(
+    db_url: str,
+) -> None:
+    """A raise is written to the stored copy of the charger's profiles (as possibly in
+    force) before it goes out: an instance that dies while the raise is on its way leaves a
+    copy from which the next controller counts the higher limit, not the lower one the
+    charger may no longer hold. A raise the charger refuses leaves the copy as it was.
+    A and B charge on a 20 A fuse; the fuse goes up to 60 A: A's raise hangs, B refuses."""
+    a, b = SpecCharger("A", 32.0), SpecCharger("B", 32.0)
+    app = await garage(db_url, 20.0, [a, b], response_timeout_s=2.0)
+    try:
+        tx_a, tx_b = await a.start("TAG-A"), await b.start("TAG-B")
+        assert tx_a is not None and tx_b is not None
+        await wait_for(lambda: bool(a.tx_limits()) and bool(b.tx_limits()))
+        await asyncio.sleep(0.5)
+        low_a, low_b = a.tx_limits()[-1], b.tx_limits()[-1]
+        assert low_a + low_b <= 20.0
+        hung: list[float] = []
+        refused: list[float] = []
+
+        def raised(payload: dict[str, Any], low: float) -> float | None:
+            profile = payload["csChargingProfiles"]
+            limit = float(profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
+            tx_profile = profile["chargingProfilePurpose"] == "TxProfile"
+            return limit if tx_profile and limit > low else None
+
+        def hang_raise(payload: dict[str, Any]) -> bool:
+            limit = raised(payload, low_a)
+            if limit is not None and not hung:
+                hung.append(limit)
+                return True
+            return False
+
+        async def refuse_raises(payload: dict[str, Any]) -> dict[str, Any]:
+            limit = raised(payload, low_b)
+            if limit is not None:
+                refused.append(limit)
+                return {"status": "Rejected"}
+            return await b._on_set(payload)
+
+        a.hang = hang_raise
+        assert b.cp is not None
+        b.cp.handlers["SetChargingProfile"] = refuse_raises
+        await app.repository.update_site(fuse_limit_a=60.0)
+        await wait_for(lambda: bool(hung) and bool(refused), within_s=15)
+        # A's raise is on its way, unanswered: the stored copy already counts it.
+        stored = await app.repository.installed_profiles()
+        assert _stored_tx_limit(stored["A"], "A", tx_a) == hung[0] > low_a
+        # B refused: once the tick is over (A's call timed out), its copy is what it kept.
+        await asyncio.sleep(2.5)
+        stored = await app.repository.installed_profiles()
+        assert _stored_tx_limit(stored["B"], "B", tx_b) == low_b < refused[0]
+        assert _stored_tx_limit(stored["A"], "A", tx_a) == hung[0]  # may hold it: counted
+    finally:
+        await close(app, [a, b])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 log = logging.getLogger("virtual_chargers.link")
@@ -82,13 +83,16 @@ class LinkCutter:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(self.target_host, self.target_port)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.down:
             self.refused += 1
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(self.target_host, self.target_port)
+            up_reader, up_writer = await self._open_upstream()
         except OSError:
             self.refused += 1
             writer.transport.abort()
@@ -128,3 +132,33 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.transport.abort()
     finally:
         writer.close()
+
+
+class Balancer(LinkCutter):
+    """A TCP load balancer in front of several central system instances: each new
+    connection goes to the next instance in turn that accepts it (one that refuses, a dead
+    one, is skipped), as an operator's TCP balancer with health by connect does. It can
+    cut every connection too, like `LinkCutter`."""
+
+    def __init__(self, targets: Sequence[tuple[str, int]], host: str = "127.0.0.1") -> None:
+        if not targets:
+            raise ValueError("a balancer needs at least one target")
+        super().__init__(targets[0][0], targets[0][1], host)
+        self.targets = list(targets)
+        self._next = 0
+        self.per_target: dict[tuple[str, int], int] = dict.fromkeys(self.targets, 0)
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        error: OSError | None = None
+        for _ in range(len(self.targets)):
+            target = self.targets[self._next % len(self.targets)]
+            self._next += 1
+            try:
+                opened = await asyncio.open_connection(*target)
+            except OSError as exc:
+                error = exc
+                continue
+            self.per_target[target] = self.per_target.get(target, 0) + 1
+            return opened
+        assert error is not None
+        raise error

@@ -14,6 +14,7 @@ from csms.clock import Clock, ClockAnchor, utcnow
 from csms.controller.service import Controller
 from csms.controller.sites import SiteControllers
 from csms.errors import GarageGridError
+from csms.events import EventBus, SettingsChanged
 from csms.ocpp16.server import CentralSystem
 from csms.outbox import OutboxWorker
 from csms.store import queries
@@ -66,6 +67,9 @@ class ApiContext:
     published_clock: PublishedClock | None = field(default=None)
     # In-process with several sites: each site's controller.
     sites: SiteControllers | None = None
+    # In-process: the central system's events (a settings change reaches the site's
+    # controller on whichever instance leads it, csms.cluster).
+    events: EventBus | None = None
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -93,6 +97,8 @@ class ApiContext:
     def request_plan(self, site_id: int | None = None) -> None:
         """In-process: the site's controller (every site's when None) plans at once (a
         separate process waits for its poll)."""
+        if self.events is not None:
+            self.events.publish(SettingsChanged("api", site_id))
         if self.sites is not None:
             for known_id, controller in self.sites.controllers.items():
                 if site_id is None or known_id == site_id:

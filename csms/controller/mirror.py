@@ -224,6 +224,22 @@ class ProfileMirror:
         elif action == "RemoteStartTransaction" and _get(payload, "chargingProfile") is not None:
             self._observe_remote_start(cp_id, payload, certain=status == _ACCEPTED)
 
+    def checkpoint(self, cp_id: str) -> object:
+        """What is known of ``cp_id`` now, to `restore` (an opaque, immutable value)."""
+        return self._chargers.get(cp_id)
+
+    def restore(self, cp_id: str, checkpoint: object, *, if_still: object) -> bool:
+        """Put back what `checkpoint` took, provided nothing was learnt of the charger
+        since ``if_still`` (another checkpoint) was taken; whether it was put back."""
+        if self._chargers.get(cp_id) is not if_still:
+            return False
+        if checkpoint is None:
+            self._chargers.pop(cp_id, None)
+        else:
+            assert isinstance(checkpoint, _Charger)
+            self._chargers[cp_id] = checkpoint
+        return True
+
     def charger_booted(
         self,
         cp_id: str,

@@ -59,6 +59,7 @@ from csms.events import (
     Event,
     EventBus,
     MeterSampled,
+    SettingsChanged,
     TransactionStarted,
     TransactionStopped,
 )
@@ -137,7 +138,11 @@ class Controller:
         self._owns = owns
         self._central = central
         self._clock = clock
+        self._events = events
         self._queue = events.subscribe()
+        # Told of every charger this controller lets be Accepted (its fail-safe profiles
+        # are in place): another instance holding the charger's connection (csms.cluster).
+        self.ready_listener: Callable[[str], None] | None = None
         # What every charger holds, from every call sent to it (ours, the outbox's, a
         # manager's override) and its answer: the input of the fuse model (csms.fuse).
         self._mirror = ProfileMirror()
@@ -330,6 +335,11 @@ class Controller:
             if event.transaction_id is not None:
                 self._confirm((event.charge_point_id, event.connector_id), event.transaction_id)
             return
+        if isinstance(event, SettingsChanged):
+            # A whole-store controller (a single-site install) is site 1's.
+            if event.site_id in (None, self._repo.site_id or 1):
+                self._wake.set()
+            return
         if isinstance(event, ChargePointDisconnected):
             # A charger that comes back may be another unit: prepared again at its boot
             # (the boot gate sends its fail-safe profiles once, before it is Accepted).
@@ -440,7 +450,7 @@ class Controller:
                 "charger reconnected with its fail-safe profiles in place: accepted at once",
                 extra={"cp_id": cp_id},
             )
-            self._ready.add(cp_id)
+            self._mark_ready(cp_id)
             return True
         if cp_id not in self._preparing:
             self._preparing.add(cp_id)
@@ -492,6 +502,24 @@ class Controller:
             await self._save_mirror()
         finally:
             self._preparing.discard(cp_id)
+
+    def _mark_ready(self, cp_id: str) -> None:
+        self._ready.add(cp_id)
+        if self.ready_listener is not None:
+            try:
+                self.ready_listener(cp_id)
+            except Exception:
+                log.exception("ready listener failed", extra={"cp_id": cp_id})
+
+    async def close(self) -> None:
+        """After `run` was cancelled: the copy of the chargers' profiles is saved, and
+        this controller hears no more calls or events (its site is led elsewhere now)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._save_mirror()
+        self._central.remove_call_observer(self._observe_call)
+        self._events.unsubscribe(self._queue)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -646,7 +674,7 @@ class Controller:
             )
             for cp_id, cap in caps_lifted.items():
                 await self._send_cap(cp_id, stations[cp_id], cap, snapshot)
-            await self._apply(raising, stations, plan, snapshot, allocation.strategy)
+            await self._apply(raising, stations, plan, snapshot, allocation.strategy, announce=True)
         elif raising or caps_lifted or any(default_to.values()):
             log.warning(
                 "raising postponed: a lowered charger did not accept",
@@ -767,7 +795,9 @@ class Controller:
             if sent.limit_a <= target + 1e-9:
                 continue
             change = Change(key, session.transaction_id, sent.limit_a, target, sent.limit_a)
-            await self._send_limit(change, info, snapshot)
+            await self._send_limit(
+                change, info, snapshot, self._limit_payload(change, info, snapshot)
+            )
 
     def _decide_limits(
         self, snapshot: Snapshot
@@ -875,11 +905,32 @@ class Controller:
         plan: Plan,
         snapshot: Snapshot,
         strategy: str,
+        *,
+        announce: bool = False,
     ) -> bool:
+        """Send each change's TxProfile. ``announce`` (raises): first, the copy of the
+        chargers' profiles is stored as if every raise had taken effect (uncertain until
+        its answer): an instance that takes the site over after a crash in between counts
+        the higher limit, never a limit lower than a charger may hold."""
         if not changes:
             return True
+        payloads = [self._limit_payload(c, stations[c.key[0]], snapshot) for c in changes]
+        before: list[tuple[object, object] | None] = [None] * len(changes)
+        if announce:
+            for i, (change, payload) in enumerate(zip(changes, payloads, strict=True)):
+                cp_id = change.key[0]
+                checkpoint = self._mirror.checkpoint(cp_id)
+                self._mirror.observe_call(
+                    cp_id, "SetChargingProfile", payload, None, running_tx=change.transaction_id
+                )
+                self._mirror_dirty.add(cp_id)
+                before[i] = (checkpoint, self._mirror.checkpoint(cp_id))
+            await self._save_mirror()
         results = await asyncio.gather(
-            *(self._send_limit(c, stations[c.key[0]], snapshot) for c in changes)
+            *(
+                self._send_limit(c, stations[c.key[0]], snapshot, payload, before=b)
+                for c, payload, b in zip(changes, payloads, before, strict=True)
+            )
         )
         rows = []
         for change, (answer, _accepted) in zip(changes, results, strict=True):
@@ -915,20 +966,29 @@ class Controller:
                     )
         return all(accepted for _answer, accepted in results)
 
-    async def _send_limit(
+    def _limit_payload(
         self, change: Change, info: ChargePointInfo, snapshot: Snapshot
-    ) -> tuple[str, bool]:
-        unit = ChargingRateUnit(info.rate_unit)
+    ) -> dict[str, Any]:
         profile = tx_profile(
             TX_PROFILE_ID_BASE + change.key[1],
             0 if info.only_stack_level_0 else TX_STACK_LEVEL,
             change.transaction_id,
             change.limit_a,
             number_phases=info.phases,
-            rate_unit=unit,
+            rate_unit=ChargingRateUnit(info.rate_unit),
             voltage_v=snapshot.site.voltage_v,
         )
-        payload = {"connectorId": change.key[1], "csChargingProfiles": profile_to_ocpp(profile)}
+        return {"connectorId": change.key[1], "csChargingProfiles": profile_to_ocpp(profile)}
+
+    async def _send_limit(
+        self,
+        change: Change,
+        info: ChargePointInfo,
+        snapshot: Snapshot,
+        payload: dict[str, Any],
+        *,
+        before: tuple[object, object] | None = None,
+    ) -> tuple[str, bool]:
         try:
             answer = await self._central.call(info.id, "SetChargingProfile", payload)
         except GarageGridError as exc:
@@ -951,6 +1011,14 @@ class Controller:
         status = str(answer.get("status"))
         metrics.count_limit(status)
         accepted = status == "Accepted"
+        # Refused after an announcement: it kept what it had, as the copy said before (if
+        # nothing else was learnt of it meanwhile; else it stays counted high).
+        if (
+            not accepted
+            and before is not None
+            and self._mirror.restore(info.id, before[0], if_still=before[1])
+        ):
+            self._mirror_dirty.add(info.id)
         self._uncertain.pop(change.key, None)
         if accepted:
             self._sent[change.key] = _Sent(
@@ -1113,7 +1181,7 @@ class Controller:
             self._retried.discard(cp_id)
             self._defaults_sent[cp_id] = default_a
             self._defaults_in_force[cp_id] = default_a
-            self._ready.add(cp_id)
+            self._mark_ready(cp_id)
             if info.unmanaged and "refused its fail-safe" in (info.unmanaged_reason or ""):
                 # It refused its profiles before (a wrong rate unit, say) and accepts them
                 # now: it is managed again.
@@ -1128,7 +1196,7 @@ class Controller:
             # force, and the change is tried again on the next plan.
             self._defaults_sent[cp_id] = default_a  # not asked again on every tick
             self._defaults_in_force.pop(cp_id, None)
-            self._ready.add(cp_id)
+            self._mark_ready(cp_id)
             await self._mark_unmanaged(
                 cp_id,
                 f"Charger {cp_id} refused its fail-safe default profiles "

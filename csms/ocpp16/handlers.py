@@ -8,11 +8,12 @@ confirms is committed before the handler returns.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -152,7 +153,7 @@ class ChargePointSession(OcppConnection):
         heartbeat_interval_s: int,
         accepted: bool,
         response_timeout: float = 30.0,
-        boot_gate: Callable[[str, ChargerIdentity | None], bool] | None = None,
+        boot_gate: Callable[[str, ChargerIdentity | None], bool | Awaitable[bool]] | None = None,
         certificate_authority: SiteCA | None = None,
         meter_writer: MeterWriter | None = None,
     ) -> None:
@@ -285,7 +286,9 @@ class ChargePointSession(OcppConnection):
         gate = self._boot_gate
         # The serial number stays out, as in the profile mirror's record of the unit.
         identity = ChargerIdentity(charge_point_vendor, charge_point_model, None)
-        allowed = gate is None or gate(self.id, identity)
+        verdict = True if gate is None else gate(self.id, identity)
+        # Another instance's controller may be asked (csms.cluster): awaited then.
+        allowed = await verdict if inspect.isawaitable(verdict) else verdict
         if not allowed:
             station = await self._repo.get_charge_point(self.id)
             if station is not None and station.accept_boot_at_once:

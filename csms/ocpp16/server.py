@@ -23,8 +23,8 @@ import math
 import ssl
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -47,8 +47,27 @@ from csms.store.repository import Repository
 
 log = logging.getLogger("csms.server")
 
+#: Whether a booting charger (its id, the unit its BootNotification describes) may be
+#: Accepted now; awaitable when another instance's controller is asked (csms.cluster).
+BootGate = Callable[[str, ChargerIdentity | None], bool | Awaitable[bool]]
 #: Told of every call the central system sends: (cp_id, action, payload, answer or None).
 CallObserver = Callable[[str, str, dict[str, Any], dict[str, Any] | None], None]
+
+
+class RemoteChargers(Protocol):
+    """The chargers other instances hold (several `csms serve` on one PostgreSQL
+    database: ``csms.cluster``)."""
+
+    def holder(self, cp_id: str) -> str | None:
+        """The instance holding ``cp_id``'s connection, None when no other does."""
+        ...
+
+    def is_accepted(self, cp_id: str) -> bool: ...
+
+    async def call(self, cp_id: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send a call through the instance holding the charger; its answer."""
+        ...
+
 
 SUBPROTOCOL = Subprotocol("ocpp1.6")
 OCPP_PATH_PREFIX = "/ocpp/"
@@ -187,7 +206,11 @@ class CentralSystem:
         self.started_at = time.monotonic()
         # Set by load management: whether a booting charger (its id, and the unit its
         # BootNotification describes) may be Accepted yet.
-        self.boot_gate: Callable[[str, ChargerIdentity | None], bool] | None = None
+        self.boot_gate: BootGate | None = None
+        # With several instances: the chargers the others hold (csms.cluster).
+        self.remote: RemoteChargers | None = None
+        # More for /healthz (the cluster's state).
+        self.health_extra: Callable[[], dict[str, Any]] | None = None
 
     # ----------------------------------------------------------- lifecycle
     async def start(
@@ -253,20 +276,37 @@ class CentralSystem:
         await self._server.wait_closed()
 
     def connected_ids(self) -> list[str]:
+        """The chargers connected to this instance."""
         return sorted(self._sessions)
 
-    def is_connected(self, cp_id: str) -> bool:
+    def is_local(self, cp_id: str) -> bool:
         return cp_id in self._sessions
+
+    def is_connected(self, cp_id: str) -> bool:
+        """Connected here or, with several instances, to another."""
+        if cp_id in self._sessions:
+            return True
+        return self.remote is not None and self.remote.holder(cp_id) is not None
 
     def is_accepted(self, cp_id: str) -> bool:
         """Connected and its BootNotification was Accepted (section 4.2)."""
         session = self._sessions.get(cp_id)
+        if session is None and self.remote is not None:
+            return self.remote.is_accepted(cp_id)
         return session is not None and session.accepted
 
     async def wait_accepted(self, cp_id: str, timeout_s: float) -> bool:
         """Wait until the connected charger ``cp_id`` is accepted; False when it is not
         connected, disconnects, or ``timeout_s`` passes first."""
         session = self._sessions.get(cp_id)
+        if session is None and self.remote is not None:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout_s
+            while self.remote.holder(cp_id) is not None and loop.time() < deadline:
+                if self.remote.is_accepted(cp_id):
+                    return True
+                await asyncio.sleep(0.25)
+            return False
         if session is None:
             return False
         if not await session.wait_accepted(timeout_s):
@@ -280,12 +320,18 @@ class CentralSystem:
         Raises NotConnectedError or CallFailedError (CALLERROR, timeout, invalid answer).
         """
         session = self._sessions.get(cp_id)
-        if session is None:
-            self._tell_observers(cp_id, action, payload, None)
+        remote = self.remote if session is None else None
+        if session is None and (remote is None or remote.holder(cp_id) is None):
+            self.tell_observers(cp_id, action, payload, None)
             raise NotConnectedError(f"charge point {cp_id!r} is not connected")
         answer: dict[str, Any] | None = None
         try:
-            answer = await session.send_call(action, payload)
+            if session is None:
+                assert remote is not None
+                # Held by another instance: sent and answered through it.
+                answer = await remote.call(cp_id, action, payload)
+            else:
+                answer = await session.send_call(action, payload)
             return answer
         except ConnectionClosed as exc:
             # The link went down with the call on it: no answer will come.
@@ -295,14 +341,18 @@ class CentralSystem:
         finally:
             # Whoever sent it (controller, outbox, monitor override), every observer learns
             # what the charger was asked and what it answered (None: no answer came back).
-            self._tell_observers(cp_id, action, payload, answer)
+            self.tell_observers(cp_id, action, payload, answer)
 
     def add_call_observer(self, observer: CallObserver) -> None:
         """``observer(cp_id, action, payload, answer)`` runs after every call this central
         system sends; ``answer`` is None when the call failed (timeout, CALLERROR, closed)."""
         self._call_observers.append(observer)
 
-    def _tell_observers(
+    def remove_call_observer(self, observer: CallObserver) -> None:
+        if observer in self._call_observers:
+            self._call_observers.remove(observer)
+
+    def tell_observers(
         self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any] | None
     ) -> None:
         for observer in self._call_observers:
@@ -504,6 +554,7 @@ class CentralSystem:
                 if self.meter_writer is not None
                 else {}
             ),
+            **(self.health_extra() if self.health_extra is not None else {}),
             "time": self._clock.now().isoformat(),
         }
         status = http.HTTPStatus.OK if database == "ok" else http.HTTPStatus.SERVICE_UNAVAILABLE

@@ -6,9 +6,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+# PostgreSQL advisory locks of GarageGrid: (ADVISORY_LOCK_CLASS, site id) is a site's
+# leadership (csms.cluster); (ADVISORY_LOCK_CLASS, 0), no site's, is held while migrating.
+ADVISORY_LOCK_CLASS = 0x4747
 
 
 def alembic_config(url: str) -> Config:
@@ -23,6 +27,12 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Bring the database behind ``engine`` to ``revision``."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Instances that start at once: one migrates, the others wait for its commit
+            # and find the database at head.
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key, 0)"), {"key": ADVISORY_LOCK_CLASS}
+            )
         cfg.attributes["connection"] = None
 
         def _run(sync_connection: object) -> None:

@@ -164,6 +164,8 @@ class ChargePoint(Base):
     last_boot_at: Mapped[datetime | None] = mapped_column(default=None)
     last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
     connected: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The `csms serve` instance holding its connection (several on PostgreSQL, 0011).
+    instance_id: Mapped[str | None] = mapped_column(String(64), default=None)
     firmware_status: Mapped[str | None] = mapped_column(String(32), default=None)
     diagnostics_status: Mapped[str | None] = mapped_column(String(32), default=None)
     # A charger that rejected or ignored its profile is counted at its maximum, with why
@@ -365,6 +367,8 @@ class Command(Base):
     requested_by: Mapped[str] = mapped_column(String(64), default="cli")
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The instance sending it (several on PostgreSQL, 0011).
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     response: Mapped[Any | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -12,13 +12,21 @@ import contextlib
 import copy
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, Update, and_, func, select, update
+from sqlalchemy import Insert, Table, Update, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -325,6 +333,9 @@ class Repository:
         # A view of one site (`for_site`): what names no site is that site's; None: site 1
         # for a site's settings, every site for a listing.
         self._site_id: int | None = None
+        # This `csms serve` instance among several on one PostgreSQL database (set by
+        # `csms.cluster`); None: the only one.
+        self.instance_id: str | None = None
 
     def for_site(self, site_id: int) -> Repository:
         """The same store seen from one site (a site's controller): its settings, its
@@ -771,13 +782,86 @@ class Repository:
         ]
 
     async def set_connected(self, cp_id: str, connected: bool) -> None:
+        """Connected here, or no longer; a charger that has meanwhile reconnected to
+        another instance is left as that instance marked it."""
         async with self._unit() as s:
-            await s.execute(_seen(cp_id, self.now(), connected=connected))
+            if connected:
+                await s.execute(
+                    _seen(cp_id, self.now(), connected=True, instance_id=self.instance_id)
+                )
+                return
+            query = _seen(cp_id, self.now(), connected=False, instance_id=None)
+            if self.instance_id is not None:
+                query = query.where(
+                    or_(
+                        m.ChargePoint.instance_id == self.instance_id,
+                        m.ChargePoint.instance_id.is_(None),
+                    )
+                )
+            await s.execute(query)
 
-    async def mark_all_disconnected(self) -> None:
-        """At CSMS start nothing is connected, whatever an earlier crash left behind."""
+    async def mark_all_disconnected(self, alive: Collection[str] | None = None) -> None:
+        """At CSMS start nothing is connected, whatever an earlier crash left behind; with
+        several instances (``alive``: the live ones' ids), only what this instance or a
+        dead one held."""
         async with self._unit() as s:
-            await s.execute(update(m.ChargePoint).values(connected=False))
+            query = update(m.ChargePoint).values(connected=False, instance_id=None)
+            if alive is not None:
+                query = query.where(
+                    or_(
+                        m.ChargePoint.instance_id.is_(None),
+                        m.ChargePoint.instance_id.not_in(list(alive)),
+                    )
+                )
+            await s.execute(query)
+
+    async def disconnect_instance(self, instance_id: str) -> list[str]:
+        """The chargers a dead instance held are disconnected (those that have not
+        reconnected elsewhere meanwhile); returns their ids."""
+        async with self._unit() as s:
+            ids = (
+                (
+                    await s.execute(
+                        select(m.ChargePoint.id).where(
+                            m.ChargePoint.connected.is_(True),
+                            m.ChargePoint.instance_id == instance_id,
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if ids:
+                await s.execute(
+                    update(m.ChargePoint)
+                    .where(m.ChargePoint.id.in_(ids), m.ChargePoint.instance_id == instance_id)
+                    .values(connected=False, instance_id=None)
+                )
+            return sorted(ids)
+
+    async def chargers_per_instance(self) -> dict[str, int]:
+        """How many connected chargers each instance holds (several on PostgreSQL)."""
+        async with self._unit() as s:
+            rows = await s.execute(
+                select(m.ChargePoint.instance_id, func.count())
+                .where(m.ChargePoint.connected.is_(True), m.ChargePoint.instance_id.is_not(None))
+                .group_by(m.ChargePoint.instance_id)
+            )
+            return {str(instance): int(count) for instance, count in rows}
+
+    async def connected_elsewhere(self) -> dict[str, tuple[str, bool]]:
+        """Chargers another instance holds: id -> (instance, boot Accepted)."""
+        async with self._unit() as s:
+            rows = await s.execute(
+                select(
+                    m.ChargePoint.id, m.ChargePoint.instance_id, m.ChargePoint.boot_status
+                ).where(
+                    m.ChargePoint.connected.is_(True),
+                    m.ChargePoint.instance_id.is_not(None),
+                    m.ChargePoint.instance_id != (self.instance_id or ""),
+                )
+            )
+            return {str(r[0]): (str(r[1]), r[2] == "Accepted") for r in rows}
 
     async def touch(self, cp_id: str) -> None:
         async with self._unit() as s:
@@ -1403,6 +1487,9 @@ class Repository:
                         .where(m.Command.status == CommandStatus.pending.value)
                         .order_by(m.Command.id)
                         .limit(limit)
+                        # Several instances claim at once on PostgreSQL: each row goes to
+                        # one of them (SQLite ignores this; one writer there anyway).
+                        .with_for_update(skip_locked=True)
                     )
                 )
                 .scalars()
@@ -1412,6 +1499,7 @@ class Repository:
             for row in rows:
                 row.status = CommandStatus.sending.value
                 row.sent_at = now
+                row.claimed_by = self.instance_id
             return [
                 CommandRequest(row.id, ChargePointId(row.charge_point_id), row.action, row.payload)
                 for row in rows
@@ -1439,18 +1527,20 @@ class Repository:
                 return None
             return {c.key: getattr(row, c.key) for c in m.Command.__table__.columns}
 
-    async def requeue_interrupted_commands(self) -> int:
-        """Commands left 'sending' by a crash are failed: resending a Reset twice is worse."""
+    async def requeue_interrupted_commands(self, alive: Collection[str] | None = None) -> int:
+        """Commands left 'sending' by a crash are failed: resending a Reset twice is worse.
+        With several instances (``alive``: the live ones' ids), only this instance's or a
+        dead one's."""
         async with self._unit() as s:
-            rows = (
-                (
-                    await s.execute(
-                        select(m.Command).where(m.Command.status == CommandStatus.sending.value)
+            query = select(m.Command).where(m.Command.status == CommandStatus.sending.value)
+            if alive is not None:
+                query = query.where(
+                    or_(
+                        m.Command.claimed_by.is_(None),
+                        m.Command.claimed_by.not_in([a for a in alive if a != self.instance_id]),
                     )
                 )
-                .scalars()
-                .all()
-            )
+            rows = (await s.execute(query)).scalars().all()
             for row in rows:
                 row.status = CommandStatus.failed.value
                 row.error = "CSMS stopped before the answer arrived"

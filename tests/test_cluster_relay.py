@@ -1,0 +1,243 @@
+"""Two instances in one test process on one PostgreSQL 15 database (issue 12 item 4): a
+charger connected to the instance that does not lead its site is prepared, accepted and
+driven by the leader through the other instance (LISTEN/NOTIFY), an outbox command
+reaches it whichever instance claims it, a manager's override sent through the holding
+instance is known to the leader, and when the leader stops the other takes the site."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from csms.app import CsmsApp
+from csms.cli import main
+from csms.profiles import limit_at
+from tests.conftest import T0, start_app, ws_url
+from tests.ocpp_client import RawChargePoint
+from tests.test_postgres import PG_BIN, _run_as_postgres
+from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
+
+BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
+PASSWORD = "relay-test-key-0123456789"
+
+
+@pytest.fixture
+def url(pg_server: str) -> str:  # noqa: F811
+    name = f"relay_{uuid.uuid4().hex[:10]}"
+    host, port = pg_server.split("@", 1)[1].split("/", 1)[0].split(":")
+    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
+    return pg_server.rsplit("/", 1)[0] + "/" + name
+
+
+async def _until(check: Callable[[], bool], within_s: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def _charger(cp: RawChargePoint) -> list[dict[str, Any]]:
+    """Accepts every profile, knows no configuration key, does what it is told."""
+    profiles: list[dict[str, Any]] = []
+
+    def on_set(payload: dict[str, Any]) -> dict[str, Any]:
+        profiles.append(payload["csChargingProfiles"])
+        return {"status": "Accepted"}
+
+    cp.handlers["SetChargingProfile"] = on_set
+    cp.handlers["ClearChargingProfile"] = lambda payload: {"status": "Accepted"}
+    cp.handlers["GetConfiguration"] = lambda payload: {
+        "configurationKey": [],
+        "unknownKey": list(payload.get("key") or []),
+    }
+    cp.handlers["Reset"] = lambda payload: {"status": "Accepted"}
+    return profiles
+
+
+async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leader: CsmsApp = await start_app(url, controller=True, speed=30.0)
+    leader_stopped = False
+    other: CsmsApp | None = None
+    cp: RawChargePoint | None = None
+    try:
+        repo = leader.repository
+        await repo.update_site(fuse_limit_a=20.0, margin_a=0.0, tick_s=2)
+        await repo.add_charge_point("CP1", max_current_a=16, phases=3, password=PASSWORD)
+        await repo.add_id_tag("TAG1")
+        other = await start_app(url, controller=True, speed=30.0)
+        assert leader.cluster is not None and other.cluster is not None
+        assert leader.cluster.leaders == {1: leader.cluster.instance_id}
+        assert other.sites is not None and other.sites.controllers == {}
+        await other.sites._refresh()  # CP1 was added after it started
+
+        cp = await RawChargePoint.connect(ws_url(other, "CP1"), password=PASSWORD)
+        await _until(lambda: other.central.is_local("CP1"))
+        # What an operator sees: who lives, who leads what, who holds which chargers.
+        capsys.readouterr()
+        assert (
+            await asyncio.to_thread(main, ["cluster", "status", "--json", "--database-url", url])
+            == 0
+        )
+        status = json.loads(capsys.readouterr().out)
+        assert {i["instance"]: (i["leads"], i["chargers"]) for i in status["instances"]} == {
+            leader.cluster.instance_id: (["default"], 0),
+            other.cluster.instance_id: ([], 1),
+        }
+        assert status["sites_without_leader"] == []
+        profiles = _charger(cp)
+        # First boot: Pending while the leader (the other instance) installs its defaults.
+        first = await cp.ok("BootNotification", BOOT)
+        assert first["status"] == "Pending"
+        await _until(
+            lambda: any(p["chargingProfilePurpose"] == "TxDefaultProfile" for p in profiles)
+        )
+        await cp.boot(BOOT)
+        assert other.central.is_local("CP1") and not leader.central.is_local("CP1")
+        # The leader learns where CP1 is and that it was Accepted (a NOTIFY away).
+        await _until(lambda: leader.central.is_accepted("CP1"))
+        assert leader.central.is_connected("CP1") and leader.central.connected_ids() == []
+
+        # A car starts: the leader hears of it and sends its TxProfile through `other`.
+        tx = (
+            await cp.ok(
+                "StartTransaction",
+                {
+                    "connectorId": 1,
+                    "idTag": "TAG1",
+                    "meterStart": 0,
+                    "timestamp": "2026-01-05T16:00:00Z",
+                },
+            )
+        )["transactionId"]
+        await _until(lambda: any(p.get("transactionId") == tx for p in profiles), within_s=15)
+        tx_limit = [p for p in profiles if p.get("transactionId") == tx][-1]
+        assert tx_limit["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] <= 16
+
+        # A command queued in the store reaches CP1, whichever instance claims it.
+        command_id = await repo.enqueue_command("CP1", "Reset", {"type": "Soft"})
+        await _until(lambda: any(a == "Reset" for a, _ in cp.server_calls))  # type: ignore[union-attr]
+        for _ in range(100):
+            row = await repo.get_command(command_id)
+            if row is not None and row["status"] == "done":
+                break
+            await asyncio.sleep(0.05)
+        assert row is not None and row["status"] == "done"
+        assert row["response"] == {"status": "Accepted"}
+
+        # A manager's override through the outbox: the leader's copy of CP1's profiles
+        # counts it, whichever instance sent it.
+        override = {
+            "connectorId": 1,
+            "csChargingProfiles": {
+                "chargingProfileId": 99,
+                "transactionId": tx,
+                "stackLevel": 5,
+                "chargingProfilePurpose": "TxProfile",
+                "chargingProfileKind": "Relative",
+                "chargingSchedule": {
+                    "chargingRateUnit": "A",
+                    "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7.0}],
+                },
+            },
+        }
+        await repo.enqueue_command("CP1", "SetChargingProfile", override)
+        assert leader.sites is not None
+        mirror = leader.sites.controllers[1]._mirror
+
+        def counted() -> bool:
+            store = mirror.store_for("CP1")
+            limit = (
+                limit_at(store, 1, T0, transaction_id=tx, transaction_start=None) if store else None
+            )
+            return limit is not None and limit.current_a == 7.0
+
+        await _until(counted)
+        # The override goes: the leader gives the car its 16 A again.
+        await repo.enqueue_command("CP1", "ClearChargingProfile", {"id": 99})
+
+        def ours() -> list[float]:
+            return [
+                p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                for p in profiles
+                if p.get("transactionId") == tx and p["chargingProfileId"] != 99
+            ]
+
+        await _until(lambda: not counted() and ours()[-1] == 16)
+
+        # The leader stops: the other instance takes the site and drives CP1 itself.
+        before = len(profiles)
+        await leader.stop()
+        leader_stopped = True
+        await _until(lambda: other.sites is not None and 1 in other.sites.controllers, 15)
+        await other.repository.update_site(fuse_limit_a=12.0)
+        await _until(
+            lambda: any(
+                p.get("transactionId") == tx
+                and p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] <= 12
+                for p in profiles[before:]
+            ),
+            within_s=15,
+        )
+    finally:
+        if cp is not None:
+            await cp.close()
+        if other is not None:
+            await other.stop()
+        if not leader_stopped:
+            await leader.stop()
+
+
+async def test_csms_site_set_wakes_the_sites_leader_at_once(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL `csms site set` tells the leader over NOTIFY: it plans at once. Here
+    the controller's own poll (1 s) and tick are made an hour long, so only the NOTIFY can
+    bring the new limit."""
+    monkeypatch.setattr("csms.controller.service.POLL_S", 3600.0)
+    app: CsmsApp = await start_app(url, controller=True)
+    cp: RawChargePoint | None = None
+    try:
+        await app.repository.update_site(fuse_limit_a=20.0, margin_a=0.0, tick_s=3600)
+        await app.repository.add_charge_point("CP1", max_current_a=16, phases=3, password=PASSWORD)
+        await app.repository.add_id_tag("TAG1")
+        assert app.sites is not None
+        await app.sites._refresh()
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"), password=PASSWORD)
+        profiles = _charger(cp)
+        await cp.boot(BOOT)
+        start = {
+            "connectorId": 1,
+            "idTag": "TAG1",
+            "meterStart": 0,
+            "timestamp": "2026-01-05T16:00:00Z",
+        }
+        tx = (await cp.ok("StartTransaction", start))["transactionId"]
+
+        def limits() -> list[float]:
+            return [
+                p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"]
+                for p in profiles
+                if p.get("transactionId") == tx
+            ]
+
+        await _until(lambda: bool(limits()) and limits()[-1] == 16)
+        assert (
+            await asyncio.to_thread(
+                main, ["site", "set", "--fuse-limit-a", "10", "--database-url", url]
+            )
+            == 0
+        )
+        await _until(lambda: limits()[-1] <= 10, within_s=10)
+    finally:
+        if cp is not None:
+            await cp.close()
+        await app.stop()
