@@ -110,13 +110,27 @@ async def clock_anchor(sm: SessionMaker) -> ClockAnchor | None:
 
 
 async def sites(sm: SessionMaker) -> list[SiteConfig]:
-    """Every site by id; site 1 with the model defaults when nothing has written it yet
-    (read only: the monitor does not make the row)."""
+    """Every site by id (one read); site 1 with the model defaults when nothing has written
+    it yet (read only: the monitor does not make the row)."""
     async with sm() as s:
-        ids = list(
-            (await s.execute(select(m.SiteSettings.id).order_by(m.SiteSettings.id))).scalars()
-        )
-    return [await site_settings(sm, site_id) for site_id in ids or [SITE_ROW_ID]]
+        rows = list((await s.execute(select(m.SiteSettings).order_by(m.SiteSettings.id))).scalars())
+    return [_site_config(row, row.id) for row in rows] or [_site_config(None, SITE_ROW_ID)]
+
+
+def _site_config(row: m.SiteSettings | None, site_id: int) -> SiteConfig:
+    """A settings row as a SiteConfig; without a row, the model's defaults."""
+    table = m.SiteSettings.__table__
+    values: dict[str, Any] = {}
+    for f in fields(SiteConfig):
+        column = "id" if f.name == "site_id" else f.name
+        if row is not None:
+            values[f.name] = getattr(row, column)
+        elif column == "id":
+            values[f.name] = site_id
+        else:
+            default = table.c[column].default
+            values[f.name] = getattr(default, "arg", None)
+    return SiteConfig(**values)
 
 
 def _on_site(site_id: int | None, cp_column: Any) -> list[Any]:
@@ -130,18 +144,7 @@ async def site_settings(sm: SessionMaker, site_id: int = SITE_ROW_ID) -> SiteCon
     """A site's settings row, or the model defaults when the CSMS has not written it yet."""
     async with sm() as s:
         row = await s.get(m.SiteSettings, site_id)
-    table = m.SiteSettings.__table__
-    values: dict[str, Any] = {}
-    for f in fields(SiteConfig):
-        column = "id" if f.name == "site_id" else f.name
-        if row is not None:
-            values[f.name] = getattr(row, column)
-        elif column == "id":
-            values[f.name] = site_id
-        else:
-            default = table.c[column].default
-            values[f.name] = getattr(default, "arg", None)
-    return SiteConfig(**values)
+    return _site_config(row, site_id)
 
 
 async def latest_building_load(
