@@ -163,6 +163,25 @@ def test_an_operator_switches_site_and_sees_only_that_sites_stations_and_setting
     assert "No charging session yet" in texts(at.info)
     _open(at, "history")
     assert "No energy was metered" in texts(at.info)
+    _open(at, "live")
+    assert "No meter values yet" in texts(at.info)
+    assert _metric(at, "Cars charging") == "0"
+
+    # Back to the default site with a Berg station picked on History: the pages start
+    # afresh (no Berg station stays picked) and show the default site's energy and cars.
+    _open(at, "history")
+    at.multiselect(key="history_stations").set_value(["B-01"]).run()
+    _site_picker(at).set_value(1).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="history_stations").value == []
+    assert "No energy was metered" not in texts(at.info)
+    _open(at, "live")
+    assert "No meter values yet" not in texts(at.info)
+    assert int(_metric(at, "Cars charging")) > 0
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return str(next(x.value for x in at.metric if x.label == label))
 
 
 # ---------------------------------------------------------------------- site-bound
