@@ -10,6 +10,7 @@ import asyncio
 import functools
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,8 @@ def test_a_write_aimed_at_another_sites_station_is_refused_and_audited(seeded: G
         ),
         # An operator looking at Berg: a default-site station is not on the page's site.
         lambda: writes.send_command(operator, "CP001", actions.soft_reset(), berg_id),
+        # Berg's station reserved for a default-site resident's tag.
+        lambda: writes.reserve(kari, "B-01", 1, "TAG0001", END + timedelta(hours=1), now=END),
     )
     for attempt in attempts:
         with pytest.raises(AccessDeniedError):
@@ -251,7 +254,8 @@ def test_a_write_aimed_at_another_sites_station_is_refused_and_audited(seeded: G
     assert {r.site_id for r in denied} == {berg_id}
     # What the page's site holds is written: kari's command to Berg's station is queued.
     writes.send_command(kari, "B-01", actions.soft_reset(), berg_id)
-    assert _run(seeded.url, lambda repo: repo.count(m.Command)) == queued + 1
+    writes.reserve(kari, "B-01", 1, "BERGTAG", END + timedelta(hours=1), now=END)
+    assert _run(seeded.url, lambda repo: repo.count(m.Command)) == queued + 2
 
 
 # --------------------------------------------------------------------- single site

@@ -37,6 +37,7 @@ from csms.domain import SiteConfig
 from csms.errors import ConfigError, NotFoundError
 from csms.monitor import actions, ui
 from csms.settings import validate_site_update
+from csms.store import queries
 
 # Each password check holds 128 MiB for ~0.4 s (csms.auth): at most this many at once, so
 # that a burst of logins cannot take the monitor's memory.
@@ -253,6 +254,20 @@ def reserve(
 
     _require(account, Permission.write_garage, "reserve", cp_id)
     site_id = _station_site(account, cp_id, site_id, "reserve")
+    if site_id is not None:
+        # Another site's resident's tag: Invalid at this site's chargers anyway, and not
+        # this site's to hold a connector for.
+        tag_site = ui.run(queries.id_tag_site(ui.store().sessionmaker, id_tag))
+        if tag_site is not None and tag_site != site_id:
+            audit(
+                account,
+                "reserve",
+                cp_id,
+                outcome="denied",
+                detail={"why": "id tag of another site"},
+                site_id=site_id,
+            )
+            raise AccessDeniedError(f"there is no id tag {id_tag} at this site")
     reservation = ui.run(
         FeatureStore(ui.store().repo).add_reservation(
             cp_id,

@@ -829,6 +829,13 @@ async def id_tags(sm: SessionMaker, site_id: int | None = None) -> pd.DataFrame:
     return pd.DataFrame([tuple(r) for r in rows], columns=["id_tag", "owner", "blocked"])
 
 
+async def id_tag_site(sm: SessionMaker, id_tag: str) -> int | None:
+    """The site an id tag belongs to; None for a tag nobody registered."""
+    async with sm() as s:
+        site_id = await s.scalar(select(m.IdTag.site_id).where(m.IdTag.id_tag == id_tag))
+    return None if site_id is None else int(site_id)
+
+
 # ------------------------------------------------------------------ live sessions
 @dataclass(frozen=True)
 class SessionReadings:
