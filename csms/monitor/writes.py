@@ -132,7 +132,7 @@ def _station_site(
 def update_site(account: Account, current: SiteConfig, changes: dict[str, Any]) -> SiteConfig:
     """Validate, then write only what changed (to ``current``'s site); ConfigError (and
     no write) on a bad value."""
-    _require(account, Permission.write_garage, "change settings", "site")
+    _require(account, Permission.write_garage, "change settings")
     site = _site(account, current.site_id, "change settings", "site")
     clean = validate_site_update(current, changes)
     before = asdict(current)
