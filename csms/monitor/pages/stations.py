@@ -431,7 +431,8 @@ def _render(account: Account) -> None:
     if writer:
         _add_form(account, site_id)
     else:
-        st.caption("Read-only account: you see every station; changes are for managers.")
+        where = f" of site {site.name}" if view.several else ""
+        st.caption(f"Read-only account: you see every station{where}; changes are for managers.")
     if table.empty:
         return
     st.subheader("Manage a station" if writer else "A station in detail")
