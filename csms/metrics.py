@@ -8,14 +8,15 @@ nothing else a library registers globally leaks into the page.
 
 Label values are bounded: OCPP action names and error codes are checked against the
 OCPP 1.6 lists before they become labels (a charger cannot mint new series by sending
-made-up actions), phases are L1-L3, and no charge point id is a label (a garage of 500
+made-up actions), phases are L1-L3, a site is its name (set by an operator, at most
+`MAX_SITE_LABELS` sites), and no charge point id is a label (a garage of 500
 chargers would make 500 series of every metric; per-charger detail is in the API).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -163,6 +164,11 @@ API_REQUESTS = Counter(
     registry=REGISTRY,
 )
 
+# Site labels: one series per phase of each site, named by the operator (never by a
+# charger), up to this many sites; a longer name is cut (site names are at most 64).
+MAX_SITE_LABELS = 1000
+SITE_LABEL_MAX = 64
+
 _STATEMENTS = frozenset({"select", "insert", "update", "delete"})
 _TIMER_KEY = "garagegrid_statement_started"
 
@@ -194,6 +200,21 @@ def count_limit(answer: str) -> None:
 def set_fuse_headroom(site: str, headroom_a: Iterable[float]) -> None:
     for phase, amps in zip(("L1", "L2", "L3"), headroom_a, strict=False):
         FUSE_HEADROOM.labels(site, phase).set(amps)
+
+
+def replace_fuse_headroom(by_site: Mapping[str, Iterable[float]]) -> None:
+    """The headroom of every site now (by the site's name): a site renamed, or whose
+    controller has not planned yet, leaves no series behind. At most
+    `MAX_SITE_LABELS` sites, the first by name, so the series stay bounded."""
+    FUSE_HEADROOM.clear()
+    for name in sorted(by_site)[:MAX_SITE_LABELS]:
+        set_fuse_headroom(site_label(name), by_site[name])
+
+
+def site_label(name: str) -> str:
+    """A site's name as a label value: what the operator named it (``csms site add``),
+    cut to `SITE_LABEL_MAX` characters."""
+    return name[:SITE_LABEL_MAX]
 
 
 def _statement_kind(statement: str) -> str:

@@ -132,6 +132,7 @@ async def test_me_names_the_account_and_its_scope(garage: Garage) -> None:
             "role": "resident",
             "stations": ["CP1"],
             "tags": ["TAG1"],
+            "site": None,
         }
         assert (await manager.get("/api/v1/me")).json()["name"] == "token:ops"
 

@@ -13,12 +13,11 @@ from csms.api import problems, reads
 from csms.api.context import ApiContext
 from csms.api.routes import router
 from csms.errors import GarageGridError
+from csms.store import queries
 
 log = logging.getLogger("csms.api")
 
 API_VERSION = "1.0.0"
-# One site per deployment today; the label is there for when a deployment serves several.
-SITE_LABEL = "default"
 OPENAPI_URL = "/api/v1/openapi.json"
 
 DESCRIPTION = """
@@ -85,11 +84,34 @@ async def refresh_gauges(context: ApiContext) -> None:
             metrics.CHARGERS_CONNECTED.set(await reads.connected_count(context.sessionmaker))
     except (GarageGridError, SQLAlchemyError):
         log.warning("metrics: the store could not be read", exc_info=True)
-    if context.controller is not None:
+    await _refresh_headroom(context)
+
+
+async def _refresh_headroom(context: ApiContext) -> None:
+    """Every site's fuse headroom, labelled by the site's name (in-process only: a separate
+    `csms api` has no controller to ask)."""
+    if context.sites is not None:
+        controllers = dict(context.sites.controllers)
+    elif context.controller is not None:
+        controllers = {1: context.controller}
+    else:
+        return
+    try:
+        names = {site.site_id: site.name for site in await queries.sites(context.sessionmaker)}
+    except (GarageGridError, SQLAlchemyError):
+        log.warning("metrics: the sites could not be read", exc_info=True)
+        return
+    by_site: dict[str, tuple[float, float, float]] = {}
+    for site_id, controller in controllers.items():
         try:
-            headroom = context.controller.fuse_headroom_a()
+            headroom = controller.fuse_headroom_a()
         except GarageGridError:
-            log.warning("metrics: fuse headroom could not be computed", exc_info=True)
-            return
-        if headroom is not None:
-            metrics.set_fuse_headroom(SITE_LABEL, headroom)
+            log.warning(
+                "metrics: fuse headroom could not be computed",
+                exc_info=True,
+                extra={"site_id": site_id},
+            )
+            continue
+        if headroom is not None and site_id in names:
+            by_site[names[site_id]] = headroom
+    metrics.replace_fuse_headroom(by_site)

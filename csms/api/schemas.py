@@ -19,16 +19,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SiteRef(BaseModel):
+    id: int
+    name: str = Field(description="what ?site= takes")
+
+
 class Me(BaseModel):
     name: str = Field(description="the account the token acts as (token:NAME without a user)")
     role: Literal["manager", "resident", "viewer"]
     stations: list[str] = Field(description="a resident's stations")
     tags: list[str] = Field(description="a resident's id tags")
-
-
-class SiteRef(BaseModel):
-    id: int
-    name: str = Field(description="what ?site= takes")
+    site: SiteRef | None = Field(
+        description="the site the token acts within; null: every site (an operator token)"
+    )
 
 
 # ------------------------------------------------------------------------- site

@@ -155,6 +155,9 @@ async def audit(
         target=target,
         outcome=outcome,
         detail=detail,
+        # A site-bound token's rows are its site's (the monitor's Audit page of that site
+        # shows them); an operator token's are the deployment's.
+        site_id=account.site_id,
     )
 
 

@@ -14,7 +14,8 @@
     csms/monitor/pages/     one module per page
 
 Accounts and roles (manager, resident, viewer) are stored in the database
-(`csms.auth`, ``csms user``).
+(`csms.auth`, ``csms user``). Every page shows one site (`csms.monitor.access.page_site`):
+the account's own, or the one an all-sites account picks in the sidebar.
 
 The monitor never opens an OCPP connection: it reads the store, and changes the world
 only by writing settings, stations, resident input or command-outbox rows.

@@ -21,6 +21,12 @@ that says "Not allowed" (and is audited), so a bookmark or a typed URL never sho
 "Page not found" box nor the page. Logged out, every page's URL shows the login, and the
 page asked for opens after it. Every page script also starts with `page_account`, which
 refuses to render a page the role may not open, however it was reached.
+
+Sites: every page shows one site (`page_site`): an account bound to a site sees that
+site, with nothing to pick; an account that sees every site (an operator, ``csms user
+set-site NAME --all-sites``) picks one in the sidebar once the deployment has several.
+The choice is checked against the account on every run (a value for a site the account
+does not see falls back to its first site), and a single-site install shows no picker.
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from datetime import datetime
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
-from csms.auth import Account, Role, session_end
+from csms.auth import AccessDeniedError, Account, Role, session_end
+from csms.domain import SiteConfig
 from csms.errors import GarageGridError
 from csms.monitor import ui, writes
 from csms.monitor.pages import PAGES, default_page, may_open, pages_for
@@ -40,6 +47,8 @@ from csms.store import queries
 
 SESSION_KEY = "garagegrid_session"
 NOTICE_KEY = "garagegrid_notice"
+# The site an all-sites account chose in the sidebar (a site id).
+SITE_KEY = "garagegrid_site"
 # The login page's own URL path (the root URL shows it too).
 LOGIN_PATH = "login"
 # The login form's width on a desktop (a phone narrower than this gets its full width).
@@ -107,8 +116,6 @@ def current_account(*, activity: bool) -> Account | None:
         ):
             reason = "Your password was changed or your account removed."
             account = None
-        elif (refusal := writes.site_refusal(account)) is not None:
-            reason, account = refusal, None
     if reason is not None:
         writes.audit(account, "session ended", actor=open_session.name, detail={"why": reason})
         _drop(f"{reason} Log in again.")
@@ -208,16 +215,71 @@ def page_account(page: str) -> Account:
     return account
 
 
-def still_logged_in() -> bool:
+def still_logged_in(site_id: int | None = None) -> bool:
     """For a fragment that reruns itself: False (and a full rerun to the login page) once
-    the session has ended."""
+    the session has ended, or (``site_id``) once the account no longer sees that site."""
     try:
         account = current_account(activity=False)
     except GarageGridError:
         return True  # the fragment's own error box says what is wrong
-    if account is None:
+    if account is None or (
+        site_id is not None and account.site_id is not None and account.site_id != site_id
+    ):
         st.rerun(scope="app")
-    return account is not None
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- sites
+def visible_sites(account: Account) -> tuple[list[SiteConfig], int]:
+    """The sites ``account`` sees, and how many the deployment has."""
+    every = ui.run(queries.sites(ui.store().sessionmaker))
+    mine = [s for s in every if account.site_id is None or s.site_id == account.site_id]
+    if not mine:
+        raise AccessDeniedError(f"the site of {account.name}'s account does not exist")
+    return mine, len(every)
+
+
+def _chosen(sites: list[SiteConfig]) -> SiteConfig:
+    wanted = st.session_state.get(SITE_KEY)
+    return next((s for s in sites if s.site_id == wanted), sites[0])
+
+
+def page_site(account: Account) -> ui.SiteView:
+    """The site this page shows: the account's own, or the one an all-sites account chose
+    (checked again here: a chosen site the account does not see is never shown)."""
+    sites, count = visible_sites(account)
+    return ui.SiteView(_chosen(sites), several=count > 1)
+
+
+def _site_changed() -> None:
+    """Another site: the pages start afresh (no station or filter of the last site stays)."""
+    for key in list(st.session_state):
+        if key not in (SESSION_KEY, SITE_KEY, NOTICE_KEY):
+            del st.session_state[key]
+
+
+def _site_picker(account: Account) -> None:
+    """The site selector, for an account that sees several sites; else the site's name
+    once the deployment has several (a single-site install shows nothing)."""
+    sites, count = visible_sites(account)
+    if count <= 1:
+        return
+    if len(sites) == 1:
+        st.caption(f"Site: **{sites[0].name}**")
+        return
+    names = {s.site_id: s.name for s in sites}
+    # Set before the widget exists: a stale or crafted value becomes the first site.
+    st.session_state[SITE_KEY] = _chosen(sites).site_id
+    st.selectbox(
+        "Site",
+        list(names),
+        format_func=lambda site_id: names[site_id],
+        key=SITE_KEY,
+        on_change=_site_changed,
+        help="Every page shows this site: its fuse and settings, stations, sessions, "
+        "residents and building load.",
+    )
 
 
 @st.fragment(run_every=WATCH_EVERY_S)
@@ -229,6 +291,10 @@ def sidebar(account: Account) -> None:
     """Who is logged in, until when, and the way out."""
     with st.sidebar:
         st.markdown(f"**{account.name}** · {account.role}")
+        try:
+            _site_picker(account)
+        except (GarageGridError, AccessDeniedError) as exc:
+            st.error(str(exc), icon=":material/error:")
         if account.role is Role.resident:
             mine = ", ".join(sorted(account.stations | account.tags)) or ui.EMPTY
             st.caption(f"Your stations and tags: {mine}")

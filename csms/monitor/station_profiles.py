@@ -56,17 +56,18 @@ def _queued(cp_id: str, command: Command, command_id: int) -> None:
     st.toast(f"{command[0]} queued (command {command_id})", icon=":material/send:")
 
 
-def render(account: Account, station: Any, tz: str) -> None:
+def render(account: Account, station: Any, tz: str, site_id: int | None = None) -> None:
+    """``site_id``: the site the page shows; every write checks the station is on it."""
     writer = account.may(Permission.write_garage)
     cp_id = str(station.id)
-    _boot(account, cp_id, writer)
-    _local_list(account, cp_id, writer)
-    _reservations(account, cp_id, tz, writer)
-    _firmware(account, cp_id, tz, writer)
-    _trigger(account, cp_id, writer)
+    _boot(account, cp_id, writer, site_id)
+    _local_list(account, cp_id, writer, site_id)
+    _reservations(account, cp_id, tz, writer, site_id)
+    _firmware(account, cp_id, tz, writer, site_id)
+    _trigger(account, cp_id, writer, site_id)
 
 
-def _boot(account: Account, cp_id: str, writer: bool) -> None:
+def _boot(account: Account, cp_id: str, writer: bool, site_id: int | None) -> None:
     st.markdown("**Boot**")
     info = ui.run(ui.store().repo.get_charge_point(cp_id))
     if info is None:
@@ -81,11 +82,11 @@ def _boot(account: Account, cp_id: str, writer: bool) -> None:
         "they are). A charger that reconnects with them in place is Accepted at once anyway.",
     )
     if writer and at_once != info.accept_boot_at_once:
-        writes.edit_station(account, cp_id, accept_boot_at_once=at_once)
+        writes.edit_station(account, cp_id, site_id, accept_boot_at_once=at_once)
         st.toast("Saved", icon=":material/check:")
 
 
-def _local_list(account: Account, cp_id: str, writer: bool) -> None:
+def _local_list(account: Account, cp_id: str, writer: bool, site_id: int | None) -> None:
     st.markdown("**Local authorization list**")
     state = ui.run(_features().local_list(cp_id))
     kept = {None: "not asked yet", True: "kept", False: "not kept (or disabled)"}
@@ -101,17 +102,17 @@ def _local_list(account: Account, cp_id: str, writer: bool) -> None:
     c1, c2 = st.columns(2)
     if c1.button("Ask list version", key="ll_version"):
         command = get_list_version()
-        _queued(cp_id, command, writes.send_command(account, cp_id, command))
+        _queued(cp_id, command, writes.send_command(account, cp_id, command, site_id))
     if c2.button("Send the whole list", key="ll_full"):
         features = _features()
         desired = desired_entries(ui.run(features.id_tags(cp_id)), ui.now())
         update = plan_update(desired, None, state.version, full=True)
         assert update is not None
         command = ("SendLocalList", update.to_ocpp())
-        _queued(cp_id, command, writes.send_command(account, cp_id, command))
+        _queued(cp_id, command, writes.send_command(account, cp_id, command, site_id))
 
 
-def _reservations(account: Account, cp_id: str, tz: str, writer: bool) -> None:
+def _reservations(account: Account, cp_id: str, tz: str, writer: bool, site_id: int | None) -> None:
     st.markdown("**Reservations**")
     now = ui.now()
     rows = ui.run(_features().reservations(cp_id))[:10]
@@ -160,6 +161,7 @@ def _reservations(account: Account, cp_id: str, tz: str, writer: bool) -> None:
                         id_tag.strip(),
                         now + timedelta(minutes=int(minutes)),
                         now=now,
+                        site_id=site_id,
                     )
                     st.toast(f"ReserveNow queued (command {command_id})", icon=":material/send:")
                 except GarageGridError as exc:
@@ -169,10 +171,10 @@ def _reservations(account: Account, cp_id: str, tz: str, writer: bool) -> None:
         chosen = st.selectbox("Reservation", [r.id for r in active], key="cancel_reservation_id")
         if st.button("Cancel reservation", key="cancel_reservation"):
             command = ("CancelReservation", {"reservationId": int(chosen)})
-            _queued(cp_id, command, writes.send_command(account, cp_id, command))
+            _queued(cp_id, command, writes.send_command(account, cp_id, command, site_id))
 
 
-def _firmware(account: Account, cp_id: str, tz: str, writer: bool) -> None:
+def _firmware(account: Account, cp_id: str, tz: str, writer: bool, site_id: int | None) -> None:
     st.markdown("**Firmware and diagnostics**")
     info = ui.run(ui.store().repo.get_charge_point(cp_id))
     events = ui.run(_features().maintenance_events(cp_id, limit=10))
@@ -201,7 +203,7 @@ def _firmware(account: Account, cp_id: str, tz: str, writer: bool) -> None:
     if c1.button("Update firmware", key="fw_update", disabled=not location.strip()):
         retrieve = ui.now().isoformat().replace("+00:00", "Z")
         command = update_firmware(location.strip(), retrieve)
-        _queued(cp_id, command, writes.send_command(account, cp_id, command))
+        _queued(cp_id, command, writes.send_command(account, cp_id, command, site_id))
     upload = c2.text_input(
         "Diagnostics upload URI",
         key="diag_location",
@@ -209,10 +211,10 @@ def _firmware(account: Account, cp_id: str, tz: str, writer: bool) -> None:
     )
     if c2.button("Get diagnostics", key="diag_get", disabled=not upload.strip()):
         command = get_diagnostics(upload.strip())
-        _queued(cp_id, command, writes.send_command(account, cp_id, command))
+        _queued(cp_id, command, writes.send_command(account, cp_id, command, site_id))
 
 
-def _trigger(account: Account, cp_id: str, writer: bool) -> None:
+def _trigger(account: Account, cp_id: str, writer: bool, site_id: int | None) -> None:
     if not writer:
         return
     st.markdown("**Ask the charger to send a message**")
@@ -220,4 +222,4 @@ def _trigger(account: Account, cp_id: str, writer: bool) -> None:
     message = c1.selectbox("Message", TRIGGER_MESSAGES, key="trigger_message")
     if c2.button("Trigger", key="trigger_send"):
         command = trigger(str(message), None)
-        _queued(cp_id, command, writes.send_command(account, cp_id, command))
+        _queued(cp_id, command, writes.send_command(account, cp_id, command, site_id))

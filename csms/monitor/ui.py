@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from csms.monitor.frames import records
 from csms.monitor.store import MonitorStore
 from csms.store import queries
 from csms.store.engine import database_url
+from csms.store.repository import Repository
 
 T = TypeVar("T")
 
@@ -52,8 +54,33 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return store().run(coro)
 
 
-def site() -> SiteConfig:
-    return run(queries.site_settings(store().sessionmaker))
+@dataclass(frozen=True)
+class SiteView:
+    """The site a page shows (`csms.monitor.access.page_site`): its settings, and how the
+    page's reads and writes keep to it."""
+
+    site: SiteConfig
+    # The deployment has more than one site.
+    several: bool = False
+
+    @property
+    def site_id(self) -> int:
+        return self.site.site_id
+
+    @property
+    def scope(self) -> int | None:
+        """The site filter of a read. None on a single-site install: the whole store is
+        the site, so its reads stay as they were before sites (no filter)."""
+        return self.site_id if self.several else None
+
+    @property
+    def repo(self) -> Repository:
+        """The store seen from this site (`Repository.for_site`)."""
+        return store().repo.for_site(self.site_id)
+
+    def settings(self) -> SiteConfig:
+        """The site's settings read afresh (a page that refreshes itself)."""
+        return run(queries.site_settings(store().sessionmaker, self.site_id))
 
 
 @contextmanager

@@ -7,6 +7,12 @@ role (and, for a car, that the car is the account's) and raises
 who, when (real time, `ui.wall_now`), what and to which target. The row is written right
 after the change commits; passwords never reach it.
 
+Sites: a write acts on the site the page shows (``site_id``; without one, the account's
+own site, or no particular site for an operator). An account bound to a site may act on
+that site only, and a station, session or reservation is written only when its station
+is on that site: a crafted widget value naming another site's station is refused and
+audited like a role refusal ("denied"). The audit row carries the site.
+
 Logging in lives here too: it reads and writes the lockout (``login_throttle``) and the
 audit log, and checks a password with the memory-hard KDF of `csms.auth`.
 """
@@ -23,7 +29,6 @@ from csms.auth import (
     AccessDeniedError,
     Account,
     Permission,
-    Role,
     check_new_password,
     hash_user_password,
     verify_user_password,
@@ -62,8 +67,10 @@ def audit(
     outcome: str = "ok",
     detail: dict[str, Any] | None = None,
     actor: str | None = None,
+    site_id: int | None = None,
 ) -> None:
-    """One audit row for ``account`` (or a name that is no account: ``actor``)."""
+    """One audit row for ``account`` (or a name that is no account: ``actor``), of
+    ``site_id`` (else the account's site; an operator's: the whole deployment)."""
     ui.run(
         ui.store().repo.record_audit(
             at=ui.wall_now(),
@@ -73,6 +80,7 @@ def audit(
             target=target,
             outcome=outcome,
             detail=None if detail is None else _json(detail),
+            site_id=site_id if site_id is not None else account.site_id if account else None,
         )
     )
 
@@ -87,21 +95,57 @@ def _require(
         raise
 
 
+def _site(account: Account, site_id: int | None, action: str, target: str | None) -> int | None:
+    """The site a write acts on: ``site_id`` (the page's), else the account's own (None:
+    an operator naming none). A site-bound account may act on its own site only."""
+    site = site_id if site_id is not None else account.site_id
+    if account.site_id is not None and site != account.site_id:
+        audit(account, action, target, outcome="denied", detail={"site_id": site})
+        raise AccessDeniedError(f"{account.name} may not change another site")
+    return site
+
+
+def _station_site(
+    account: Account, cp_id: str, site_id: int | None, action: str, target: str | None = None
+) -> int | None:
+    """`_site`, and the station must be on it: another site's station is refused (and
+    audited) as if it did not exist. A station that does not exist is left to the
+    repository's own error."""
+    site = _site(account, site_id, action, target or cp_id)
+    if site is None:
+        return None
+    info = ui.run(ui.store().repo.get_charge_point(cp_id))
+    if info is not None and info.site_id != site:
+        audit(
+            account,
+            action,
+            target or cp_id,
+            outcome="denied",
+            detail={"why": "station of another site"},
+            site_id=site,
+        )
+        raise AccessDeniedError(f"there is no station {cp_id} at this site")
+    return site
+
+
 # ------------------------------------------------------------------------ settings
 def update_site(account: Account, current: SiteConfig, changes: dict[str, Any]) -> SiteConfig:
-    """Validate, then write only what changed; ConfigError (and no write) on a bad value."""
+    """Validate, then write only what changed (to ``current``'s site); ConfigError (and
+    no write) on a bad value."""
     _require(account, Permission.write_garage, "change settings")
+    site = _site(account, current.site_id, "change settings", "site")
     clean = validate_site_update(current, changes)
     before = asdict(current)
     changed = {k: v for k, v in clean.items() if before.get(k) != v}
     if not changed:
         return current
-    saved = ui.run(ui.store().repo.update_site(**changed))
+    saved = ui.run(ui.store().repo.update_site(site, **changed))
     audit(
         account,
         "change settings",
         "site",
         detail={k: [before.get(k), v] for k, v in changed.items()},
+        site_id=site,
     )
     return saved
 
@@ -116,8 +160,11 @@ def add_station(
     wiring: str,
     name: str | None,
     password: str | None,
+    site_id: int | None = None,
 ) -> None:
+    """A new station on ``site_id`` (the page's site; else the account's, else site 1)."""
     _require(account, Permission.write_garage, "add station", cp_id)
+    site = _site(account, site_id, "add station", cp_id)
     ui.run(
         ui.store().repo.add_charge_point(
             cp_id,
@@ -126,43 +173,57 @@ def add_station(
             wiring=wiring,
             name=name,
             password=password,
+            site_id=site,
         )
     )
     detail = {"max_current_a": max_current_a, "phases": phases, "wiring": wiring, "name": name}
     audit(
-        account, "add station", cp_id, detail=detail | {"password": "set" if password else "none"}
+        account,
+        "add station",
+        cp_id,
+        detail=detail | {"password": "set" if password else "none"},
+        site_id=site,
     )
 
 
-def edit_station(account: Account, cp_id: str, **values: Any) -> None:
+def edit_station(account: Account, cp_id: str, site_id: int | None = None, **values: Any) -> None:
     _require(account, Permission.write_garage, "edit station", cp_id)
+    site = _station_site(account, cp_id, site_id, "edit station")
     if "password" in values:
         raise ConfigError("a station's password is set with `csms station set --password`")
+    if "site_id" in values:
+        raise ConfigError("a station stays on its site (`csms station` cannot move it either)")
     ui.run(ui.store().repo.update_charge_point(cp_id, **values))
-    audit(account, "edit station", cp_id, detail=values)
+    audit(account, "edit station", cp_id, detail=values, site_id=site)
 
 
-def remove_station(account: Account, cp_id: str) -> None:
+def remove_station(account: Account, cp_id: str, site_id: int | None = None) -> None:
     _require(account, Permission.write_garage, "remove station", cp_id)
+    site = _station_site(account, cp_id, site_id, "remove station")
     ui.run(ui.store().repo.remove_charge_point(cp_id))
-    audit(account, "remove station", cp_id)
+    audit(account, "remove station", cp_id, site_id=site)
 
 
-def count_as_managed(account: Account, cp_id: str) -> None:
+def count_as_managed(account: Account, cp_id: str, site_id: int | None = None) -> None:
     _require(account, Permission.write_garage, "count as managed again", cp_id)
+    site = _station_site(account, cp_id, site_id, "count as managed again")
     before = ui.run(ui.store().repo.clear_unmanaged(cp_id))
     audit(
         account,
         "count as managed again",
         cp_id,
         detail={"was_unmanaged": before.unmanaged, "reason": before.unmanaged_reason},
+        site_id=site,
     )
 
 
-def send_command(account: Account, cp_id: str, command: actions.Command) -> int:
+def send_command(
+    account: Account, cp_id: str, command: actions.Command, site_id: int | None = None
+) -> int:
     """Queue an OCPP operation in the outbox; returns the command's id."""
     action, payload = command
     _require(account, Permission.write_garage, f"command {action}", cp_id)
+    site = _station_site(account, cp_id, site_id, f"command {action}")
     requested_by = f"monitor:{account.name}"[:REQUESTED_BY_MAX]
     command_id = ui.run(
         ui.store().repo.enqueue_command(cp_id, action, payload, requested_by=requested_by)
@@ -172,6 +233,7 @@ def send_command(account: Account, cp_id: str, command: actions.Command) -> int:
         f"command {action}",
         cp_id,
         detail={"command_id": command_id, "payload": payload},
+        site_id=site,
     )
     return command_id
 
@@ -184,12 +246,28 @@ def reserve(
     expires_at: datetime,
     *,
     now: datetime,
+    site_id: int | None = None,
 ) -> int:
     """A reservation and its ReserveNow in the outbox; returns the command's id."""
     from csms.reservations import reserve_now_payload
     from csms.store.features import FeatureStore
 
     _require(account, Permission.write_garage, "reserve", cp_id)
+    site_id = _station_site(account, cp_id, site_id, "reserve")
+    if site_id is not None:
+        # Another site's resident's tag: Invalid at this site's chargers anyway, and not
+        # this site's to hold a connector for.
+        tag_site = ui.run(queries.id_tag_site(ui.store().sessionmaker, id_tag))
+        if tag_site is not None and tag_site != site_id:
+            audit(
+                account,
+                "reserve",
+                cp_id,
+                outcome="denied",
+                detail={"why": "id tag of another site"},
+                site_id=site_id,
+            )
+            raise AccessDeniedError(f"there is no id tag {id_tag} at this site")
     reservation = ui.run(
         FeatureStore(ui.store().repo).add_reservation(
             cp_id,
@@ -200,17 +278,25 @@ def reserve(
             now=now,
         )
     )
-    return send_command(account, cp_id, ("ReserveNow", reserve_now_payload(reservation)))
+    return send_command(
+        account, cp_id, ("ReserveNow", reserve_now_payload(reservation)), site_id=site_id
+    )
 
 
 # ----------------------------------------------------------------------- residents
-def save_session_input(account: Account, transaction_id: int, values: dict[str, Any]) -> None:
-    """A car's departure and need: a manager's for any car, a resident's for their own."""
+def save_session_input(
+    account: Account, transaction_id: int, values: dict[str, Any], site_id: int | None = None
+) -> None:
+    """A car's departure and need: a manager's for any car (of the site), a resident's for
+    their own."""
     target = f"transaction {transaction_id}"
     _require(account, Permission.write_session, "set departure and need", target)
     tx = ui.run(ui.store().repo.get_transaction(transaction_id))
     if tx is None:
         raise NotFoundError(f"no transaction {transaction_id}")
+    site = _station_site(
+        account, str(tx["charge_point_id"]), site_id, "set departure and need", target
+    )
     if not account.sees_session(str(tx["charge_point_id"]), tx["id_tag"]):
         audit(account, "set departure and need", target, outcome="denied")
         raise AccessDeniedError(f"{account.name} may not change another resident's car")
@@ -222,6 +308,7 @@ def save_session_input(account: Account, transaction_id: int, values: dict[str, 
         "set departure and need",
         target,
         detail={"charge_point_id": tx["charge_point_id"], **values},
+        site_id=site,
     )
 
 
@@ -237,24 +324,6 @@ class LoginResult:
 
 def _minutes(span: timedelta) -> str:
     return f"{max(1, math.ceil(span.total_seconds() / 60))} min"
-
-
-# The monitor does not yet show one site alone (issue 12 item 5): with several sites, an
-# account bound to one site that would see every site's garage is refused instead.
-ONE_SITE_REFUSAL = (
-    "This deployment has several sites and the monitor cannot show one site alone yet; "
-    "an operator can give your account every site (csms user set-site NAME --all-sites)."
-)
-
-
-def site_refusal(account: Account) -> str | None:
-    """Why ``account`` may not use the monitor now, or None. A resident sees only their
-    own stations and tags, so only managers and viewers bound to one site are refused."""
-    if account.site_id is None or account.role is Role.resident:
-        return None
-    if ui.run(queries.site_count(ui.store().sessionmaker)) <= 1:
-        return None
-    return ONE_SITE_REFUSAL
 
 
 def log_in(name: str, password: str) -> LoginResult:
@@ -287,9 +356,6 @@ def log_in(name: str, password: str) -> LoginResult:
         audit(None, "log in", outcome="failed", actor=name or "?")
         return LoginResult(None, "Wrong name or password.")
     account = found[0]
-    if (refusal := site_refusal(account)) is not None:
-        audit(account, "log in", outcome="refused", detail={"why": "site-bound account"})
-        return LoginResult(None, refusal)
     ui.run(repo.record_login_success(account.id, now))
     audit(account, "log in")
     return LoginResult(account)

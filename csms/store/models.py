@@ -487,6 +487,9 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(128), default=None)
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The site the row concerns (what the monitor showed, the account's site at a login);
+    # None: the whole deployment (an operator's login, `csms user`, rows before 0010m).
+    site_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
 
 
 class SecurityEvent(Base):

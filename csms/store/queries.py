@@ -109,16 +109,16 @@ async def clock_anchor(sm: SessionMaker) -> ClockAnchor | None:
         return ClockAnchor(row.sim_at, row.wall_at, row.speed)
 
 
-async def site_count(sm: SessionMaker) -> int:
-    """How many sites the deployment has (0 before any `csms serve` or `csms site`)."""
+async def sites(sm: SessionMaker) -> list[SiteConfig]:
+    """Every site by id (one read); site 1 with the model defaults when nothing has written
+    it yet (read only: the monitor does not make the row)."""
     async with sm() as s:
-        return int(await s.scalar(select(func.count()).select_from(m.SiteSettings)) or 0)
+        rows = list((await s.execute(select(m.SiteSettings).order_by(m.SiteSettings.id))).scalars())
+    return [_site_config(row, row.id) for row in rows] or [_site_config(None, SITE_ROW_ID)]
 
 
-async def site_settings(sm: SessionMaker, site_id: int = SITE_ROW_ID) -> SiteConfig:
-    """A site's settings row, or the model defaults when the CSMS has not written it yet."""
-    async with sm() as s:
-        row = await s.get(m.SiteSettings, site_id)
+def _site_config(row: m.SiteSettings | None, site_id: int) -> SiteConfig:
+    """A settings row as a SiteConfig; without a row, the model's defaults."""
     table = m.SiteSettings.__table__
     values: dict[str, Any] = {}
     for f in fields(SiteConfig):
@@ -131,6 +131,20 @@ async def site_settings(sm: SessionMaker, site_id: int = SITE_ROW_ID) -> SiteCon
             default = table.c[column].default
             values[f.name] = getattr(default, "arg", None)
     return SiteConfig(**values)
+
+
+def _on_site(site_id: int | None, cp_column: Any) -> list[Any]:
+    """WHERE terms keeping rows of ``site_id``'s charge points (None: no terms)."""
+    if site_id is None:
+        return []
+    return [cp_column.in_(select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id))]
+
+
+async def site_settings(sm: SessionMaker, site_id: int = SITE_ROW_ID) -> SiteConfig:
+    """A site's settings row, or the model defaults when the CSMS has not written it yet."""
+    async with sm() as s:
+        row = await s.get(m.SiteSettings, site_id)
+    return _site_config(row, site_id)
 
 
 async def latest_building_load(
@@ -204,8 +218,9 @@ async def building_load_buckets(
 
 
 # ------------------------------------------------------------------------ stations
-async def stations(sm: SessionMaker) -> pd.DataFrame:
-    """Every charge point: id, name, max_current_a, phases, wiring, connected."""
+async def stations(sm: SessionMaker, site_id: int | None = None) -> pd.DataFrame:
+    """Every charge point (of ``site_id``): id, name, max_current_a, phases, wiring,
+    connected."""
     stmt = select(
         m.ChargePoint.id,
         m.ChargePoint.name,
@@ -215,6 +230,8 @@ async def stations(sm: SessionMaker) -> pd.DataFrame:
         m.ChargePoint.connected,
         m.ChargePoint.only_stack_level_0,
     ).order_by(m.ChargePoint.id)
+    if site_id is not None:
+        stmt = stmt.where(m.ChargePoint.site_id == site_id)
     async with sm() as s:
         rows = (await s.execute(stmt)).all()
     return pd.DataFrame(
@@ -294,8 +311,9 @@ STATION_COLUMNS = [
 ]
 
 
-async def station_table(sm: SessionMaker) -> pd.DataFrame:
-    """One row per charge point with its state, latest limit, latest draw and last error.
+async def station_table(sm: SessionMaker, site_id: int | None = None) -> pd.DataFrame:
+    """One row per charge point (of ``site_id``) with its state, latest limit, latest draw
+    and last error.
 
     ``status`` is connector 1's (or the first connector's) latest StatusNotification;
     ``limit_a`` the newest allocation; ``power_w`` the newest Power.Active.Import sample
@@ -341,12 +359,15 @@ async def station_table(sm: SessionMaker) -> pd.DataFrame:
         cp.capabilities,
         cp.capabilities_read_at,
     ).order_by(cp.id)
+    if site_id is not None:
+        stmt = stmt.where(cp.site_id == site_id)
     connectors = select(
         m.Connector.charge_point_id,
         m.Connector.connector_id,
         m.Connector.status,
         m.Connector.error_code,
-    ).order_by(m.Connector.charge_point_id, m.Connector.connector_id)
+    ).where(*_on_site(site_id, m.Connector.charge_point_id))
+    connectors = connectors.order_by(m.Connector.charge_point_id, m.Connector.connector_id)
     errors = (
         select(
             m.StatusEvent.charge_point_id,
@@ -355,13 +376,19 @@ async def station_table(sm: SessionMaker) -> pd.DataFrame:
             m.StatusEvent.vendor_error_code,
             m.StatusEvent.received_at,
         )
-        .where(m.StatusEvent.error_code != "NoError")
+        .where(
+            m.StatusEvent.error_code != "NoError",
+            *_on_site(site_id, m.StatusEvent.charge_point_id),
+        )
         .order_by(m.StatusEvent.received_at)
     )
     open_tx = (
         select(m.Transaction.charge_point_id, m.Transaction.id, m.Transaction.id_tag, m.IdTag.owner)
         .outerjoin(m.IdTag, m.IdTag.id_tag == m.Transaction.id_tag)
-        .where(m.Transaction.stopped_at.is_(None))
+        .where(
+            m.Transaction.stopped_at.is_(None),
+            *_on_site(site_id, m.Transaction.charge_point_id),
+        )
         .order_by(m.Transaction.id)
     )
     async with sm() as s:
@@ -437,9 +464,12 @@ def _utc(value: Any) -> datetime | None:
     raise TypeError(f"not a timestamp: {value!r}")
 
 
-async def newest_sample_at(sm: SessionMaker) -> datetime | None:
-    """The newest meter-value timestamp of any charge point (index lookups per station)."""
+async def newest_sample_at(sm: SessionMaker, site_id: int | None = None) -> datetime | None:
+    """The newest meter-value timestamp of any charge point (of ``site_id``; index lookups
+    per station)."""
     stmt = select(func.max(_latest_sample_time(m.ChargePoint.id)))
+    if site_id is not None:
+        stmt = stmt.where(m.ChargePoint.site_id == site_id)
     async with sm() as s:
         value = (await s.execute(stmt)).scalar_one_or_none()
     return _utc(value)
@@ -454,22 +484,30 @@ async def sample_buckets(
     *,
     station_ids: Sequence[str] | None = None,
     measurands: Sequence[str] = (POWER, CURRENT),
+    site_id: int | None = None,
 ) -> pd.DataFrame:
     """Average and maximum of sampled values per bucket, station, measurand and phase.
 
     Columns: time (UTC bucket start), charge_point_id, measurand, phase, avg, max, n.
-    Without ``station_ids`` every station is included. Short spans become index range
-    scans on (charge_point_id, timestamp) per station; long ones read the table in order,
-    which beats a million random lookups.
+    Without ``station_ids`` every station (of ``site_id``) is included. Short spans become
+    index range scans on (charge_point_id, timestamp) per station; long ones read the
+    table in order, which beats a million random lookups.
     """
     ms = m.MeterSample
     columns = ["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]
     if station_ids is None and end - start <= INDEX_SCAN_MAX_SPAN:
+        ids = select(m.ChargePoint.id)
+        if site_id is not None:
+            ids = ids.where(m.ChargePoint.site_id == site_id)
         async with sm() as s:
-            station_ids = list((await s.execute(select(m.ChargePoint.id))).scalars())
+            station_ids = list((await s.execute(ids)).scalars())
     if station_ids is not None and not station_ids:
         return pd.DataFrame(columns=columns)
-    station_filter = [] if station_ids is None else [ms.charge_point_id.in_(list(station_ids))]
+    station_filter = (
+        _on_site(site_id, ms.charge_point_id)
+        if station_ids is None
+        else [ms.charge_point_id.in_(list(station_ids))]
+    )
     inner = (
         select(
             bucket_of(ms.timestamp, bucket_s).label("bucket"),
@@ -517,8 +555,10 @@ async def energy_buckets(
     bucket_s: int,
     *,
     station_ids: Sequence[str] | None = None,
+    site_id: int | None = None,
 ) -> pd.DataFrame:
-    """Energy delivered per bucket and station, from energy-register differences.
+    """Energy delivered per bucket and station (of ``station_ids``, else of ``site_id``'s
+    stations, else every station), from energy-register differences.
 
     Every plausible reading of a transaction overlapping the window (a flagged one,
     ``meter_samples.flag``, is left out), plus its StopTransaction reading, minus the
@@ -528,7 +568,7 @@ async def energy_buckets(
     """
     ms, tx = m.MeterSample, m.Transaction
     overlapping = _overlapping_transactions(start, end)
-    station_filter: list[Any] = []
+    station_filter: list[Any] = _on_site(site_id, tx.charge_point_id)
     if station_ids is not None:
         if not station_ids:
             return pd.DataFrame(columns=["time", "charge_point_id", "energy_wh"])
@@ -761,14 +801,16 @@ async def _latest_register(s: AsyncSession, transaction_ids: Sequence[int]) -> d
     return {int(tx_id): float(v) for tx_id, v in rows if tx_id is not None and v is not None}
 
 
-async def session_months(sm: SessionMaker) -> tuple[datetime, datetime] | None:
-    """The first and last session start, for the month filter."""
+async def session_months(
+    sm: SessionMaker, site_id: int | None = None
+) -> tuple[datetime, datetime] | None:
+    """The first and last session start (at ``site_id``'s stations), for the month filter."""
+    tx = m.Transaction
+    stmt = select(func.min(tx.started_at), func.max(tx.started_at)).where(
+        *_on_site(site_id, tx.charge_point_id)
+    )
     async with sm() as s:
-        first, last = (
-            await s.execute(
-                select(func.min(m.Transaction.started_at), func.max(m.Transaction.started_at))
-            )
-        ).one()
+        first, last = (await s.execute(stmt)).one()
     if first is None or last is None:
         return None
     first_at, last_at = _utc(first), _utc(last)
@@ -777,15 +819,21 @@ async def session_months(sm: SessionMaker) -> tuple[datetime, datetime] | None:
     return first_at, last_at
 
 
-async def id_tags(sm: SessionMaker) -> pd.DataFrame:
-    """Every id tag with its owner: id_tag, owner, blocked."""
+async def id_tags(sm: SessionMaker, site_id: int | None = None) -> pd.DataFrame:
+    """Every id tag (of ``site_id``) with its owner: id_tag, owner, blocked."""
+    stmt = select(m.IdTag.id_tag, m.IdTag.owner, m.IdTag.blocked).order_by(m.IdTag.id_tag)
+    if site_id is not None:
+        stmt = stmt.where(m.IdTag.site_id == site_id)
     async with sm() as s:
-        rows = (
-            await s.execute(
-                select(m.IdTag.id_tag, m.IdTag.owner, m.IdTag.blocked).order_by(m.IdTag.id_tag)
-            )
-        ).all()
+        rows = (await s.execute(stmt)).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=["id_tag", "owner", "blocked"])
+
+
+async def id_tag_site(sm: SessionMaker, id_tag: str) -> int | None:
+    """The site an id tag belongs to; None for a tag nobody registered."""
+    async with sm() as s:
+        site_id = await s.scalar(select(m.IdTag.site_id).where(m.IdTag.id_tag == id_tag))
+    return None if site_id is None else int(site_id)
 
 
 # ------------------------------------------------------------------ live sessions
@@ -849,8 +897,9 @@ async def session_readings(sm: SessionMaker, transaction_id: int) -> SessionRead
     )
 
 
-async def open_session_readings(sm: SessionMaker) -> pd.DataFrame:
-    """Every running transaction with its newest power, register, SoC and limit.
+async def open_session_readings(sm: SessionMaker, site_id: int | None = None) -> pd.DataFrame:
+    """Every running transaction (at ``site_id``'s stations) with its newest power,
+    register, SoC and limit.
 
     Columns: transaction_id, charge_point_id, connector_id, id_tag, owner, started_at,
     departure_at, energy_needed_wh, ev_model, battery_kwh, target_soc, meter_start_wh,
@@ -902,7 +951,7 @@ async def open_session_readings(sm: SessionMaker) -> pd.DataFrame:
         )
         .outerjoin(m.IdTag, m.IdTag.id_tag == tx.id_tag)
         .outerjoin(m.ChargePoint, m.ChargePoint.id == tx.charge_point_id)
-        .where(tx.stopped_at.is_(None))
+        .where(tx.stopped_at.is_(None), *_on_site(site_id, tx.charge_point_id))
         .order_by(tx.charge_point_id, tx.connector_id)
     )
     columns = [
@@ -1063,16 +1112,27 @@ async def notifications(
 AUDIT_COLUMNS = ["id", "at", "actor", "role", "action", "target", "outcome", "detail"]
 
 
+def _audit_site(site_id: int, deployment: bool) -> ColumnElement[bool]:
+    own = m.AuditEntry.site_id == site_id
+    return or_(own, m.AuditEntry.site_id.is_(None)) if deployment else own
+
+
 async def audit_log(
     sm: SessionMaker,
     *,
     actor: str | None = None,
     since: datetime | None = None,
     limit: int = 500,
+    site_id: int | None = None,
+    deployment: bool = True,
 ) -> pd.DataFrame:
-    """The newest audit rows (of one actor, since a time), newest first."""
+    """The newest audit rows (of one actor, since a time), newest first. ``site_id``: only
+    that site's rows, and with ``deployment`` also those of no site (an operator's login,
+    `csms user`, rows written before audit rows had a site)."""
     a = m.AuditEntry
     stmt = select(a).order_by(a.at.desc(), a.id.desc()).limit(limit)
+    if site_id is not None:
+        stmt = stmt.where(_audit_site(site_id, deployment))
     if actor is not None:
         stmt = stmt.where(a.actor == actor)
     if since is not None:
@@ -1092,10 +1152,16 @@ async def user_count(sm: SessionMaker) -> int:
         return int((await s.execute(select(func.count()).select_from(m.User))).scalar_one())
 
 
-async def audit_actors(sm: SessionMaker) -> list[str]:
-    """Everyone who appears in the audit log, for its filter."""
+async def audit_actors(
+    sm: SessionMaker, site_id: int | None = None, deployment: bool = True
+) -> list[str]:
+    """Everyone who appears in the audit log (of ``site_id``, as `audit_log`), for its
+    filter."""
+    stmt = select(m.AuditEntry.actor).distinct().order_by(m.AuditEntry.actor)
+    if site_id is not None:
+        stmt = stmt.where(_audit_site(site_id, deployment))
     async with sm() as s:
-        rows = await s.execute(select(m.AuditEntry.actor).distinct().order_by(m.AuditEntry.actor))
+        rows = await s.execute(stmt)
     return [str(r) for r in rows.scalars()]
 
 

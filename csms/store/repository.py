@@ -1961,8 +1961,10 @@ class Repository:
         target: str | None = None,
         outcome: str = "ok",
         detail: dict[str, Any] | None = None,
+        site_id: int | None = None,
     ) -> None:
-        """One audit row: who (``actor``, ``role``) did ``action`` to ``target``, when."""
+        """One audit row: who (``actor``, ``role``) did ``action`` to ``target``, when;
+        ``site_id``: the site it concerns (else this view's site; None: the deployment)."""
         async with self._unit() as s:
             s.add(
                 m.AuditEntry(
@@ -1973,6 +1975,7 @@ class Repository:
                     target=None if target is None else target[:128],
                     outcome=outcome,
                     detail=detail,
+                    site_id=self._scope(site_id),
                 )
             )
 

@@ -22,11 +22,13 @@ router = APIRouter()
 @router.get("/me", response_model=s.Me, tags=["tokens"], summary="Who this token acts as")
 async def me(scope: CurrentScope) -> s.Me:
     account = scope.account
+    own = next((x for x in scope.sites if x.site_id == account.site_id), None)
     return s.Me(
         name=account.name,
         role=account.role.value,
         stations=sorted(account.stations),
         tags=sorted(account.tags),
+        site=None if own is None else s.SiteRef(id=own.site_id, name=own.name),
     )
 
 

@@ -29,8 +29,15 @@ def render() -> None:
 
 
 def _render(account: Account) -> None:
-    tz = ui.site().timezone
+    view = access.page_site(account)
+    tz = view.site.timezone
     st.markdown(f"**{account.name}** · {ROLE_TEXT[account.role]}")
+    if view.several:
+        st.markdown(
+            f"Site: **{view.site.name}** (your account's)"
+            if account.site_id is not None
+            else f"Sites: every site (you are looking at **{view.site.name}**)"
+        )
     if account.role is Role.resident:
         st.markdown(
             f"Stations: {', '.join(sorted(account.stations)) or ui.EMPTY} · "

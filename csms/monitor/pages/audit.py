@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from csms.auth import Account
 from csms.monitor import access, ui
 from csms.monitor.frames import records
 from csms.store import queries
@@ -22,10 +23,10 @@ NOT_OK = "Only failed and refused"
 
 
 def render() -> None:
-    access.page_account("audit")
+    account = access.page_account("audit")
     st.title("Audit")
     with ui.error_box():
-        _render()
+        _render(account, access.page_site(account))
 
 
 def _detail(value: Any) -> str:
@@ -34,15 +35,28 @@ def _detail(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def _render() -> None:
+def _render(account: Account, view: ui.SiteView) -> None:
     sm = ui.store().sessionmaker
-    tz = ui.site().timezone
+    tz = view.site.timezone
+    # With several sites: the site's own rows; an operator also sees the deployment's
+    # (operators' logins, `csms user`, rows from before rows had a site).
+    scope = view.scope
+    deployment = account.site_id is None
     c1, c2 = st.columns([2, 3])
-    actor = c1.selectbox("Who", [ALL, *ui.run(queries.audit_actors(sm))], key="audit_actor")
+    actors = ui.run(queries.audit_actors(sm, scope, deployment))
+    actor = c1.selectbox("Who", [ALL, *actors], key="audit_actor")
     with c2:
         st.write("")
         not_ok = st.toggle(NOT_OK, key="audit_not_ok")
-    log = ui.run(queries.audit_log(sm, actor=None if actor == ALL else actor, limit=LIMIT))
+    log = ui.run(
+        queries.audit_log(
+            sm,
+            actor=None if actor == ALL else actor,
+            limit=LIMIT,
+            site_id=scope,
+            deployment=deployment,
+        )
+    )
     if not_ok:
         log = log[log["outcome"] != "ok"]
     if log.empty:
@@ -69,8 +83,14 @@ def _render() -> None:
         if speed == 0
         else f" The garage's clock runs {speed:g}x, so its times differ."
     )
+    whose = (
+        ""
+        if scope is None
+        else f" Site {view.site.name}'s entries"
+        + (" and the whole deployment's (logins of operators, `csms user`)." if deployment else ".")
+    )
     st.caption(
-        f"The newest {LIMIT} entries, in real time, site time zone ({tz}).{garage} "
+        f"The newest {LIMIT} entries, in real time, site time zone ({tz}).{whose}{garage} "
         "Outcomes: ok, denied (the role may not), failed (wrong password), locked."
     )
     st.download_button(

@@ -17,18 +17,30 @@ CACHE_TTL_S = 30
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner="Reading meter values…", max_entries=16)
 def _energy(
-    url: str, start: datetime, end: datetime, bucket_s: int, stations: tuple[str, ...] | None
+    url: str,
+    start: datetime,
+    end: datetime,
+    bucket_s: int,
+    stations: tuple[str, ...] | None,
+    site_id: int | None,
 ) -> pd.DataFrame:
     store = ui.store()
     assert store.url == url
     return store.run(
-        queries.energy_buckets(store.sessionmaker, start, end, bucket_s, station_ids=stations)
+        queries.energy_buckets(
+            store.sessionmaker, start, end, bucket_s, station_ids=stations, site_id=site_id
+        )
     )
 
 
 @st.cache_data(ttl=CACHE_TTL_S, show_spinner="Reading phase currents…", max_entries=8)
 def _currents(
-    url: str, start: datetime, end: datetime, bucket_s: int, stations: tuple[str, ...] | None
+    url: str,
+    start: datetime,
+    end: datetime,
+    bucket_s: int,
+    stations: tuple[str, ...] | None,
+    site_id: int | None,
 ) -> pd.DataFrame:
     store = ui.store()
     assert store.url == url
@@ -40,6 +52,7 @@ def _currents(
             bucket_s,
             station_ids=stations,
             measurands=(queries.CURRENT,),
+            site_id=site_id,
         )
     )
 
@@ -73,18 +86,19 @@ def _hourly(energy: pd.DataFrame) -> pd.DataFrame:
 
 
 def render() -> None:
-    access.page_account("history")
+    account = access.page_account("history")
     st.title("History")
     with ui.error_box():
-        _render()
+        _render(access.page_site(account))
 
 
-def _render() -> None:
+def _render(view: ui.SiteView) -> None:
     store = ui.store()
     sm = store.sessionmaker
-    site = ui.site()
+    site = view.site
     tz = site.timezone
-    stations = ui.run(queries.stations(sm))
+    scope = view.scope
+    stations = ui.run(queries.stations(sm, scope))
     if stations.empty:
         st.info(ui.NO_STATIONS, icon=":material/ev_station:")
         return
@@ -108,9 +122,9 @@ def _render() -> None:
     bucket_s = min(MAX_BUCKET_S, queries.choose_bucket_s(end - start, max_points=400))
     selected = stations[stations["id"].isin(chosen)] if chosen else stations
     ids = tuple(str(x) for x in selected["id"]) if chosen else None
-    energy = _energy(store.url, start, end, bucket_s, ids)
+    energy = _energy(store.url, start, end, bucket_s, ids, scope)
     need_currents = unit == "A" or per_phase
-    currents = _currents(store.url, start, end, bucket_s, ids) if need_currents else None
+    currents = _currents(store.url, start, end, bucket_s, ids, scope) if need_currents else None
     draw = frames.draw_from_energy(
         energy,
         selected,
@@ -122,7 +136,7 @@ def _render() -> None:
     )
     index = frames.bucket_index(start, end, bucket_s)
     building = frames.building_per_bucket(
-        ui.run(queries.building_load_buckets(sm, start, end, bucket_s)), index
+        ui.run(queries.building_load_buckets(sm, start, end, bucket_s, view.site_id)), index
     )
     total_kwh = float(energy["energy_wh"].sum()) / 1000.0 if len(energy) else 0.0
     peak_kw = float(frames.total_by_phase(draw)["power_w"].max() or 0.0) / 1000.0
@@ -233,7 +247,7 @@ def _allocations(
     station = st.selectbox(
         "Station", ids, format_func=lambda cp: names.get(cp, cp), key="history_alloc_station"
     )
-    if station is None:
+    if station is None or station not in ids:
         return
     limits = ui.run(queries.allocation_buckets(sm, station, start, end, bucket_s))
     mine = draw[draw["charge_point_id"] == station]

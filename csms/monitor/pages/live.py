@@ -82,24 +82,25 @@ def _kpis(
 
 
 @st.fragment(run_every=REFRESH_S)
-def live_panel(minutes: int, unit: charts.Unit, per_phase: bool) -> None:
+def live_panel(view: ui.SiteView, minutes: int, unit: charts.Unit, per_phase: bool) -> None:
     # The panel refreshes itself; it stops (and the login page shows) when the session ends.
-    if not access.still_logged_in():
+    if not access.still_logged_in(view.site_id):
         return
     with ui.error_box():
-        _live_panel(minutes, unit, per_phase)
+        _live_panel(view, minutes, unit, per_phase)
 
 
-def _live_panel(minutes: int, unit: charts.Unit, per_phase: bool) -> None:
+def _live_panel(view: ui.SiteView, minutes: int, unit: charts.Unit, per_phase: bool) -> None:
     store = ui.store()
     sm = store.sessionmaker
-    site = ui.site()
-    stations = ui.run(queries.stations(sm))
+    site = view.settings()
+    scope = view.scope
+    stations = ui.run(queries.stations(sm, scope))
     if stations.empty:
         st.info(ui.NO_STATIONS, icon=":material/ev_station:")
         return
     now = ui.now()
-    newest = ui.run(queries.newest_sample_at(sm))
+    newest = ui.run(queries.newest_sample_at(sm, scope))
     end, followed = _window(newest, now, minutes)
     start = end - timedelta(minutes=minutes)
     bucket_s = BUCKET_S[minutes]
@@ -110,7 +111,11 @@ def _live_panel(minutes: int, unit: charts.Unit, per_phase: bool) -> None:
     )
     index = frames.bucket_index(start, end, bucket_s)
     building = frames.building_per_bucket(
-        ui.run(queries.building_load_buckets(sm, start - timedelta(hours=1), end, bucket_s)),
+        ui.run(
+            queries.building_load_buckets(
+                sm, start - timedelta(hours=1), end, bucket_s, site_id=view.site_id
+            )
+        ),
         index,
         site.building_load_max_age_s,
     )
@@ -126,11 +131,11 @@ def _live_panel(minutes: int, unit: charts.Unit, per_phase: bool) -> None:
     headroom = frames.headroom(site, draw_now, building_now)
     power_kw = float(last["power_w"]) / 1000.0 if last is not None else 0.0
 
-    open_sessions = ui.run(queries.open_session_readings(sm))
+    open_sessions = ui.run(queries.open_session_readings(sm, scope))
     outlooks = [session_outlook(row, site, end, CATALOGUE) for row in frames.records(open_sessions)]
     midnight = datetime.combine(end.astimezone(ui.zone(site.timezone)).date(), datetime.min.time())
     midnight_utc = midnight.replace(tzinfo=ui.zone(site.timezone))
-    today = ui.run(queries.energy_buckets(sm, midnight_utc, end, 2 * 86400))
+    today = ui.run(queries.energy_buckets(sm, midnight_utc, end, 2 * 86400, site_id=scope))
     energy_today_kwh = float(today["energy_wh"].sum()) / 1000.0
 
     if followed:
@@ -197,16 +202,17 @@ def _charging_table(
 
 
 def render() -> None:
-    access.page_account("live")
+    account = access.page_account("live")
     st.title("Live load")
     with ui.error_box():
+        view = access.page_site(account)
         c1, c2, c3 = st.columns([2, 2, 2])
         window = c1.segmented_control(
             "Window", list(WINDOWS_MIN), default="15 min", key="live_window"
         )
         unit = c2.segmented_control("Unit", ["kW", "A"], default="kW", key="live_unit")
         per_phase = c3.toggle("Per phase", key="live_per_phase")
-        live_panel(WINDOWS_MIN[window or "15 min"], "A" if unit == "A" else "kW", per_phase)
+        live_panel(view, WINDOWS_MIN[window or "15 min"], "A" if unit == "A" else "kW", per_phase)
 
 
 if __name__ == "__main__":

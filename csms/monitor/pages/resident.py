@@ -40,7 +40,7 @@ def render() -> None:
     account = access.page_account("resident")
     st.title("My car" if account.role is Role.resident else "Resident")
     with ui.error_box():
-        _render(account)
+        _render(account, access.page_site(account))
 
 
 def _check_mine(account: Account, station: str | None, tag: str | None) -> None:
@@ -51,13 +51,14 @@ def _check_mine(account: Account, station: str | None, tag: str | None) -> None:
         raise AccessDeniedError(f"tag {tag} is not {account.name}'s")
 
 
-def _render(account: Account) -> None:
+def _render(account: Account, view: ui.SiteView) -> None:
     store = ui.store()
     sm = store.sessionmaker
-    site = ui.site()
+    site = view.site
+    scope = view.scope
     everything = account.sees_everything
-    stations = ui.run(queries.stations(sm))
-    tags = ui.run(queries.id_tags(sm))
+    stations = ui.run(queries.stations(sm, scope))
+    tags = ui.run(queries.id_tags(sm, scope))
     if stations.empty:
         st.info(ui.NO_STATIONS, icon=":material/ev_station:")
         return
@@ -93,7 +94,9 @@ def _render(account: Account) -> None:
     if how == BY_STATION:
         # A manager looking a car up starts at the first station with one plugged in.
         plugged = set(
-            ui.run(queries.sessions(sm, open_only=True, visible_to=account))["charge_point_id"]
+            ui.run(queries.sessions(sm, open_only=True, visible_to=account, site_id=scope))[
+                "charge_point_id"
+            ]
         )
         first_car = next((i for i, cp in enumerate(names) if cp in plugged), 0)
         station = st.selectbox(
@@ -114,16 +117,27 @@ def _render(account: Account) -> None:
             key="resident_tag",
         )
     _check_mine(account, station, tag)
+    # However a value reached the page, it must be of this site's stations and tags.
+    if (station is not None and station not in names) or (tag is not None and tag not in owners):
+        raise AccessDeniedError("that station or tag is not at this site")
     running = ui.run(
         queries.sessions(
-            sm, station_id=station, id_tag=tag, open_only=True, limit=1, visible_to=account
+            sm,
+            station_id=station,
+            id_tag=tag,
+            open_only=True,
+            limit=1,
+            visible_to=account,
+            site_id=scope,
         )
     )
     if running.empty:
         where = names.get(station or "", station) if station else f"tag {tag}"
         st.info(f"No car is charging at {where} right now.", icon=":material/ev_station:")
         last = ui.run(
-            queries.sessions(sm, station_id=station, id_tag=tag, limit=1, visible_to=account)
+            queries.sessions(
+                sm, station_id=station, id_tag=tag, limit=1, visible_to=account, site_id=scope
+            )
         )
         if len(last):
             row = last.iloc[0]
@@ -133,11 +147,11 @@ def _render(account: Account) -> None:
                 f"{(row['energy_wh'] or 0) / 1000:.1f} kWh."
             )
             tag = tag or str(row["id_tag"])
-        _notifications(account, None, tag, site.timezone)
+        _notifications(account, None, tag, site.timezone, scope)
         return
     session = records(running)[0]
     tx_id = int(session["transaction_id"])
-    readings = ui.run(queries.open_session_readings(sm))
+    readings = ui.run(queries.open_session_readings(sm, scope))
     mine = readings[readings["transaction_id"] == tx_id]
     now = ui.now()
     outlook = session_outlook(records(mine)[0], site, now, CATALOGUE) if len(mine) else None
@@ -150,10 +164,10 @@ def _render(account: Account) -> None:
     if outlook is not None:
         _status(outlook, details, site)
     if account.may(Permission.write_session):
-        _input_form(account, session, details, outlook, site, now)
+        _input_form(account, session, details, outlook, site, now, view.site_id)
     else:
         st.caption("Read-only account: departure and need are set by the resident or a manager.")
-    _notifications(account, tx_id, str(session["id_tag"]), site.timezone)
+    _notifications(account, tx_id, str(session["id_tag"]), site.timezone, scope)
 
 
 def _status(o: Outlook, details: queries.SessionReadings, site: SiteConfig) -> None:
@@ -218,6 +232,7 @@ def _input_form(
     outlook: Outlook | None,
     site: SiteConfig,
     now: datetime,
+    site_id: int,
 ) -> None:
     tz = site.timezone
     zone = ui.zone(tz)
@@ -308,7 +323,7 @@ def _input_form(
                     soc_now_pct=soc_now,
                     delivered_kwh=delivered_kwh,
                 )
-                writes.save_session_input(account, int(session["transaction_id"]), values)
+                writes.save_session_input(account, int(session["transaction_id"]), values, site_id)
             except ConfigError as exc:
                 st.error(str(exc))
             else:
@@ -364,7 +379,9 @@ def _session_input(
     return values
 
 
-def _notifications(account: Account, tx_id: int | None, tag: str | None, tz: str) -> None:
+def _notifications(
+    account: Account, tx_id: int | None, tag: str | None, tz: str, scope: int | None
+) -> None:
     st.subheader("Messages")
     if tx_id is None and tag is None:
         st.caption("No messages.")
@@ -376,6 +393,7 @@ def _notifications(account: Account, tx_id: int | None, tag: str | None, tz: str
             id_tag=tag,
             limit=20,
             visible_to=account,
+            site_id=scope,
         )
     )
     if notes.empty:

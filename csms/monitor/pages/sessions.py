@@ -41,7 +41,7 @@ def render() -> None:
     account = access.page_account("sessions")
     st.title("My sessions" if account.role is Role.resident else "Sessions & energy")
     with ui.error_box():
-        _render(account)
+        _render(account, access.page_site(account))
 
 
 def _stamp(value: Any) -> str:
@@ -49,18 +49,19 @@ def _stamp(value: Any) -> str:
     return ui.EMPTY if ui.is_empty(value) else f"{value:%Y-%m-%d %H:%M}"
 
 
-def _render(account: Account) -> None:
+def _render(account: Account, view: ui.SiteView) -> None:
     store = ui.store()
     sm = store.sessionmaker
-    site = ui.site()
+    site = view.site
     tz = site.timezone
+    scope = view.scope
     everything = account.sees_everything
-    stations = ui.run(queries.stations(sm))
-    tags = ui.run(queries.id_tags(sm))
+    stations = ui.run(queries.stations(sm, scope))
+    tags = ui.run(queries.id_tags(sm, scope))
     if everything:
-        months = _months(ui.run(queries.session_months(sm)), tz)
+        months = _months(ui.run(queries.session_months(sm, scope)), tz)
     else:
-        mine = ui.run(queries.sessions(sm, visible_to=account))
+        mine = ui.run(queries.sessions(sm, visible_to=account, site_id=scope))
         span = (
             (mine["started_at"].min().to_pydatetime(), mine["started_at"].max().to_pydatetime())
             if len(mine)
@@ -102,6 +103,7 @@ def _render(account: Account) -> None:
             station_id=None if station == ALL else station,
             owner=None if resident == ALL else resident,
             visible_to=account,
+            site_id=scope,
         )
     )
     price = site.price_per_kwh

@@ -43,7 +43,7 @@ def render() -> None:
     account = access.page_account("settings")
     st.title("Settings")
     with ui.error_box():
-        _render(account)
+        _render(account, access.page_site(account))
 
 
 def _read_only(site: SiteConfig) -> None:
@@ -65,8 +65,10 @@ def _read_only(site: SiteConfig) -> None:
     st.caption("Read-only account: settings are changed by a manager.")
 
 
-def _render(account: Account) -> None:
-    site = ui.run(queries.site_settings(ui.store().sessionmaker))
+def _render(account: Account, view: ui.SiteView) -> None:
+    site = view.settings()
+    if view.several:
+        st.caption(f"Site **{site.name}**: its own fuse, controller and settings.")
     if not account.may(Permission.write_garage):
         _read_only(site)
         _building_load(site)
@@ -161,7 +163,7 @@ def _render(account: Account) -> None:
 
 
 def _building_load(site: SiteConfig) -> None:
-    latest = ui.run(queries.latest_building_load(ui.store().sessionmaker))
+    latest = ui.run(queries.latest_building_load(ui.store().sessionmaker, site_id=site.site_id))
     if latest is None:
         st.caption("No building-load reading yet (`csms site load L1 L2 L3` records one).")
     else:

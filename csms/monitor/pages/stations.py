@@ -108,7 +108,7 @@ def _table(table: pd.DataFrame, tz: str) -> None:
     ui.table(pd.DataFrame(rows), right=("Limit A", "Draw kW", "Max A"))
 
 
-def _add_form(account: Account) -> None:
+def _add_form(account: Account, site_id: int) -> None:
     with (
         st.expander("Add a new station", icon=":material/add:"),
         st.form("add_station", clear_on_submit=False),
@@ -144,6 +144,7 @@ def _add_form(account: Account) -> None:
                     wiring=wiring_ok,
                     name=name.strip() or None,
                     password=password or None,
+                    site_id=site_id,
                 )
             except ConfigError as exc:
                 st.error(str(exc))
@@ -151,7 +152,7 @@ def _add_form(account: Account) -> None:
                 _flash(f"Added {cp}. Point the charger at ws://HOST:9000/ocpp/{cp}.")
 
 
-def _edit(account: Account, station: Any) -> None:
+def _edit(account: Account, station: Any, site_id: int) -> None:
     with st.form(f"edit_{station.id}"):
         c1, c2, c3, c4 = st.columns([3, 2, 1, 2])
         name = c1.text_input("Name or apartment", value=station.name or "", key="edit_name")
@@ -177,6 +178,7 @@ def _edit(account: Account, station: Any) -> None:
                 writes.edit_station(
                     account,
                     station.id,
+                    site_id,
                     name=name.strip() or None,
                     max_current_a=current,
                     phases=n,
@@ -194,7 +196,7 @@ def _edit(account: Account, station: Any) -> None:
         )
         sure = st.checkbox("Yes, remove it", key=f"remove_sure_{station.id}")
         if st.button("Remove", disabled=not sure, key=f"remove_{station.id}", type="primary"):
-            writes.remove_station(account, station.id)
+            writes.remove_station(account, station.id, site_id)
             _flash(f"Removed {station.id}.")
 
 
@@ -203,9 +205,9 @@ def n_matches(wiring: str, phases: int) -> bool:
     return bool(wiring) and len(wiring.strip()) == 2 * int(phases)
 
 
-def _enqueue(account: Account, cp_id: str, command: actions.Command) -> None:
+def _enqueue(account: Account, cp_id: str, command: actions.Command, site_id: int) -> None:
     action = command[0]
-    command_id = writes.send_command(account, cp_id, command)
+    command_id = writes.send_command(account, cp_id, command, site_id)
     st.toast(f"{action} queued (command {command_id})", icon=":material/send:")
 
 
@@ -215,7 +217,7 @@ def _capabilities(station: Any) -> Capabilities | None:
     )
 
 
-def _managed(account: Account, station: Any, tz: str) -> None:
+def _managed(account: Account, station: Any, tz: str, site_id: int) -> None:
     """Why a station is counted at its maximum, the way back, and what the charger reported."""
     if station.unmanaged:
         at = station.unmanaged_at
@@ -231,7 +233,7 @@ def _managed(account: Account, station: Any, tz: str) -> None:
             help="Clears the mark: the controller plans this station again from its next "
             "tick. Do it once the cause is fixed (or was a one-off race).",
         ):
-            writes.count_as_managed(account, station.id)
+            writes.count_as_managed(account, station.id, site_id)
             _flash(f"{station.id} is managed again.")
     caps = _capabilities(station)
     if caps is None:
@@ -250,7 +252,7 @@ def _managed(account: Account, station: Any, tz: str) -> None:
     )
 
 
-def _actions(account: Account, station: Any, site_voltage_v: float) -> None:
+def _actions(account: Account, station: Any, site_voltage_v: float, site_id: int) -> None:
     connector = 1
     tx_id = None if pd.isna(station.transaction_id) else int(station.transaction_id)
     caps = _capabilities(station)
@@ -305,14 +307,15 @@ def _actions(account: Account, station: Any, site_voltage_v: float) -> None:
                         max_current_a=float(station.max_current_a),
                         **profile_kw,
                     ),
+                    site_id,
                 )
             except ConfigError as exc:
                 st.error(str(exc))
         if b2.button("Pause", disabled=tx_id is None, key="act_pause"):
             assert tx_id is not None
-            _enqueue(account, station.id, actions.pause(connector, tx_id, **profile_kw))
+            _enqueue(account, station.id, actions.pause(connector, tx_id, **profile_kw), site_id)
         if b3.button("Resume", disabled=tx_id is None, key="act_resume"):
-            _enqueue(account, station.id, actions.resume(connector))
+            _enqueue(account, station.id, actions.resume(connector), site_id)
     st.caption(
         "An override above the controller's share can exceed the fuse: the controller "
         "does not plan around it."
@@ -320,18 +323,18 @@ def _actions(account: Account, station: Any, site_voltage_v: float) -> None:
     d1, d2, d3, d4 = st.columns(4)
     if d1.button("Remote stop", disabled=tx_id is None, key="act_stop"):
         assert tx_id is not None
-        _enqueue(account, station.id, actions.remote_stop(tx_id))
+        _enqueue(account, station.id, actions.remote_stop(tx_id), site_id)
     if d2.button("Reset (soft)", key="act_reset"):
-        _enqueue(account, station.id, actions.soft_reset())
+        _enqueue(account, station.id, actions.soft_reset(), site_id)
     if d3.button("Unlock connector", key="act_unlock"):
-        _enqueue(account, station.id, actions.unlock(connector))
+        _enqueue(account, station.id, actions.unlock(connector), site_id)
     if d4.button("Trigger meter values", key="act_trigger"):
-        _enqueue(account, station.id, actions.trigger_meter_values(connector))
+        _enqueue(account, station.id, actions.trigger_meter_values(connector), site_id)
 
 
 @st.fragment(run_every=3.0)
-def _results(cp_id: str, tz: str) -> None:
-    if not access.still_logged_in():
+def _results(cp_id: str, tz: str, site_id: int) -> None:
+    if not access.still_logged_in(site_id):
         return
     with ui.error_box():
         results = ui.run(queries.command_results(ui.store().sessionmaker, cp_id, limit=20))
@@ -359,10 +362,10 @@ def _results(cp_id: str, tz: str) -> None:
 
 
 @st.fragment(run_every=10.0)
-def _security_events(cp_id: str, tz: str) -> None:
+def _security_events(cp_id: str, tz: str, site_id: int) -> None:
     """What the charger reported with SecurityEventNotification (OCPP 1.6 security
     extension): firmware or certificate trouble, a reset, an attack on its link."""
-    if not access.still_logged_in():
+    if not access.still_logged_in(site_id):
         return
     with ui.error_box():
         events = ui.run(queries.security_events(ui.store().sessionmaker, cp_id, limit=50))
@@ -415,8 +418,9 @@ def render() -> None:
 def _render(account: Account) -> None:
     writer = account.may(Permission.write_garage)
     store = ui.store()
-    site = ui.site()
-    table = ui.run(queries.station_table(store.sessionmaker))
+    view = access.page_site(account)
+    site, site_id = view.site, view.site_id
+    table = ui.run(queries.station_table(store.sessionmaker, view.scope))
     flash = st.session_state.pop(FLASH_KEY, None)
     if flash:
         st.success(flash, icon=":material/check:")
@@ -425,9 +429,10 @@ def _render(account: Account) -> None:
     else:
         _table(table, site.timezone)
     if writer:
-        _add_form(account)
+        _add_form(account, site_id)
     else:
-        st.caption("Read-only account: you see every station; changes are for managers.")
+        where = f" of site {site.name}" if view.several else ""
+        st.caption(f"Read-only account: you see every station{where}; changes are for managers.")
     if table.empty:
         return
     st.subheader("Manage a station" if writer else "A station in detail")
@@ -437,14 +442,17 @@ def _render(account: Account) -> None:
     )
     if cp_id is None:
         return
-    station = next(r for r in _rows(table) if r.id == cp_id)
-    _managed(account, station, site.timezone)
+    # Only a station of the table (this site's): a value from anywhere else shows nothing.
+    station = next((r for r in _rows(table) if r.id == cp_id), None)
+    if station is None:
+        return
+    _managed(account, station, site.timezone, site_id)
     if not writer:
-        station_profiles.render(account, station, site.timezone)
+        station_profiles.render(account, station, site.timezone, site_id)
         st.markdown("**Command results**")
-        _results(cp_id, site.timezone)
+        _results(cp_id, site.timezone, site_id)
         st.markdown("**Security events**")
-        _security_events(cp_id, site.timezone)
+        _security_events(cp_id, site.timezone, site_id)
         st.markdown("**Implausible meter readings**")
         _flagged_readings(cp_id, site.timezone)
         return
@@ -452,16 +460,16 @@ def _render(account: Account) -> None:
         ["Edit", "Commands", "Lists, reservations, firmware", "Security and data"]
     )
     with edit:
-        _edit(account, station)
+        _edit(account, station, site_id)
     with act:
-        _actions(account, station, site.voltage_v)
+        _actions(account, station, site.voltage_v, site_id)
         st.markdown("**Command results**")
-        _results(cp_id, site.timezone)
+        _results(cp_id, site.timezone, site_id)
     with more:
-        station_profiles.render(account, station, site.timezone)
+        station_profiles.render(account, station, site.timezone, site_id)
     with security:
         st.markdown("**Security events**")
-        _security_events(cp_id, site.timezone)
+        _security_events(cp_id, site.timezone, site_id)
         st.markdown("**Implausible meter readings**")
         _flagged_readings(cp_id, site.timezone)
 
