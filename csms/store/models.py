@@ -488,7 +488,7 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # The site the row concerns (what the monitor showed, the account's site at a login);
-    # None: the whole deployment (an operator's login, `csms user`, rows before 0010m).
+    # None: the whole deployment (an operator's login, `csms user`, rows before 0012).
     site_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
 
 

@@ -1,7 +1,7 @@
 """The site an audit row belongs to
 
-Revision ID: 0010m
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-11-30 15:00:00
 
 - ``audit_log.site_id``: the site a monitor write, login or refusal concerns (the site
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010m"
-down_revision: str | None = "0009"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
