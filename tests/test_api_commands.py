@@ -51,7 +51,9 @@ async def test_command_round_trip_to_a_connected_charger(db_url: str) -> None:
             assert r.status_code == 200 and r.json()["status"] == "failed"
             assert "NotImplemented" in r.json()["error"]
 
-            # wait_s 0: queued only (202); the command resource tells the rest.
+            # wait_s 0: queued only (202); the command resource tells the rest. (The
+            # outbox may have sent it and the charger answered before the route reads the
+            # row back: then it says so, 200.)
             r = await api.post(
                 "/api/v1/stations/CP1/commands",
                 json={
@@ -60,7 +62,11 @@ async def test_command_round_trip_to_a_connected_charger(db_url: str) -> None:
                     "wait_s": 0,
                 },
             )
-            assert r.status_code == 202 and r.json()["status"] in ("pending", "sending")
+            assert (r.status_code, r.json()["status"]) in (
+                (202, "pending"),
+                (202, "sending"),
+                (200, "done"),
+            )
             queued = r.json()["id"]
             for _ in range(100):
                 done = (await api.get(f"/api/v1/commands/{queued}")).json()
