@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Float,
     Integer,
     and_,
     case,
@@ -45,6 +46,7 @@ from csms.clock import ClockAnchor
 from csms.domain import SiteConfig
 from csms.store import models as m
 from csms.store.repository import SITE_ROW_ID
+from csms.store.rollups import HOUR_S
 
 SessionMaker = async_sessionmaker[AsyncSession]
 
@@ -73,8 +75,10 @@ def _epoch_sqlite(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> st
 
 @compiles(EpochSeconds)
 def _epoch_default(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
+    # floor, as SQLite's strftime('%s') truncates: 10:59:59.7 is in the 10:00 bucket (a
+    # plain cast to BIGINT rounds on PostgreSQL).
     (column,) = element.clauses
-    return compiler.process(cast(extract("epoch", column), BigInteger), **kw)
+    return compiler.process(cast(func.floor(extract("epoch", column)), BigInteger), **kw)
 
 
 def bucket_of(column: Any, bucket_s: int) -> ColumnElement[int]:
@@ -454,16 +458,27 @@ async def sample_buckets(
     *,
     station_ids: Sequence[str] | None = None,
     measurands: Sequence[str] = (POWER, CURRENT),
+    site_id: int | None = None,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Average and maximum of sampled values per bucket, station, measurand and phase.
 
     Columns: time (UTC bucket start), charge_point_id, measurand, phase, avg, max, n.
-    Without ``station_ids`` every station is included. Short spans become index range
-    scans on (charge_point_id, timestamp) per station; long ones read the table in order,
-    which beats a million random lookups.
+    Without ``station_ids`` every station is included (of ``site_id`` when given). Currents
+    alone over whole hours in buckets of whole hours come from the hourly rollups
+    (csms.store.rollups; ``rollups=False`` reads the samples). Otherwise short spans become
+    index range scans on (charge_point_id, timestamp) per station; long ones read the
+    table in order, which beats a million random lookups.
     """
     ms = m.MeterSample
     columns = ["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]
+    if site_id is not None:
+        of_site = select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id)
+        async with sm() as s:
+            on_site = list((await s.execute(of_site)).scalars())
+        station_ids = on_site if station_ids is None else [x for x in station_ids if x in on_site]
+    if rollups and set(measurands) == {CURRENT} and _hourly(start, end, bucket_s):
+        return await _current_rollups(sm, start, end, bucket_s, station_ids)
     if station_ids is None and end - start <= INDEX_SCAN_MAX_SPAN:
         async with sm() as s:
             station_ids = list((await s.execute(select(m.ChargePoint.id))).scalars())
@@ -502,6 +517,59 @@ async def sample_buckets(
     frame["time"] = _epoch_to_utc(frame["bucket"]) if len(frame) else pd.Series(dtype="object")
     frame["avg"] = frame["avg"].astype("float64")
     frame["max"] = frame["max"].astype("float64")
+    frame["n"] = frame["n"].astype("int64")
+    return frame[columns]
+
+
+def _hourly(start: datetime, end: datetime, bucket_s: int) -> bool:
+    """Whether a window is whole UTC hours in buckets of whole hours (the rollups' grain)."""
+    return (
+        bucket_s % HOUR_S == 0
+        and start.timestamp() % HOUR_S == 0
+        and end.timestamp() % HOUR_S == 0
+        and start < end
+    )
+
+
+async def _current_rollups(
+    sm: SessionMaker,
+    start: datetime,
+    end: datetime,
+    bucket_s: int,
+    station_ids: Sequence[str] | None,
+) -> pd.DataFrame:
+    """sample_buckets of Current.Import from meter_hourly_current (same columns)."""
+    c = m.MeterHourlyCurrent
+    columns = ["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]
+    if station_ids is not None and not station_ids:
+        return pd.DataFrame(columns=columns)
+    size = literal(int(bucket_s), BigInteger)
+    bucket = ((c.hour // size) * size).label("bucket")
+    where: list[Any] = [c.hour >= int(start.timestamp()), c.hour < int(end.timestamp())]
+    if station_ids is not None:
+        where.append(c.charge_point_id.in_(list(station_ids)))
+    stmt = (
+        select(
+            bucket,
+            c.charge_point_id,
+            c.phase,
+            cast(func.sum(c.total_a), Float) / cast(func.sum(c.samples), Float),
+            func.max(c.max_a),
+            func.sum(c.samples),
+        )
+        .where(*where)
+        .group_by(bucket, c.charge_point_id, c.phase)
+    )
+    async with sm() as s:
+        rows = (await s.execute(stmt)).all()
+    frame = pd.DataFrame(
+        [(b, cp, CURRENT, phase or None, avg, mx, n) for b, cp, phase, avg, mx, n in rows],
+        columns=["bucket", *columns[1:]],
+    )
+    frame["time"] = _epoch_to_utc(frame["bucket"]) if len(frame) else pd.Series(dtype="object")
+    frame["avg"] = frame["avg"].astype("float64")
+    frame["max"] = frame["max"].astype("float64")
+    frame["n"] = frame["n"].astype("int64")
     return frame[columns]
 
 
@@ -517,6 +585,8 @@ async def energy_buckets(
     bucket_s: int,
     *,
     station_ids: Sequence[str] | None = None,
+    site_id: int | None = None,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Energy delivered per bucket and station, from energy-register differences.
 
@@ -524,7 +594,10 @@ async def energy_buckets(
     ``meter_samples.flag``, is left out), plus its StopTransaction reading, minus the
     previous one (meterStart before the first) is the energy of the
     interval ending at that reading; negative differences (a register reset) count as 0.
-    Columns: time (UTC bucket start), charge_point_id, energy_wh.
+    Columns: time (UTC bucket start), charge_point_id, energy_wh. ``site_id``: only
+    that site's stations. A window of whole UTC hours in buckets of whole hours is
+    read from the hourly rollups (csms.store.rollups), the same sums from a row per
+    transaction and hour; ``rollups=False`` reads the samples.
     """
     ms, tx = m.MeterSample, m.Transaction
     overlapping = _overlapping_transactions(start, end)
@@ -533,6 +606,11 @@ async def energy_buckets(
         if not station_ids:
             return pd.DataFrame(columns=["time", "charge_point_id", "energy_wh"])
         station_filter = [tx.charge_point_id.in_(list(station_ids))]
+    if site_id is not None:
+        on_site = select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id)
+        station_filter.append(tx.charge_point_id.in_(on_site))
+    if rollups and _hourly(start, end, bucket_s):
+        return await _energy_rollups(sm, start, end, bucket_s, [overlapping, *station_filter])
     readings = union_all(
         select(
             ms.transaction_id.label("tx_id"),
@@ -582,6 +660,42 @@ async def energy_buckets(
     )
     stmt = select(inner.c.bucket, inner.c.cp, func.sum(inner.c.delta)).group_by(
         inner.c.bucket, inner.c.cp
+    )
+    async with sm() as s:
+        rows = (await s.execute(stmt)).all()
+    frame = pd.DataFrame(
+        [tuple(r) for r in rows], columns=["bucket", "charge_point_id", "energy_wh"]
+    )
+    frame["time"] = _epoch_to_utc(frame["bucket"]) if len(frame) else pd.Series(dtype="object")
+    frame["energy_wh"] = frame["energy_wh"].astype("float64")
+    return frame[["time", "charge_point_id", "energy_wh"]]
+
+
+async def _energy_rollups(
+    sm: SessionMaker, start: datetime, end: datetime, bucket_s: int, where: list[Any]
+) -> pd.DataFrame:
+    """energy_buckets from meter_hourly_energy: an hour's energy is the sum of the positive
+    differences within it plus the positive step from the transaction's previous hour's
+    last reading (meterStart before its first hour) to its first."""
+    e, tx = m.MeterHourlyEnergy, m.Transaction
+    previous = func.lag(e.last_wh).over(partition_by=e.transaction_id, order_by=e.hour)
+    step = e.first_wh - func.coalesce(previous, tx.meter_start_wh)
+    hours = (
+        select(
+            e.hour,
+            tx.charge_point_id.label("cp"),
+            (e.inner_wh + case((step > 0, step), else_=0)).label("wh"),
+        )
+        .join(tx, tx.id == e.transaction_id)
+        .where(*where, e.hour < int(end.timestamp()))
+        .subquery()
+    )
+    size = literal(int(bucket_s), BigInteger)
+    bucket = ((hours.c.hour // size) * size).label("bucket")
+    stmt = (
+        select(bucket, hours.c.cp, func.sum(hours.c.wh))
+        .where(hours.c.hour >= int(start.timestamp()))
+        .group_by(bucket, hours.c.cp)
     )
     async with sm() as s:
         rows = (await s.execute(stmt)).all()
