@@ -165,6 +165,8 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     keys = [c for c in ("time", "charge_point_id", "measurand", "phase") if c in frame]
     out = frame.copy()
     if "phase" in out:
+        # None where a sample had no phase, in both (the rollups keep it as '').
+        assert "" not in set(out["phase"])
         out["phase"] = out["phase"].fillna("")
     return out.sort_values(keys).reset_index(drop=True)
 

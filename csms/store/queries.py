@@ -543,29 +543,37 @@ async def _current_rollups(
     columns = ["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]
     if station_ids is not None and not station_ids:
         return pd.DataFrame(columns=columns)
-    size = literal(int(bucket_s), BigInteger)
-    bucket = ((c.hour // size) * size).label("bucket")
     where: list[Any] = [c.hour >= int(start.timestamp()), c.hour < int(end.timestamp())]
     if station_ids is not None:
         where.append(c.charge_point_id.in_(list(station_ids)))
-    stmt = (
-        select(
-            bucket,
-            c.charge_point_id,
-            c.phase,
-            cast(func.sum(c.total_a), Float) / cast(func.sum(c.samples), Float),
-            func.max(c.max_a),
-            func.sum(c.samples),
+    stmt: Any
+    if bucket_s == HOUR_S:
+        # A row is a bucket: no grouping (a temporary B-tree over every row).
+        stmt = select(
+            c.hour, c.charge_point_id, c.phase, c.total_a / c.samples, c.max_a, c.samples
+        ).where(*where)
+    else:
+        size = literal(int(bucket_s), BigInteger)
+        bucket = ((c.hour // size) * size).label("bucket")
+        stmt = (
+            select(
+                bucket,
+                c.charge_point_id,
+                c.phase,
+                cast(func.sum(c.total_a), Float) / cast(func.sum(c.samples), Float),
+                func.max(c.max_a),
+                func.sum(c.samples),
+            )
+            .where(*where)
+            .group_by(bucket, c.charge_point_id, c.phase)
         )
-        .where(*where)
-        .group_by(bucket, c.charge_point_id, c.phase)
-    )
     async with sm() as s:
         rows = (await s.execute(stmt)).all()
     frame = pd.DataFrame(
-        [(b, cp, CURRENT, phase or None, avg, mx, n) for b, cp, phase, avg, mx, n in rows],
-        columns=["bucket", *columns[1:]],
+        [tuple(r) for r in rows], columns=["bucket", "charge_point_id", "phase", "avg", "max", "n"]
     )
+    frame["measurand"] = CURRENT
+    frame["phase"] = pd.Series([p or None for p in frame["phase"]], dtype="object")
     frame["time"] = _epoch_to_utc(frame["bucket"]) if len(frame) else pd.Series(dtype="object")
     frame["avg"] = frame["avg"].astype("float64")
     frame["max"] = frame["max"].astype("float64")
