@@ -7,7 +7,8 @@ that arrive out of order (a whole hour late, a reading between two stored ones, 
 first readings of an hour after the later ones), resends, implausible register readings
 (flagged, left out of totals), a register reset at a stop, phase-less currents and a
 timestamp 0.3 s before the hour. Then the History's queries from the rollups equal the
-same queries over the raw samples, and so do the page's figures; the rollups kept by the
+same queries over the raw samples (windows of whole hours, and windows whose ends are
+not on the hour, for a site whose offset is not whole hours), and so do the page's figures; the rollups kept by the
 writer equal a rebuild from the samples; a populated database migrated to 0010 (rows
 from before plausibility flags included) reads the same from its rollups. On SQLite and
 on a real PostgreSQL 15.
@@ -187,6 +188,10 @@ WINDOWS = [
     (T + timedelta(hours=1), T + timedelta(hours=4), 3600),  # starts inside sessions
     (T - timedelta(hours=2), T + timedelta(hours=6), 7200),
     (T + timedelta(hours=2), T + timedelta(hours=3), 3600),  # the late hour alone
+    # Site-local midnights off the UTC hour (+05:30, +05:45): part hours from the samples.
+    (T - timedelta(minutes=30), T + timedelta(hours=3, minutes=30), 3600),
+    (T + timedelta(minutes=45), T + timedelta(hours=5, minutes=45), 7200),
+    (T + timedelta(minutes=15), T + timedelta(minutes=45), 3600),
 ]
 
 

@@ -465,10 +465,10 @@ async def sample_buckets(
 
     Columns: time (UTC bucket start), charge_point_id, measurand, phase, avg, max, n.
     Without ``station_ids`` every station is included (of ``site_id`` when given). Currents
-    alone over whole hours in buckets of whole hours come from the hourly rollups
-    (csms.store.rollups; ``rollups=False`` reads the samples). Otherwise short spans become
-    index range scans on (charge_point_id, timestamp) per station; long ones read the
-    table in order, which beats a million random lookups.
+    alone in buckets of whole hours come from the hourly rollups for the window's whole
+    UTC hours (csms.store.rollups; ``rollups=False`` reads only the samples). Samples:
+    short spans become index range scans on (charge_point_id, timestamp) per station;
+    long ones read the table in order, which beats a million random lookups.
     """
     ms = m.MeterSample
     columns = ["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]
@@ -477,8 +477,19 @@ async def sample_buckets(
         async with sm() as s:
             on_site = list((await s.execute(of_site)).scalars())
         station_ids = on_site if station_ids is None else [x for x in station_ids if x in on_site]
-    if rollups and set(measurands) == {CURRENT} and _hourly(start, end, bucket_s):
-        return await _current_rollups(sm, start, end, bucket_s, station_ids)
+    hours = _whole_hours(start, end, bucket_s) if set(measurands) == {CURRENT} else None
+    if rollups and hours is not None:
+        first, last = hours
+        parts = [await _current_rollups(sm, first, last, bucket_s, station_ids)]
+        for a, b in ((start, first), (last, end)):
+            if a < b:
+                parts.append(
+                    await sample_buckets(
+                        sm, a, b, bucket_s, station_ids=station_ids, measurands=measurands,
+                        rollups=False,
+                    )
+                )  # fmt: skip
+        return _merge_sample_buckets(parts)
     if station_ids is None and end - start <= INDEX_SCAN_MAX_SPAN:
         async with sm() as s:
             station_ids = list((await s.execute(select(m.ChargePoint.id))).scalars())
@@ -521,14 +532,35 @@ async def sample_buckets(
     return frame[columns]
 
 
-def _hourly(start: datetime, end: datetime, bucket_s: int) -> bool:
-    """Whether a window is whole UTC hours in buckets of whole hours (the rollups' grain)."""
-    return (
-        bucket_s % HOUR_S == 0
-        and start.timestamp() % HOUR_S == 0
-        and end.timestamp() % HOUR_S == 0
-        and start < end
+def _whole_hours(start: datetime, end: datetime, bucket_s: int) -> tuple[datetime, datetime] | None:
+    """The whole UTC hours within a window whose buckets are whole hours (the rollups'
+    grain): (first, last) with first < last, or None (read the samples)."""
+    if bucket_s % HOUR_S != 0:
+        return None
+    first = math.ceil(start.timestamp() / HOUR_S) * HOUR_S
+    last = math.floor(end.timestamp() / HOUR_S) * HOUR_S
+    if first >= last:
+        return None
+    return datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last, UTC)
+
+
+def _merge_sample_buckets(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """sample_buckets frames of adjacent windows as one: a bucket two of them share
+    averages over all its samples."""
+    filled = [p for p in parts if len(p)]
+    if len(filled) <= 1:
+        return filled[0] if filled else parts[0]
+    frame = pd.concat(filled, ignore_index=True)
+    frame["phase"] = frame["phase"].fillna("")
+    frame["total"] = frame["avg"] * frame["n"]
+    keys = ["time", "charge_point_id", "measurand", "phase"]
+    out = frame.groupby(keys, as_index=False).agg(
+        total=("total", "sum"), max=("max", "max"), n=("n", "sum")
     )
+    out["avg"] = out["total"] / out["n"]
+    out["phase"] = pd.Series([p or None for p in out["phase"]], dtype="object")
+    out["n"] = out["n"].astype("int64")
+    return out[["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]]
 
 
 async def _current_rollups(
@@ -603,11 +635,12 @@ async def energy_buckets(
     previous one (meterStart before the first) is the energy of the
     interval ending at that reading; negative differences (a register reset) count as 0.
     Columns: time (UTC bucket start), charge_point_id, energy_wh. ``site_id``: only
-    that site's stations. A window of whole UTC hours in buckets of whole hours is
-    read from the hourly rollups (csms.store.rollups), the same sums from a row per
-    transaction and hour; ``rollups=False`` reads the samples.
+    that site's stations. In buckets of whole hours, the window's whole UTC hours are
+    read from the hourly rollups (csms.store.rollups: the same sums from a row per
+    transaction and hour), a part hour at either end from the samples; ``rollups=False``
+    reads only the samples.
     """
-    ms, tx = m.MeterSample, m.Transaction
+    tx = m.Transaction
     overlapping = _overlapping_transactions(start, end)
     station_filter: list[Any] = []
     if station_ids is not None:
@@ -617,8 +650,33 @@ async def energy_buckets(
     if site_id is not None:
         on_site = select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id)
         station_filter.append(tx.charge_point_id.in_(on_site))
-    if rollups and _hourly(start, end, bucket_s):
-        return await _energy_rollups(sm, start, end, bucket_s, [overlapping, *station_filter])
+    where = [overlapping, *station_filter]
+    hours = _whole_hours(start, end, bucket_s) if rollups else None
+    if hours is None:
+        return await _energy_samples(sm, start, end, bucket_s, where)
+    first, last = hours
+    parts = [await _energy_rollups(sm, first, last, bucket_s, where)]
+    # The part hours at either end (a site whose offset is not whole hours) from samples.
+    for a, b in ((start, first), (last, end)):
+        if a < b:
+            parts.append(await _energy_samples(sm, a, b, bucket_s, where))
+    filled = [p for p in parts if len(p)]
+    if len(filled) <= 1:
+        return filled[0] if filled else parts[0]
+    summed: pd.DataFrame = (
+        pd.concat(filled, ignore_index=True)
+        .groupby(["time", "charge_point_id"], as_index=False)
+        .agg(energy_wh=("energy_wh", "sum"))
+    )
+    return summed
+
+
+async def _energy_samples(
+    sm: SessionMaker, start: datetime, end: datetime, bucket_s: int, where: list[Any]
+) -> pd.DataFrame:
+    """energy_buckets from the samples: readings in [start, end) of the transactions
+    ``where`` names (those overlapping the whole window asked for)."""
+    ms, tx = m.MeterSample, m.Transaction
     readings = union_all(
         select(
             ms.transaction_id.label("tx_id"),
@@ -627,8 +685,7 @@ async def energy_buckets(
         )
         .join(tx, tx.id == ms.transaction_id)
         .where(
-            overlapping,
-            *station_filter,
+            *where,
             ms.measurand == ENERGY,
             ms.phase.is_(None),
             ms.value.is_not(None),
@@ -640,8 +697,7 @@ async def energy_buckets(
             tx.stopped_at.label("at"),
             cast(tx.meter_stop_wh, m.MeterSample.value.type).label("wh"),
         ).where(
-            overlapping,
-            *station_filter,
+            *where,
             tx.stopped_at.is_not(None),
             tx.meter_stop_wh.is_not(None),
             tx.stopped_at < end,
