@@ -137,15 +137,23 @@ class Rollups:
 
     def add_samples(self, rows: Iterable[Mapping[Any, Any]]) -> None:
         """Rows as an insert of samples returned them (SAMPLE_COLUMNS)."""
+        hours: dict[datetime, tuple[datetime, int]] = {}  # a message's samples share a time
         for row in rows:
+            measurand = row["measurand"]
+            if measurand != ENERGY and measurand != CURRENT:
+                continue
+            stamp = row["timestamp"]
+            known = hours.get(stamp)
+            if known is None:
+                at = _aware(stamp)
+                known = hours[stamp] = (at, hour_of(at))
+            at, hour = known
             if is_energy_row(row):
                 tx_id = int(row["transaction_id"])
-                at = _aware(row["timestamp"])
-                self._energy[(tx_id, hour_of(at))].append(Reading(at, float(row["value"])))
+                self._energy[(tx_id, hour)].append(Reading(at, float(row["value"])))
                 self._energy_cp[tx_id] = str(row["charge_point_id"])
             elif is_current_row(row):
-                at = _aware(row["timestamp"])
-                key = (str(row["charge_point_id"]), hour_of(at), row["phase"] or "")
+                key = (str(row["charge_point_id"]), hour, row["phase"] or "")
                 self._currents[key].append(float(row["value"]))
 
     def add_stop(self, tx_id: int, cp_id: str, at: datetime, wh: float) -> None:
