@@ -2,14 +2,16 @@
 
     .venv/bin/python scripts/bench_monitor.py [--stations 50] [--days 30] [--db PATH]
                                               [--explain] [--no-page] [--browser]
+                                              [--database-url postgresql+asyncpg://...]
 
 Seeds ``--days`` x ``--stations`` into a SQLite file (kept with --db, reused when it
-already has data; an older schema is migrated first, and the time that took printed),
-then times the queries behind the History page over the page's window (site-local
-midnights), from the hourly rollups and from the raw samples, with --explain each
-query's plan; then the whole page run (Streamlit AppTest: queries, pandas, chart spec)
-over the full range, cold and cached, and with --browser the time until headless
-Chromium has drawn the chart.
+already has data; an older schema is migrated first, and the time that took printed) or
+into the database --database-url names, then times the queries behind the History page
+over the page's window (site-local midnights), from the hourly rollups and from the raw
+samples, with --explain each query's plan (SQLite: EXPLAIN QUERY PLAN; PostgreSQL:
+EXPLAIN ANALYZE, which runs it once more); then the whole page run (Streamlit AppTest:
+queries, pandas, chart spec) over the full range, cold and cached, and with --browser
+the time until headless Chromium has drawn the chart.
 """
 
 from __future__ import annotations
@@ -248,6 +250,9 @@ def main() -> None:
     parser.add_argument("--stations", type=int, default=50)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--db", type=Path, default=None)
+    parser.add_argument(
+        "--database-url", help="instead of a SQLite file, e.g. postgresql+asyncpg://u@h/db"
+    )
     parser.add_argument("--browser", action="store_true")
     parser.add_argument(
         "--explain", action="store_true", help="print each query's plan (SQLite EXPLAIN QUERY PLAN)"
@@ -255,7 +260,7 @@ def main() -> None:
     parser.add_argument("--no-page", action="store_true", help="time the queries only")
     args = parser.parse_args()
     path = args.db or Path(tempfile.mkdtemp()) / "bench.db"
-    url = f"sqlite+aiosqlite:///{path}"
+    url = args.database_url or f"sqlite+aiosqlite:///{path}"
     newest = asyncio.run(prepare(url, args.stations, args.days))
     start, end = asyncio.run(page_window(url, newest, args.days))
     print(f"queries over {args.days} days (the page's window, site time):")
