@@ -158,6 +158,12 @@ async def _garage(repo: Repository) -> dict[str, int]:
     for minute in range(35, 200, 15):
         at = T + timedelta(minutes=minute)
         await repo.add_meter_values("CP3", 1, tx["cp3"], _message(at, 40.0 * minute, (9, 9, 8)))
+    # A resend and a new message in one commit (a charger replaying after a reconnect).
+    resend = _message(T + timedelta(minutes=185), 40.0 * 185, (9, 9, 8))
+    new = _message(T + timedelta(minutes=190), None, (7, 7, 6))
+    await repo.add_meter_values_batch(
+        [MeterBatchItem("CP3", 1, tx["cp3"], resend), MeterBatchItem("CP3", 1, tx["cp3"], new)]
+    )
     await repo.add_meter_values("CP3", 2, None, _message(T + timedelta(hours=1), 77.0, (1, 2, 3)))
     return tx
 

@@ -209,13 +209,30 @@ def _insert_ignoring_duplicates(dialect: str) -> Insert:
     On the table, not the ORM class: an executemany without the ORM's bulk machinery
     (a third of the writer's time per batch went there)."""
     table = cast(Table, m.MeterSample.__table__)
-    returning = [table.c[name] for name in rollups.SAMPLE_COLUMNS]
-    # RETURNING names the rows stored (a resend returns nothing): those are rolled up.
     if dialect == "postgresql":
+        # RETURNING names the rows stored (a resend returns nothing): those are rolled up.
+        returning = [table.c[name] for name in rollups.SAMPLE_COLUMNS]
         return postgresql.insert(table).on_conflict_do_nothing().returning(*returning)
     if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing().returning(*returning)
+        # A plain executemany (RETURNING made it ~0.06 ms a message dearer); its rowcount
+        # says whether every row was stored (see _insert_samples).
+        return sqlite.insert(table).on_conflict_do_nothing()
     raise StoreError(f"no duplicate-ignoring insert for the {dialect} dialect")
+
+
+async def _insert_samples(
+    s: AsyncSession, insert: Insert, rows: list[dict[str, Any]], hourly: rollups.Rollups
+) -> None:
+    """Insert sample rows (a resent one is skipped) and hand what was stored to the
+    rollups: the rows RETURNING names, or on SQLite all of them when the rowcount says
+    every one was stored; otherwise the hours they touch are recounted from the samples."""
+    result = await s.execute(insert, rows)
+    if cast(Any, result).returns_rows:
+        hourly.add_samples(result.mappings())
+    elif cast(Any, result).rowcount == len(rows):
+        hourly.add_samples(rows)
+    else:
+        hourly.recount_samples(rows)
 
 
 def _is_register(row: dict[str, Any]) -> bool:
@@ -1193,7 +1210,7 @@ class Repository:
                             newest = reading if sample["flag"] is None else None
                         else:
                             if pending:
-                                hourly.add_samples((await s.execute(insert, pending)).mappings())
+                                await _insert_samples(s, insert, pending, hourly)
                                 pending = []
                             newest = await self._judge_stored(
                                 s, item.charge_point_id, item.connector_id, tx, sample, power
@@ -1203,7 +1220,7 @@ class Repository:
                 pending += rows
                 results.append([r["flag"] for r in rows])
             if pending:
-                hourly.add_samples((await s.execute(insert, pending)).mappings())
+                await _insert_samples(s, insert, pending, hourly)
             await hourly.flush()
             await s.execute(update(cp).where(cp.id.in_(cp_ids)).values(last_seen_at=now))
             if before_commit is not None:
@@ -1264,9 +1281,10 @@ class Repository:
         self._tails.forget(cp_id)
         if any(_is_register(r) for r in rows):
             await self._flag_registers(s, cp_id, connector_id, tx, rows)
-        stored = await s.execute(_insert_ignoring_duplicates(s.get_bind().dialect.name), rows)
         hourly = rollups.Rollups(s)
-        hourly.add_samples(stored.mappings())
+        await _insert_samples(
+            s, _insert_ignoring_duplicates(s.get_bind().dialect.name), rows, hourly
+        )
         await hourly.flush()
         return [r["flag"] for r in rows]
 

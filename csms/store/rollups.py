@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, case, delete, select, text, tuple_
+from sqlalchemy import Table, case, delete, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -134,6 +134,7 @@ class Rollups:
         self._energy_cp: dict[int, str] = {}
         self._currents: dict[tuple[str, int, str], list[float]] = defaultdict(list)
         self._recount: set[tuple[int, int]] = set()
+        self._recount_currents: set[tuple[str, int]] = set()
 
     def add_samples(self, rows: Iterable[Mapping[Any, Any]]) -> None:
         """Rows as an insert of samples returned them (SAMPLE_COLUMNS)."""
@@ -155,6 +156,18 @@ class Rollups:
             elif is_current_row(row):
                 key = (str(row["charge_point_id"]), hour, row["phase"] or "")
                 self._currents[key].append(float(row["value"]))
+
+    def recount_samples(self, rows: Iterable[Mapping[Any, Any]]) -> None:
+        """Rows of which some were not stored (resends): recount the hours they touch
+        from the stored samples instead of adding them."""
+        for row in rows:
+            if is_energy_row(row):
+                tx_id = int(row["transaction_id"])
+                self._recount.add((tx_id, hour_of(_aware(row["timestamp"]))))
+                self._energy_cp[tx_id] = str(row["charge_point_id"])
+            elif is_current_row(row):
+                cp_id = str(row["charge_point_id"])
+                self._recount_currents.add((cp_id, hour_of(_aware(row["timestamp"]))))
 
     def add_stop(self, tx_id: int, cp_id: str, at: datetime, wh: float) -> None:
         """A transaction's StopTransaction reading (recorded in this unit of work)."""
@@ -253,6 +266,50 @@ class Rollups:
         if self._recount:
             await self._recount_hours(sorted(self._recount))
             self._recount.clear()
+        if self._recount_currents:
+            await self._recount_current_hours(sorted(self._recount_currents))
+            self._recount_currents.clear()
+
+    async def _recount_current_hours(self, keys: Sequence[tuple[str, int]]) -> None:
+        """Rebuild a station's current rows of an hour from its stored samples (after the
+        additions of this unit of work, which this overwrites)."""
+        s = self._s
+        ms = m.MeterSample
+        table = cast(Table, m.MeterHourlyCurrent.__table__)
+        rows: list[dict[str, Any]] = []
+        for cp_id, hour in keys:
+            stmt = (
+                select(ms.phase, func.sum(ms.value), func.max(ms.value), func.count())
+                .where(
+                    ms.charge_point_id == cp_id,
+                    ms.timestamp >= hour_start(hour),
+                    ms.timestamp < hour_start(hour + HOUR_S),
+                    ms.measurand == CURRENT,
+                    ms.value.is_not(None),
+                )
+                .group_by(ms.phase)
+            )
+            for phase, total, top, count in await s.execute(stmt):
+                rows.append(
+                    {
+                        "charge_point_id": cp_id,
+                        "hour": hour,
+                        "phase": phase or "",
+                        "total_a": float(total or 0.0),
+                        "max_a": float(top or 0.0),
+                        "samples": int(count),
+                    }
+                )
+        if rows:
+            stmt = _insert(self._dialect, table)
+            ex = stmt.excluded
+            await s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[table.c.charge_point_id, table.c.hour, table.c.phase],
+                    set_={c: ex[c] for c in ("total_a", "max_a", "samples")},
+                ),
+                rows,
+            )
 
     async def _recount_hours(self, keys: Sequence[tuple[int, int]]) -> None:
         """Rebuild (transaction, hour) rows from the stored samples and stop readings."""
