@@ -19,7 +19,9 @@ readings after the stored hour's last are appended, readings before its first ar
 prepended (both in one upsert, on SQLite and PostgreSQL), and readings that fall
 between (or on) stored ones mark the hour for a recount from its samples, done before
 the commit. Flagged readings (csms.meter.register_flag) never enter, resent samples
-(ignored by the insert) neither: only the rows an insert returned are rolled up.
+(skipped by the insert) neither: on PostgreSQL only the rows the insert returned are
+rolled up; on SQLite the insert's rowcount says whether every row was stored, and when
+one was not, the hours the rows touch are recounted from the samples.
 """
 
 from __future__ import annotations
