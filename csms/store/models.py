@@ -292,6 +292,54 @@ class Transaction(Base):
     created_at: Mapped[datetime]
 
 
+class MeterHourlyEnergy(Base):
+    """A transaction's plausible energy register readings in one UTC hour, rolled up
+    (csms.store.rollups): the History reads these instead of millions of samples.
+
+    The readings are the transaction's register samples without a flag plus its
+    StopTransaction reading. ``inner_wh`` is the sum of the positive differences between
+    consecutive readings within the hour; the energy of the hour is that plus the
+    positive difference from the last reading of the transaction's previous hour (its
+    meterStart before the first) to ``first_wh``, worked out when read. NULL
+    ``inner_wh``: to be recounted from the samples (never left so after a commit).
+    """
+
+    __tablename__ = "meter_hourly_energy"
+
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("transactions.id", ondelete="CASCADE"), primary_key=True
+    )
+    # Start of the hour, whole seconds since 1970-01-01 UTC (a multiple of 3600).
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    charge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("charge_points.id", ondelete="CASCADE"), index=True
+    )
+    first_at: Mapped[datetime]
+    first_wh: Mapped[float] = mapped_column(Float)
+    last_at: Mapped[datetime]
+    last_wh: Mapped[float] = mapped_column(Float)
+    inner_wh: Mapped[float | None] = mapped_column(Float, default=None)
+    readings: Mapped[int] = mapped_column(Integer)
+
+
+class MeterHourlyCurrent(Base):
+    """A station's Current.Import samples of one UTC hour and phase, rolled up: their sum,
+    maximum and count (every sample with a value, as the History's currents count them)."""
+
+    __tablename__ = "meter_hourly_current"
+    __table_args__ = (Index("ix_meter_hourly_current_hour", "hour"),)
+
+    charge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("charge_points.id", ondelete="CASCADE"), primary_key=True
+    )
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The sample's phase, '' for none.
+    phase: Mapped[str] = mapped_column(String(8), primary_key=True)
+    total_a: Mapped[float] = mapped_column(Float)
+    max_a: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)
+
+
 class OrphanStop(Base):
     """A StopTransaction for a transaction id the CSMS does not know (kept for reconciliation)."""
 

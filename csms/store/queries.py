@@ -24,6 +24,7 @@ import pandas as pd
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Float,
     Integer,
     and_,
     case,
@@ -45,6 +46,7 @@ from csms.clock import ClockAnchor
 from csms.domain import SiteConfig
 from csms.store import models as m
 from csms.store.repository import SITE_ROW_ID
+from csms.store.rollups import HOUR_S
 
 SessionMaker = async_sessionmaker[AsyncSession]
 
@@ -73,8 +75,10 @@ def _epoch_sqlite(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> st
 
 @compiles(EpochSeconds)
 def _epoch_default(element: EpochSeconds, compiler: SQLCompiler, **kw: Any) -> str:
+    # floor, as SQLite's strftime('%s') truncates: 10:59:59.7 is in the 10:00 bucket (a
+    # plain cast to BIGINT rounds on PostgreSQL).
     (column,) = element.clauses
-    return compiler.process(cast(extract("epoch", column), BigInteger), **kw)
+    return compiler.process(cast(func.floor(extract("epoch", column)), BigInteger), **kw)
 
 
 def bucket_of(column: Any, bucket_s: int) -> ColumnElement[int]:
@@ -485,16 +489,37 @@ async def sample_buckets(
     station_ids: Sequence[str] | None = None,
     measurands: Sequence[str] = (POWER, CURRENT),
     site_id: int | None = None,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Average and maximum of sampled values per bucket, station, measurand and phase.
 
     Columns: time (UTC bucket start), charge_point_id, measurand, phase, avg, max, n.
-    Without ``station_ids`` every station (of ``site_id``) is included. Short spans become
-    index range scans on (charge_point_id, timestamp) per station; long ones read the
-    table in order, which beats a million random lookups.
+    Without ``station_ids`` every station is included (of ``site_id`` when given). Currents
+    alone in buckets of whole hours come from the hourly rollups for the window's whole
+    UTC hours (csms.store.rollups; ``rollups=False`` reads only the samples). Samples:
+    short spans become index range scans on (charge_point_id, timestamp) per station;
+    long ones read the table in order, which beats a million random lookups.
     """
     ms = m.MeterSample
     columns = ["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]
+    if site_id is not None:
+        of_site = select(m.ChargePoint.id).where(m.ChargePoint.site_id == site_id)
+        async with sm() as s:
+            on_site = list((await s.execute(of_site)).scalars())
+        station_ids = on_site if station_ids is None else [x for x in station_ids if x in on_site]
+    hours = _whole_hours(start, end, bucket_s) if set(measurands) == {CURRENT} else None
+    if rollups and hours is not None:
+        first, last = hours
+        parts = [await _current_rollups(sm, first, last, bucket_s, station_ids)]
+        for a, b in ((start, first), (last, end)):
+            if a < b:
+                parts.append(
+                    await sample_buckets(
+                        sm, a, b, bucket_s, station_ids=station_ids, measurands=measurands,
+                        rollups=False,
+                    )
+                )  # fmt: skip
+        return _merge_sample_buckets(parts)
     if station_ids is None and end - start <= INDEX_SCAN_MAX_SPAN:
         ids = select(m.ChargePoint.id)
         if site_id is not None:
@@ -540,6 +565,88 @@ async def sample_buckets(
     frame["time"] = _epoch_to_utc(frame["bucket"]) if len(frame) else pd.Series(dtype="object")
     frame["avg"] = frame["avg"].astype("float64")
     frame["max"] = frame["max"].astype("float64")
+    frame["n"] = frame["n"].astype("int64")
+    return frame[columns]
+
+
+def _whole_hours(start: datetime, end: datetime, bucket_s: int) -> tuple[datetime, datetime] | None:
+    """The whole UTC hours within a window whose buckets are whole hours (the rollups'
+    grain): (first, last) with first < last, or None (read the samples)."""
+    if bucket_s % HOUR_S != 0:
+        return None
+    first = math.ceil(start.timestamp() / HOUR_S) * HOUR_S
+    last = math.floor(end.timestamp() / HOUR_S) * HOUR_S
+    if first >= last:
+        return None
+    return datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last, UTC)
+
+
+def _merge_sample_buckets(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """sample_buckets frames of adjacent windows as one: a bucket two of them share
+    averages over all its samples."""
+    filled = [p for p in parts if len(p)]
+    if len(filled) <= 1:
+        return filled[0] if filled else parts[0]
+    frame = pd.concat(filled, ignore_index=True)
+    frame["phase"] = frame["phase"].fillna("")
+    frame["total"] = frame["avg"] * frame["n"]
+    keys = ["time", "charge_point_id", "measurand", "phase"]
+    out = frame.groupby(keys, as_index=False).agg(
+        total=("total", "sum"), max=("max", "max"), n=("n", "sum")
+    )
+    out["avg"] = out["total"] / out["n"]
+    out["phase"] = pd.Series([p or None for p in out["phase"]], dtype="object")
+    out["n"] = out["n"].astype("int64")
+    return out[["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]]
+
+
+async def _current_rollups(
+    sm: SessionMaker,
+    start: datetime,
+    end: datetime,
+    bucket_s: int,
+    station_ids: Sequence[str] | None,
+) -> pd.DataFrame:
+    """sample_buckets of Current.Import from meter_hourly_current (same columns)."""
+    c = m.MeterHourlyCurrent
+    columns = ["time", "charge_point_id", "measurand", "phase", "avg", "max", "n"]
+    if station_ids is not None and not station_ids:
+        return pd.DataFrame(columns=columns)
+    where: list[Any] = [c.hour >= int(start.timestamp()), c.hour < int(end.timestamp())]
+    if station_ids is not None:
+        where.append(c.charge_point_id.in_(list(station_ids)))
+    stmt: Any
+    if bucket_s == HOUR_S:
+        # A row is a bucket: no grouping (a temporary B-tree over every row).
+        stmt = select(
+            c.hour, c.charge_point_id, c.phase, c.total_a / c.samples, c.max_a, c.samples
+        ).where(*where)
+    else:
+        size = literal(int(bucket_s), BigInteger)
+        bucket = ((c.hour // size) * size).label("bucket")
+        stmt = (
+            select(
+                bucket,
+                c.charge_point_id,
+                c.phase,
+                cast(func.sum(c.total_a), Float) / cast(func.sum(c.samples), Float),
+                func.max(c.max_a),
+                func.sum(c.samples),
+            )
+            .where(*where)
+            .group_by(bucket, c.charge_point_id, c.phase)
+        )
+    async with sm() as s:
+        rows = (await s.execute(stmt)).all()
+    frame = pd.DataFrame(
+        [tuple(r) for r in rows], columns=["bucket", "charge_point_id", "phase", "avg", "max", "n"]
+    )
+    frame["measurand"] = CURRENT
+    frame["phase"] = pd.Series([p or None for p in frame["phase"]], dtype="object")
+    frame["time"] = _epoch_to_utc(frame["bucket"]) if len(frame) else pd.Series(dtype="object")
+    frame["avg"] = frame["avg"].astype("float64")
+    frame["max"] = frame["max"].astype("float64")
+    frame["n"] = frame["n"].astype("int64")
     return frame[columns]
 
 
@@ -556,6 +663,7 @@ async def energy_buckets(
     *,
     station_ids: Sequence[str] | None = None,
     site_id: int | None = None,
+    rollups: bool = True,
 ) -> pd.DataFrame:
     """Energy delivered per bucket and station (of ``station_ids``, else of ``site_id``'s
     stations, else every station), from energy-register differences.
@@ -564,15 +672,47 @@ async def energy_buckets(
     ``meter_samples.flag``, is left out), plus its StopTransaction reading, minus the
     previous one (meterStart before the first) is the energy of the
     interval ending at that reading; negative differences (a register reset) count as 0.
-    Columns: time (UTC bucket start), charge_point_id, energy_wh.
+    Columns: time (UTC bucket start), charge_point_id, energy_wh. ``site_id``: only
+    that site's stations. In buckets of whole hours, the window's whole UTC hours are
+    read from the hourly rollups (csms.store.rollups: the same sums from a row per
+    transaction and hour), a part hour at either end from the samples; ``rollups=False``
+    reads only the samples.
     """
-    ms, tx = m.MeterSample, m.Transaction
+    tx = m.Transaction
     overlapping = _overlapping_transactions(start, end)
     station_filter: list[Any] = _on_site(site_id, tx.charge_point_id)
     if station_ids is not None:
         if not station_ids:
             return pd.DataFrame(columns=["time", "charge_point_id", "energy_wh"])
-        station_filter = [tx.charge_point_id.in_(list(station_ids))]
+        # Those stations, and of them only the site's.
+        station_filter += [tx.charge_point_id.in_(list(station_ids))]
+    where = [overlapping, *station_filter]
+    hours = _whole_hours(start, end, bucket_s) if rollups else None
+    if hours is None:
+        return await _energy_samples(sm, start, end, bucket_s, where)
+    first, last = hours
+    parts = [await _energy_rollups(sm, first, last, bucket_s, where)]
+    # The part hours at either end (a site whose offset is not whole hours) from samples.
+    for a, b in ((start, first), (last, end)):
+        if a < b:
+            parts.append(await _energy_samples(sm, a, b, bucket_s, where))
+    filled = [p for p in parts if len(p)]
+    if len(filled) <= 1:
+        return filled[0] if filled else parts[0]
+    summed: pd.DataFrame = (
+        pd.concat(filled, ignore_index=True)
+        .groupby(["time", "charge_point_id"], as_index=False)
+        .agg(energy_wh=("energy_wh", "sum"))
+    )
+    return summed
+
+
+async def _energy_samples(
+    sm: SessionMaker, start: datetime, end: datetime, bucket_s: int, where: list[Any]
+) -> pd.DataFrame:
+    """energy_buckets from the samples: readings in [start, end) of the transactions
+    ``where`` names (those overlapping the whole window asked for)."""
+    ms, tx = m.MeterSample, m.Transaction
     readings = union_all(
         select(
             ms.transaction_id.label("tx_id"),
@@ -581,8 +721,7 @@ async def energy_buckets(
         )
         .join(tx, tx.id == ms.transaction_id)
         .where(
-            overlapping,
-            *station_filter,
+            *where,
             ms.measurand == ENERGY,
             ms.phase.is_(None),
             ms.value.is_not(None),
@@ -594,8 +733,7 @@ async def energy_buckets(
             tx.stopped_at.label("at"),
             cast(tx.meter_stop_wh, m.MeterSample.value.type).label("wh"),
         ).where(
-            overlapping,
-            *station_filter,
+            *where,
             tx.stopped_at.is_not(None),
             tx.meter_stop_wh.is_not(None),
             tx.stopped_at < end,
@@ -622,6 +760,42 @@ async def energy_buckets(
     )
     stmt = select(inner.c.bucket, inner.c.cp, func.sum(inner.c.delta)).group_by(
         inner.c.bucket, inner.c.cp
+    )
+    async with sm() as s:
+        rows = (await s.execute(stmt)).all()
+    frame = pd.DataFrame(
+        [tuple(r) for r in rows], columns=["bucket", "charge_point_id", "energy_wh"]
+    )
+    frame["time"] = _epoch_to_utc(frame["bucket"]) if len(frame) else pd.Series(dtype="object")
+    frame["energy_wh"] = frame["energy_wh"].astype("float64")
+    return frame[["time", "charge_point_id", "energy_wh"]]
+
+
+async def _energy_rollups(
+    sm: SessionMaker, start: datetime, end: datetime, bucket_s: int, where: list[Any]
+) -> pd.DataFrame:
+    """energy_buckets from meter_hourly_energy: an hour's energy is the sum of the positive
+    differences within it plus the positive step from the transaction's previous hour's
+    last reading (meterStart before its first hour) to its first."""
+    e, tx = m.MeterHourlyEnergy, m.Transaction
+    previous = func.lag(e.last_wh).over(partition_by=e.transaction_id, order_by=e.hour)
+    step = e.first_wh - func.coalesce(previous, tx.meter_start_wh)
+    hours = (
+        select(
+            e.hour,
+            tx.charge_point_id.label("cp"),
+            (e.inner_wh + case((step > 0, step), else_=0)).label("wh"),
+        )
+        .join(tx, tx.id == e.transaction_id)
+        .where(*where, e.hour < int(end.timestamp()))
+        .subquery()
+    )
+    size = literal(int(bucket_s), BigInteger)
+    bucket = ((hours.c.hour // size) * size).label("bucket")
+    stmt = (
+        select(bucket, hours.c.cp, func.sum(hours.c.wh))
+        .where(hours.c.hour >= int(start.timestamp()))
+        .group_by(bucket, hours.c.cp)
     )
     async with sm() as s:
         rows = (await s.execute(stmt)).all()

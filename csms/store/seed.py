@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from csms.auth import Role, generate_password, hash_user_password
 from csms.ev import CATALOGUE, EVSpec, charge, draw_current_a, effective_phases
 from csms.store import models as m
+from csms.store import rollups
 from csms.store.repository import SITE_ROW_ID, Repository
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -389,6 +390,8 @@ async def seed_demo_data(
         await _insert(s, m.Connector, _connector_rows(garage, sessions, end))
         await _insert(s, m.StatusEvent, _status_rows(sessions, end))
         await _insert(s, m.Command, _command_rows(garage, end))
+        # The History reads hourly rollups (csms.store.rollups); bulk rows bypass the writer.
+        await rollups.rebuild(s)
     return SeedSummary(
         stations=len(garage),
         transactions=len(sessions),
