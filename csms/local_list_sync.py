@@ -9,7 +9,9 @@ reaches the chargers within a poll, in a Differential update with the next versi
 
 After each BootNotification it asks GetLocalListVersion first: a charger that answers
 NotSupported / NotImplemented (or -1, list disabled) is left alone; one that reports a
-version other than ours gets a Full update. A Full update the charger refuses is not
+version other than ours gets a Full update. One that gives no usable answer (silence, an
+invalid answer, another CALLERROR) is asked again after ``VERSION_RETRY_S`` or when it
+connects again, not every poll. A Full update the charger refuses is not
 sent again until the tags change or the charger boots again (no loop every poll).
 
 Its calls go straight through `CentralSystem.call`, like the controller's; their answers
@@ -51,6 +53,11 @@ MAX_ITEMS_KEY = "SendLocalListMaxLength"
 # Every this many real seconds, every charger's copy is compared again even if the tags
 # did not change.
 RECHECK_S = 60.0
+# A charger whose GetLocalListVersion brought no usable answer (timeout, an invalid answer,
+# a CALLERROR other than NotSupported/NotImplemented) is asked again after this many real
+# seconds, or when it connects again; not every poll (5,000 such chargers were asked
+# every 2 s).
+VERSION_RETRY_S = 60.0
 
 
 class LocalListSync:
@@ -83,6 +90,8 @@ class LocalListSync:
         # Charger -> its SendLocalListMaxLength (spec 9.2), read with its version.
         self._max_items: dict[str, int] = {}
         self._checked_all_at = -math.inf
+        # Charger -> when its version was asked without a usable answer (monotonic).
+        self._unanswered: dict[str, float] = {}
 
     async def run(self) -> None:
         while True:
@@ -110,6 +119,7 @@ class LocalListSync:
             self._to_check.discard(event.charge_point_id)
             self._asked.discard(event.charge_point_id)
             self._settled.pop(event.charge_point_id, None)
+            self._unanswered.pop(event.charge_point_id, None)
 
     async def sync_once(self) -> None:
         """One round: every connected, accepted charger gets what changed."""
@@ -135,6 +145,12 @@ class LocalListSync:
         if recheck:
             self._checked_all_at = time.monotonic()
         due = [c for c in accepted if recheck or self._settled.get(c) != fingerprints[site_of[c]]]
+        if self._unanswered:
+            now_s = time.monotonic()
+            for cp_id, at in list(self._unanswered.items()):
+                if now_s - at >= VERSION_RETRY_S:
+                    del self._unanswered[cp_id]
+            due = [c for c in due if c not in self._unanswered]
         if not due:
             return
         copies = await self._features.local_list_copies()
@@ -153,6 +169,10 @@ class LocalListSync:
             self._to_check.discard(cp_id)
             checked = await self._ask_version(cp_id)
             if checked is None:
+                return False
+            if checked.supported is None:
+                # No usable answer: asked again later (VERSION_RETRY_S) or when it reconnects.
+                self._unanswered[cp_id] = time.monotonic()
                 return False
             state = checked
         update = plan_update(desired, state.entries if state.in_sync else None, state.version)
@@ -185,8 +205,10 @@ class LocalListSync:
         self._asked.add(cp_id)
         await self._send(cp_id, "GetLocalListVersion", {})
         state = await self._features.local_list(cp_id)
-        if not state.supported:
+        if state.supported is False:
             return None
+        if state.supported is None:
+            return state  # not answered (usably): the caller waits before asking again
         limit = await self._read_max_items(cp_id)
         if limit is None:
             self._max_items.pop(cp_id, None)

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from csms import local_list_sync
 from csms.cli import main
 from csms.local_list import (
     ListEntry,
@@ -28,7 +29,7 @@ from csms.local_list import (
     split_update,
 )
 from tests.conftest import T0, start_app, ws_url
-from tests.ocpp_client import RawChargePoint
+from tests.ocpp_client import AnswerCallError, RawChargePoint
 from tests.profiles_support import PASSWORD, command, eventually, garage
 from virtual_chargers.options import StationOptions
 
@@ -252,6 +253,64 @@ async def test_a_charger_without_a_list_is_asked_once_and_left_alone(
         await cp.close()
     finally:
         await app.stop()
+
+
+@pytest.mark.parametrize("answer", ["invalid", "internal-error"])
+async def test_a_charger_that_gives_no_usable_version_is_not_asked_every_poll(
+    db_url: str, answer: str
+) -> None:
+    """Asked once, then again only when it reconnects (or after VERSION_RETRY_S): a fleet
+    answering like this was asked every poll, thousands of calls every 2 s."""
+    app = await start_app(db_url, local_list_sync=True, local_list_poll_s=0.1)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_id_tag("TAG1")
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        if answer == "invalid":  # a CALLRESULT without the required listVersion
+            cp.handlers["GetLocalListVersion"] = lambda payload: {}
+        else:
+            cp.handlers["GetLocalListVersion"] = lambda payload: _raise("InternalError")
+        await cp.ok("BootNotification", BOOT)
+        await eventually(lambda: len(cp.server_calls) >= 1, "GetLocalListVersion")
+        await asyncio.sleep(0.5)  # five polls of the sync
+        assert [a for a, _ in cp.server_calls] == ["GetLocalListVersion"], cp.server_calls
+        station = await app.repository.get_charge_point("CP1")
+        assert station is not None and station.local_list_supported is None
+        await cp.close()
+        # Connected again, it is asked again.
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        cp.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": -1}
+        await cp.ok("BootNotification", BOOT)
+        await eventually(lambda: len(cp.server_calls) == 1, "GetLocalListVersion again")
+        await cp.close()
+    finally:
+        await app.stop()
+
+
+async def test_an_unanswered_version_is_asked_again_after_the_retry_time(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_list_sync, "VERSION_RETRY_S", 0.3)
+    app = await start_app(db_url, local_list_sync=True, local_list_poll_s=0.1)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_id_tag("TAG1")
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        cp.handlers["GetLocalListVersion"] = lambda payload: {}
+        await cp.ok("BootNotification", BOOT)
+        await eventually(lambda: len(cp.server_calls) >= 2, "GetLocalListVersion asked again")
+        cp.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": 0}
+        cp.handlers["SendLocalList"] = lambda payload: {"status": "Accepted"}
+        await eventually(
+            lambda: any(a == "SendLocalList" for a, _ in cp.server_calls), "a Full list"
+        )
+        await cp.close()
+    finally:
+        await app.stop()
+
+
+def _raise(code: str) -> dict[str, Any]:
+    raise AnswerCallError(code)
 
 
 async def test_list_version_and_a_full_list_through_the_outbox(
