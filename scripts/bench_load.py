@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_load.py [--chargers 100] [--duration 10] [--rate 0]
         [--control] [--idle] [--database-url URL] [--no-echo] [--json FILE]
+        [--profile FILE] [--stalls FILE]
 
 Starts ``csms serve`` (a real process, a fresh SQLite file unless ``--database-url``
 names a PostgreSQL database) and, as a SEPARATE process, a load generator of N light
@@ -57,6 +58,11 @@ sys.path.insert(0, str(ROOT))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_CURRENT_A = 16.0
+# What a light charge point does not implement: it answers CALLERROR NotSupported, as many
+# a cheap wallbox does for Local Auth List Management. (An empty CALLRESULT, what it sent
+# before, is an invalid GetLocalListVersion answer: the CSMS asked every charger again
+# every 2 s, work a real fleet does not cause.)
+UNSUPPORTED_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
 VOLTAGE_V = 230.0
 
 
@@ -141,7 +147,11 @@ class LightChargePoint:
                         else:
                             future.set_exception(CallFailedError(f"CALLERROR {frame[2]}"))
                 elif kind == 2:
-                    await self.ws.send(json.dumps([3, frame[1], self.answer(frame[2], frame[3])]))
+                    if frame[2] in UNSUPPORTED_ACTIONS:
+                        answer: list[Any] = [4, frame[1], "NotSupported", "", {}]
+                    else:
+                        answer = [3, frame[1], self.answer(frame[2], frame[3])]
+                    await self.ws.send(json.dumps(answer))
         except Exception:
             pass
         finally:
@@ -632,6 +642,8 @@ def run_against(
         ready = read_event(gen, args.setup_timeout)
         time.sleep(args.warmup)
         tell(gen, "measure")
+        if args.stalls and target.name == "csms":
+            target.proc.send_signal(signal.SIGUSR1)  # scripts/loop_stalls.py: start afresh
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         gen_cpu0 = cpu_seconds(gen_pid)
         profiler = None
@@ -829,6 +841,15 @@ def orchestrate(args: argparse.Namespace) -> int:
             "--port",
             str(port),
         ] + (["--no-controller"] if args.no_controller else [])
+        if args.stalls:
+            # The same server under scripts/loop_stalls.py: event-loop lag and stall stacks.
+            argv = [
+                sys.executable,
+                str(ROOT / "scripts" / "loop_stalls.py"),
+                str(Path(args.stalls).resolve()),
+                "--",
+                *argv[1:],
+            ]
         server = Target("csms", argv, env, workdir / "csms.log", f"http://127.0.0.1:{port}/healthz")
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -882,6 +903,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-log", help="copy csms serve's log here")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--profile", help="py-spy's collapsed stacks of csms serve go here")
+    parser.add_argument(
+        "--stalls", help="run csms serve under scripts/loop_stalls.py; its report goes here"
+    )
     parser.add_argument(
         "--profile-phase",
         choices=("measure", "control"),
