@@ -22,11 +22,11 @@ locallist push`) is let through first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
 import time
+from datetime import datetime
 from typing import Any
 
 from csms.answers import record_answer
@@ -75,7 +75,8 @@ class LocalListSync:
         self._central = central
         self._clock = clock
         self._poll_s = poll_s
-        self._queue = events.subscribe()
+        # Boots and disconnections only: not woken by every MeterValues of the fleet.
+        self._queue = events.subscribe(ChargePointBooted, ChargePointDisconnected)
         # Chargers that booted since their list version was last asked for.
         self._to_check: set[str] = set()
         # Charger -> the update it refused last time (not sent again as it is).
@@ -92,18 +93,35 @@ class LocalListSync:
         self._checked_all_at = -math.inf
         # Charger -> when its version was asked without a usable answer (monotonic).
         self._unanswered: dict[str, float] = {}
+        # The tags as last read (monotonic time, each charger's site, each site's list and
+        # its fingerprint), reused while nothing they depend on changed.
+        self._read: tuple[float, dict[str, int], dict[int, dict[str, ListEntry]], dict[int, str]]
+        self._read = (-math.inf, {}, {}, {})
+        # What they were read from (FeatureStore.local_list_digest), and when the first
+        # tag expires after that read (its entry then says Expired).
+        self._digest: tuple[str | None, str | None] | None = None
+        self._next_expiry: datetime | None = None
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             self._drain_events()
             try:
                 await self.sync_once()
             except GarageGridError:
                 log.exception("local list sync failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_s):
-                    event = await self._queue.get()
-                    self._on_event(event)
+            # The next round after the poll, or at once when a charger boots (its version
+            # is asked); a disconnection is only noted.
+            deadline = loop.time() + self._poll_s
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    async with asyncio.timeout(remaining):
+                        event = await self._queue.get()
+                except TimeoutError:
+                    break
+                self._on_event(event)
+                if isinstance(event, ChargePointBooted):
+                    break
 
     def _drain_events(self) -> None:
         while not self._queue.empty():
@@ -123,18 +141,7 @@ class LocalListSync:
 
     async def sync_once(self) -> None:
         """One round: every connected, accepted charger gets what changed."""
-        tags = await self._features.id_tags()
-        site_of = await self._repo.charge_point_sites()
-        now = self._clock.now()
-        # Each site's chargers hold that site's tags only.
-        by_site: dict[int, list[dict[str, Any]]] = {site_id: [] for site_id in site_of.values()}
-        for tag in tags:
-            by_site.setdefault(tag["site_id"], []).append(tag)
-        desired = {site_id: desired_entries(rows, now) for site_id, rows in by_site.items()}
-        fingerprints = {
-            site_id: json.dumps([e.to_ocpp() for _, e in sorted(entries.items())])
-            for site_id, entries in desired.items()
-        }
+        site_of, desired, fingerprints = await self._desired()
         # Accepted chargers only (section 4.2).
         accepted = [
             c
@@ -162,6 +169,42 @@ class LocalListSync:
                 self._settled[cp_id] = fingerprints[site_of[cp_id]]
             else:
                 self._settled.pop(cp_id, None)
+
+    async def _desired(
+        self,
+    ) -> tuple[dict[str, int], dict[int, dict[str, ListEntry]], dict[int, str]]:
+        """Each charger's site, each site's list and its fingerprint: read again only when
+        the tags or the chargers' sites changed, or a tag expired (every tag of every site
+        into Python objects each round took a fifth of a second at 5,000 tags)."""
+        _, site_of, desired, fingerprints = self._read
+        digest = await self._features.local_list_digest()
+        now = self._clock.now()
+        if (
+            digest == self._digest
+            and (self._next_expiry is None or now < self._next_expiry)
+            and fingerprints
+        ):
+            return site_of, desired, fingerprints
+        read_at = time.monotonic()
+        tags = await self._features.id_tags()
+        site_of = await self._repo.charge_point_sites()
+        now = self._clock.now()
+        self._digest = digest
+        self._next_expiry = min(
+            (t["expires_at"] for t in tags if t["expires_at"] and t["expires_at"] > now),
+            default=None,
+        )
+        # Each site's chargers hold that site's tags only.
+        by_site: dict[int, list[dict[str, Any]]] = {site_id: [] for site_id in site_of.values()}
+        for tag in tags:
+            by_site.setdefault(tag["site_id"], []).append(tag)
+        desired = {site_id: desired_entries(rows, now) for site_id, rows in by_site.items()}
+        fingerprints = {
+            site_id: json.dumps([e.to_ocpp() for _, e in sorted(entries.items())])
+            for site_id, entries in desired.items()
+        }
+        self._read = (read_at, site_of, desired, fingerprints)
+        return site_of, desired, fingerprints
 
     async def _sync(self, cp_id: str, state: LocalListState, desired: dict[str, ListEntry]) -> bool:
         """Bring one charger's list up to date; whether it now holds ``desired``."""

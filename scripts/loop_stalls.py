@@ -11,6 +11,7 @@ OUT.json when it ends (SIGTERM, as ``csms serve`` is stopped):
 - slow callbacks: every loop callback (a task's step, a protocol's data_received, ...)
   that held the loop longer than ``--slow-ms`` (20), counted and summed per task name
   and coroutine;
+- garbage collections: count, total and longest pause per generation;
 - stacks: while a callback has held the loop longer than ``--sample-after-ms`` (20),
   the thread samples the loop thread's stack every 5 ms; OUT.json gets the folded stacks
   (``frame;frame;frame count``, the input of flamegraph tools) of those samples only:
@@ -28,6 +29,7 @@ import asyncio.events
 import atexit
 import collections
 import contextlib
+import gc
 import json
 import math
 import signal
@@ -50,6 +52,9 @@ class Probe:
         self.lags_ms: list[float] = []
         self.slow: dict[str, list[float]] = collections.defaultdict(list)
         self.stacks: collections.Counter[str] = collections.Counter()
+        # Garbage collections per generation: their pauses (ms).
+        self.gcs: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._gc_began = 0.0
         self.began = time.monotonic()
         self._stop = threading.Event()
 
@@ -74,8 +79,16 @@ class Probe:
                 if took >= probe.slow_s:
                     probe.slow[describe(handle)].append(took * 1000)
 
+        gc.callbacks.append(self._gc)
         asyncio.events.Handle._run = _run  # type: ignore[method-assign,assignment]
         threading.Thread(target=self._watch, name="loop-stall-probe", daemon=True).start()
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_began = time.perf_counter()
+            return
+        took_ms = (time.perf_counter() - self._gc_began) * 1000
+        self.gcs[int(info["generation"])].append(took_ms)
 
     # ---------------------------------------------------------- thread side
     def _watch(self) -> None:
@@ -108,6 +121,7 @@ class Probe:
         self.lags_ms = []
         self.slow = collections.defaultdict(list)
         self.stacks = collections.Counter()
+        self.gcs = {0: [], 1: [], 2: []}
         self.began = time.monotonic()
 
     def report(self) -> dict[str, Any]:
@@ -141,6 +155,16 @@ class Probe:
                 "max_ms": lags[-1] if lags else None,
                 "histogram": histogram,
             },
+            "gc": {
+                f"gen{g}": {
+                    "count": len(times),
+                    "total_ms": round(sum(times), 1),
+                    "max_ms": round(max(times, default=0.0), 1),
+                }
+                for g, times in self.gcs.items()
+            },
+            "gc_tracked_objects": len(gc.get_objects()),
+            "gc_frozen_objects": gc.get_freeze_count(),
             "slow_callbacks": slow[:60],
             "stall_stacks": [
                 {"stack": stack, "samples": count} for stack, count in self.stacks.most_common(200)

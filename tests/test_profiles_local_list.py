@@ -28,7 +28,7 @@ from csms.local_list import (
     plan_update,
     split_update,
 )
-from tests.conftest import T0, start_app, ws_url
+from tests.conftest import T0, fixed_clock, start_app, ws_url
 from tests.ocpp_client import AnswerCallError, RawChargePoint
 from tests.profiles_support import PASSWORD, command, eventually, garage
 from virtual_chargers.options import StationOptions
@@ -304,6 +304,76 @@ async def test_an_unanswered_version_is_asked_again_after_the_retry_time(
         await eventually(
             lambda: any(a == "SendLocalList" for a, _ in cp.server_calls), "a Full list"
         )
+        await cp.close()
+    finally:
+        await app.stop()
+
+
+def _list_keeper(cp: RawChargePoint) -> dict[str, str]:
+    """The charger keeps a list: ``held`` (id tag -> status) follows every SendLocalList."""
+    held: dict[str, str] = {}
+    cp.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": 0}
+
+    def send_local_list(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["updateType"] == "Full":
+            held.clear()
+        for item in payload.get("localAuthorizationList", []):
+            if "idTagInfo" in item:
+                held[item["idTag"]] = item["idTagInfo"]["status"]
+            else:
+                held.pop(item["idTag"], None)
+        return {"status": "Accepted"}
+
+    cp.handlers["SendLocalList"] = send_local_list
+    return held
+
+
+async def test_meter_values_do_not_bring_a_round_on_a_boot_does(db_url: str) -> None:
+    """Rounds come with the poll and with boots; every MeterValues of the fleet brought one
+    (5,000 chargers: a round after nearly every message, a third of the event loop)."""
+    app = await start_app(db_url, local_list_sync=True, local_list_poll_s=3600)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_charge_point("CP2")
+        await app.repository.add_id_tag("TAG1")
+        cp1 = await RawChargePoint.connect(ws_url(app, "CP1"))
+        held = _list_keeper(cp1)
+        await cp1.ok("BootNotification", BOOT)
+        await eventually(lambda: held == {"TAG1": "Accepted"}, "TAG1 on CP1")
+        await app.repository.add_id_tag("TAG2")
+        meter = {
+            "connectorId": 1,
+            "meterValue": [{"timestamp": "2026-01-05T16:00:00Z", "sampledValue": [{"value": "1"}]}],
+        }
+        for _ in range(5):
+            await cp1.ok("MeterValues", meter)
+        await asyncio.sleep(0.3)
+        assert held == {"TAG1": "Accepted"}  # no round: the poll is an hour away
+        cp2 = await RawChargePoint.connect(ws_url(app, "CP2"))
+        cp2.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": -1}
+        await cp2.ok("BootNotification", BOOT)  # a boot brings a round at once
+        await eventually(lambda: held == {"TAG1": "Accepted", "TAG2": "Accepted"}, "TAG2")
+        await cp1.close()
+        await cp2.close()
+    finally:
+        await app.stop()
+
+
+async def test_a_tag_that_expires_reaches_the_list_as_expired(db_url: str) -> None:
+    """Nothing in the store changes when a tag expires: the sync reads the tags again when
+    the first expiry it saw has passed (it reads them only when they changed otherwise)."""
+    clock = fixed_clock(speed=1800.0)  # a real second is half an hour
+    app = await start_app(db_url, clock=clock, local_list_sync=True, local_list_poll_s=0.1)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_id_tag("TAG1")
+        await app.repository.add_id_tag("SOON", expires_at=clock.now() + timedelta(hours=2))
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        held = _list_keeper(cp)
+        await cp.ok("BootNotification", BOOT)
+        await eventually(lambda: held.get("SOON") == "Accepted", "SOON on the list")
+        await eventually(lambda: held.get("SOON") == "Expired", "SOON expired on the list")
+        assert held["TAG1"] == "Accepted"
         await cp.close()
     finally:
         await app.stop()

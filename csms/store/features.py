@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Integer, String, cast, delete, func, select, update
 
 from csms.domain import CommandStatus
 from csms.errors import ConfigError, NotFoundError
@@ -59,6 +59,30 @@ class FeatureStore:
                 }
                 for r in rows
             ]
+
+    async def local_list_digest(self) -> tuple[str | None, str | None]:
+        """What every charger's local list depends on (each tag's site, block, expiry and
+        parent; each charger's site), folded into two strings by the database: while
+        they are equal, so are the lists (a tag that expires meanwhile aside). One small
+        read instead of every row into Python objects every poll."""
+        t, cp = m.IdTag, m.ChargePoint
+        field, row = "\x1f", "\x1e"
+        tag = (
+            t.id_tag
+            + field
+            + cast(t.site_id, String)
+            + field
+            + cast(cast(t.blocked, Integer), String)
+            + field
+            + func.coalesce(cast(t.expires_at, String), "")
+            + field
+            + func.coalesce(t.parent_id_tag, "")
+        )
+        station = cp.id + field + cast(cp.site_id, String)
+        async with self._repo.unit_of_work() as s:
+            tags = (await s.execute(select(func.aggregate_strings(tag, row)))).scalar()
+            stations = (await s.execute(select(func.aggregate_strings(station, row)))).scalar()
+        return tags, stations
 
     # ------------------------------------------------------------ local auth lists
     async def local_list(self, cp_id: str) -> LocalListState:
