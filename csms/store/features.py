@@ -43,7 +43,7 @@ class FeatureStore:
     async def id_tags(self, cp_id: str | None = None) -> list[dict[str, Any]]:
         """Every id tag with its site, block, expiry (datetime) and parent; with ``cp_id``
         the tags of that charge point's site only (what its local list holds)."""
-        async with self._repo.unit_of_work() as s:
+        async with self._repo.reading() as s:
             stmt = select(m.IdTag).order_by(m.IdTag.id_tag)
             if cp_id is not None:
                 site = select(m.ChargePoint.site_id).where(m.ChargePoint.id == cp_id)
@@ -79,7 +79,7 @@ class FeatureStore:
             + func.coalesce(t.parent_id_tag, "")
         )
         station = cp.id + field + cast(cp.site_id, String)
-        async with self._repo.unit_of_work() as s:
+        async with self._repo.reading() as s:
             tags = (await s.execute(select(func.aggregate_strings(tag, row)))).scalar()
             stations = (await s.execute(select(func.aggregate_strings(station, row)))).scalar()
         return tags, stations
@@ -164,7 +164,7 @@ class FeatureStore:
 
     async def local_list_copies(self) -> dict[str, LocalListState]:
         """Every charger not known to lack a local list, with its copy."""
-        async with self._repo.unit_of_work() as s:
+        async with self._repo.reading() as s:
             stations = (
                 await s.execute(
                     select(m.ChargePoint).where(
