@@ -53,6 +53,8 @@ MAX_ITEMS_KEY = "SendLocalListMaxLength"
 # Every this many real seconds, every charger's copy is compared again even if the tags
 # did not change.
 RECHECK_S = 60.0
+# A boot brings a round at once, but not sooner than this after the last one began.
+BOOT_ROUND_GAP_S = 0.5
 # A charger whose GetLocalListVersion brought no usable answer (timeout, an invalid answer,
 # a CALLERROR other than NotSupported/NotImplemented) is asked again after this many real
 # seconds, or when it connects again; not every poll (5,000 such chargers were asked
@@ -106,6 +108,7 @@ class LocalListSync:
         loop = asyncio.get_running_loop()
         while True:
             self._drain_events()
+            started = loop.time()
             try:
                 await self.sync_once()
             except GarageGridError:
@@ -121,6 +124,10 @@ class LocalListSync:
                     break
                 self._on_event(event)
                 if isinstance(event, ChargePointBooted):
+                    # In a mass boot, one round for the boots of the last half second.
+                    gap = started + BOOT_ROUND_GAP_S - loop.time()
+                    if gap > 0:
+                        await asyncio.sleep(gap)
                     break
 
     def _drain_events(self) -> None:
@@ -160,7 +167,7 @@ class LocalListSync:
             due = [c for c in due if c not in self._unanswered]
         if not due:
             return
-        copies = await self._features.local_list_copies()
+        copies = await self._features.local_list_copies(due)
         due = [c for c in due if c in copies]  # not known to keep no list
         # Each charger in its own task: a silent one does not hold up the others.
         holds = await asyncio.gather(*(self._sync(c, copies[c], desired[site_of[c]]) for c in due))

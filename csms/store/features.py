@@ -4,6 +4,7 @@ reservations, firmware and diagnostics status. One unit of work per call, like
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -162,33 +163,37 @@ class FeatureStore:
         async with self._repo.unit_of_work() as s:
             await s.execute(update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(**values))
 
-    async def local_list_copies(self) -> dict[str, LocalListState]:
-        """Every charger not known to lack a local list, with its copy."""
+    async def local_list_copies(
+        self, only: Collection[str] | None = None
+    ) -> dict[str, LocalListState]:
+        """Every charger not known to lack a local list (of ``only``, if given), with its
+        copy. Plain columns: whole ChargePoint rows brought each one's profile copies
+        (big JSON documents) into Python, every round of a mass boot."""
+        cp, e = m.ChargePoint, m.LocalListEntry
+        keeps = cp.local_list_supported.is_not(False)  # None or True
+        wanted = None if only is None else set(only)
         async with self._repo.reading() as s:
-            stations = (
-                await s.execute(
-                    select(m.ChargePoint).where(
-                        m.ChargePoint.local_list_supported.is_not(False)  # None or True
-                    )
-                )
-            ).scalars()
+            stations = await s.execute(
+                select(
+                    cp.id, cp.local_list_supported, cp.local_list_version, cp.local_list_in_sync
+                ).where(keeps)
+            )
             states = {
-                r.id: LocalListState(
-                    r.id, r.local_list_supported, r.local_list_version, r.local_list_in_sync, {}
-                )
+                r[0]: LocalListState(r[0], r[1], r[2], bool(r[3]), {})
                 for r in stations
+                if wanted is None or r[0] in wanted
             }
-            entries = (
-                await s.execute(
-                    select(m.LocalListEntry).where(
-                        m.LocalListEntry.charge_point_id.in_(list(states))
-                    )
-                )
-            ).scalars()
-            for e in entries:
-                states[e.charge_point_id].entries[e.id_tag] = ListEntry(
-                    e.id_tag, e.status, e.expiry_date, e.parent_id_tag
-                )
+            if not states:
+                return states
+            entries = await s.execute(
+                select(e.charge_point_id, e.id_tag, e.status, e.expiry_date, e.parent_id_tag)
+                .join(cp, cp.id == e.charge_point_id)
+                .where(keeps)
+            )
+            for cp_id, id_tag, status, expiry, parent in entries:
+                state = states.get(cp_id)
+                if state is not None:
+                    state.entries[id_tag] = ListEntry(id_tag, status, expiry, parent)
             return states
 
     # ------------------------------------------------------------ reservations

@@ -104,6 +104,8 @@ def _site_config(row: m.SiteSettings) -> SiteConfig:
     )
 
 
+# SQLite: units of work that only read, at most this many at once (see Repository).
+MAX_READERS = 3
 # Rows of a read of the whole fleet are fetched and converted this many at a time, the
 # event loop answering chargers in between (10,000 stations at once held it for a tenth
 # of a second and more).
@@ -339,6 +341,11 @@ class Repository:
         self._serial: asyncio.Lock | None = (
             asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
         )
+        # Reads beside the writer, a few at a time: the connection pool keeps room for
+        # the writer (a mass connect's station lookups would take every connection).
+        self._readers: asyncio.Semaphore | None = (
+            asyncio.Semaphore(MAX_READERS) if self._serial is not None else None
+        )
         self._tails = _RegisterTails()
         # A view of one site (`for_site`): what names no site is that site's; None: site 1
         # for a site's settings, every site for a listing.
@@ -383,7 +390,8 @@ class Repository:
         (SQLite in WAL mode reads beside its one writer). The controller's reads of every
         station held the turn for tens of milliseconds every second at 5,000 chargers, and
         every MeterValues commit waited behind them. Nothing in it may write."""
-        async with self._transaction() as session:
+        readers = self._readers if self._readers is not None else contextlib.nullcontext()
+        async with readers, self._transaction() as session:
             yield session
 
     @asynccontextmanager
