@@ -50,7 +50,8 @@ class MeterWriter:
         self._max_delay_s = max_delay_s
         # Runs inside each batch's unit of work, before its commit (tests hold or fail it).
         self.before_commit = before_commit
-        self._queue: deque[tuple[MeterBatchItem, asyncio.Future[list[str | None]]]] = deque()
+        # A future per MeterValues; None for a last-seen touch nobody waits for.
+        self._queue: deque[tuple[MeterBatchItem, asyncio.Future[list[str | None]] | None]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -96,6 +97,15 @@ class MeterWriter:
         # A handler cancelled while waiting (its connection closed) leaves the write going.
         return await asyncio.shield(future)
 
+    def touch(self, cp_id: str) -> None:
+        """The charger was heard from: its last_seen_at goes with the next commit. Nobody
+        waits for it (a Heartbeat's answer acknowledges no data; waiting for a commit
+        and its disk flush was most of every Heartbeat's round trip)."""
+        if self._closed or self._task is None:
+            return
+        self._queue.append((MeterBatchItem(cp_id, 0, None, ()), None))
+        self._wake.set()
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
@@ -110,7 +120,7 @@ class MeterWriter:
             await self._write(batch)
 
     async def _write(
-        self, batch: list[tuple[MeterBatchItem, asyncio.Future[list[str | None]]]]
+        self, batch: list[tuple[MeterBatchItem, asyncio.Future[list[str | None]] | None]]
     ) -> None:
         items = [item for item, _ in batch]
         try:
@@ -119,7 +129,14 @@ class MeterWriter:
             )
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch[0][1], exc)
+                future = batch[0][1]
+                if future is None:
+                    log.warning(
+                        "last seen not stored",
+                        extra={"cp_id": items[0].charge_point_id, "error": str(exc)},
+                    )
+                else:
+                    _fail(future, exc)
                 return
             log.warning(
                 "meter values batch failed; storing its messages one by one",
@@ -132,7 +149,7 @@ class MeterWriter:
         self.messages += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))
         for (_, future), flags in zip(batch, results, strict=True):
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_result(flags)
 
 

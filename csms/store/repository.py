@@ -541,7 +541,9 @@ class Repository:
 
     # --------------------------------------------------------- charge points
     async def get_charge_point(self, cp_id: str) -> ChargePointInfo | None:
-        async with self._reading() as s:
+        # In the writers' turn: a mass connect makes thousands of these at once, and
+        # beside the writer they took the connection pool and the CPU from it.
+        async with self._unit() as s:
             row = await s.get(m.ChargePoint, cp_id)
             return _charge_point_info(row) if row else None
 
