@@ -786,6 +786,12 @@ def print_result(result: dict[str, Any]) -> None:
         print(
             f"         group commit: {w['messages']} MeterValues in {w['batches']} commits"
             f" ({w['messages'] / max(1, w['batches']):.1f} a commit, at most {w['largest_batch']})"
+            + (
+                f"; a commit took p50 {w['commit_ms']['p50']} / p99 {w['commit_ms']['p99']}"
+                f" / max {w['commit_ms']['max']} ms"
+                if w.get("commit_ms")
+                else ""
+            )
         )
     if "control" in result:
         c = result["control"]

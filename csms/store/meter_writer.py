@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -59,6 +60,9 @@ class MeterWriter:
         self.batches = 0
         self.messages = 0
         self.largest_batch = 0
+        # How long the last commits took (ms, from the batch taken to its commit done):
+        # what a MeterValues waits for beyond its batch's filling.
+        self.commit_ms: deque[float] = deque(maxlen=10_000)
 
     @property
     def queued(self) -> int:
@@ -97,6 +101,17 @@ class MeterWriter:
         # A handler cancelled while waiting (its connection closed) leaves the write going.
         return await asyncio.shield(future)
 
+    def commit_times_ms(self) -> dict[str, float | None]:
+        """p50 / p99 / max of the last commits' durations (ms)."""
+        ordered = sorted(self.commit_ms)
+        if not ordered:
+            return {"p50": None, "p99": None, "max": None}
+
+        def at(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+        return {"p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 1)}
+
     def touch(self, cp_id: str) -> None:
         """The charger was heard from: its last_seen_at goes with the next commit. Nobody
         waits for it (a Heartbeat's answer acknowledges no data; waiting for a commit
@@ -123,6 +138,7 @@ class MeterWriter:
         self, batch: list[tuple[MeterBatchItem, asyncio.Future[list[str | None]] | None]]
     ) -> None:
         items = [item for item, _ in batch]
+        began = time.perf_counter()
         try:
             results = await self._repo.add_meter_values_batch(
                 items, before_commit=self.before_commit
@@ -145,6 +161,7 @@ class MeterWriter:
             for one in batch:
                 await self._write([one])
             return
+        self.commit_ms.append((time.perf_counter() - began) * 1000)
         self.batches += 1
         self.messages += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))
