@@ -88,6 +88,8 @@ def percentile(values: list[float], q: float) -> float | None:
 @dataclass
 class Stats:
     rtts_ms: list[float] = field(default_factory=list)
+    # The same round trips per action (Heartbeat, MeterValues, ...).
+    by_action: dict[str, list[float]] = field(default_factory=dict)
     acked: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     measuring: bool = False
@@ -302,7 +304,9 @@ class LightChargePoint:
                 raise
             return
         if counted and stats.measuring:
-            stats.rtts_ms.append((time.monotonic() - began) * 1000)
+            rtt_ms = (time.monotonic() - began) * 1000
+            stats.rtts_ms.append(rtt_ms)
+            stats.by_action.setdefault(action, []).append(rtt_ms)
             if action == "MeterValues":
                 stats.acked += 1
 
@@ -399,6 +403,14 @@ async def generate(args: argparse.Namespace) -> None:
                     "p50_ms": percentile(stats.rtts_ms, 0.50),
                     "p99_ms": percentile(stats.rtts_ms, 0.99),
                     "max_ms": max(stats.rtts_ms, default=None),
+                    "by_action": {
+                        action: {
+                            "count": len(rtts),
+                            "p50_ms": percentile(rtts, 0.50),
+                            "p99_ms": percentile(rtts, 0.99),
+                        }
+                        for action, rtts in sorted(stats.by_action.items())
+                    },
                     "errors": stats.errors,
                     "connected": sum(1 for cp in gen.points if cp.connected),
                 }
@@ -688,6 +700,7 @@ def run_against(
             "p50_ms": report["p50_ms"],
             "p99_ms": report["p99_ms"],
             "max_ms": report["max_ms"],
+            "by_action": report.get("by_action", {}),
             "errors": report["errors"],
             "cpu_s": cpu1 - cpu0,
             "cpu_share": (cpu1 - cpu0) / (t1 - t0),
@@ -781,6 +794,14 @@ def print_result(result: dict[str, Any]) -> None:
         f" ({f(result['rss_kb_per_connection'], '.1f')} KB/connection), errors"
         f" {result['errors'] or 0} setup failures {result['setup_failures'] or 0}"
     )
+    if len(result.get("by_action") or {}) > 1:
+        print(
+            "         round trips: "
+            + ", ".join(
+                f"{action} p50 {f(a['p50_ms'], '.1f')} / p99 {f(a['p99_ms'], '.1f')} ms"
+                for action, a in result["by_action"].items()
+            )
+        )
     if result.get("meter_writer"):
         w = result["meter_writer"]
         print(
