@@ -24,6 +24,7 @@ from csms.controller.sites import SiteControllers
 from csms.errors import ConfigError
 from csms.events import EventBus
 from csms.files import FileEndpoint
+from csms.gc_policy import GcPolicy
 from csms.local_list_sync import LocalListSync
 from csms.ocpp16.server import CentralSystem, make_ssl_context
 from csms.outbox import OutboxWorker
@@ -282,8 +283,13 @@ async def serve_forever(config: ServeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     app = CsmsApp(config)
     await app.start()
+    # Objects that live as long as their connection are kept out of full collections
+    # (csms.gc_policy): a process of its own, so the whole heap is the CSMS's.
+    collector = GcPolicy(app.events)
+    collector.start()
     try:
         await stop.wait()
         log.info("shutdown requested")
     finally:
+        await collector.stop()
         await app.stop()

@@ -90,23 +90,25 @@ class EventBus:
     """Fan-out of events to subscriber queues; publishing never blocks a handler."""
 
     def __init__(self, maxsize: int = 10_000) -> None:
-        self._queues: list[asyncio.Queue[Event]] = []
+        # Each queue with the event types it wants (None: every event).
+        self._queues: list[tuple[asyncio.Queue[Event], tuple[type, ...] | None]] = []
         self._maxsize = maxsize
 
-    def subscribe(self) -> asyncio.Queue[Event]:
+    def subscribe(self, *types: type) -> asyncio.Queue[Event]:
+        """A queue of every event, or of the events of ``types`` only (a subscriber that
+        needs boots and disconnections is not woken by every MeterValues)."""
         queue: asyncio.Queue[Event] = asyncio.Queue(self._maxsize)
-        self._queues.append(queue)
+        self._queues.append((queue, types or None))
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[Event]) -> None:
-        if queue in self._queues:
-            self._queues.remove(queue)
+        self._queues = [(q, t) for q, t in self._queues if q is not queue]
 
     def publish(self, event: Event, *, skip: asyncio.Queue[Event] | None = None) -> None:
-        """To every subscriber but ``skip`` (the cluster's own queue, for an event that
-        came from another instance)."""
-        for queue in self._queues:
-            if queue is skip:
+        """To every subscriber that wants it but ``skip`` (the cluster's own queue, for an
+        event that came from another instance)."""
+        for queue, types in self._queues:
+            if queue is skip or (types is not None and not isinstance(event, types)):
                 continue
             try:
                 queue.put_nowait(event)

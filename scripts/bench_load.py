@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/bench_load.py [--chargers 100] [--duration 10] [--rate 0]
         [--control] [--idle] [--database-url URL] [--no-echo] [--json FILE]
+        [--profile FILE] [--stalls FILE]
 
 Starts ``csms serve`` (a real process, a fresh SQLite file unless ``--database-url``
 names a PostgreSQL database) and, as a SEPARATE process, a load generator of N light
@@ -57,6 +58,11 @@ sys.path.insert(0, str(ROOT))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_CURRENT_A = 16.0
+# What a light charge point does not implement: it answers CALLERROR NotSupported, as many
+# a cheap wallbox does for Local Auth List Management. (An empty CALLRESULT, what it sent
+# before, is an invalid GetLocalListVersion answer: the CSMS asked every charger again
+# every 2 s, work a real fleet does not cause.)
+UNSUPPORTED_ACTIONS = frozenset({"GetLocalListVersion", "SendLocalList"})
 VOLTAGE_V = 230.0
 
 
@@ -82,6 +88,8 @@ def percentile(values: list[float], q: float) -> float | None:
 @dataclass
 class Stats:
     rtts_ms: list[float] = field(default_factory=list)
+    # The same round trips per action (Heartbeat, MeterValues, ...).
+    by_action: dict[str, list[float]] = field(default_factory=dict)
     acked: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     measuring: bool = False
@@ -141,7 +149,11 @@ class LightChargePoint:
                         else:
                             future.set_exception(CallFailedError(f"CALLERROR {frame[2]}"))
                 elif kind == 2:
-                    await self.ws.send(json.dumps([3, frame[1], self.answer(frame[2], frame[3])]))
+                    if frame[2] in UNSUPPORTED_ACTIONS:
+                        answer: list[Any] = [4, frame[1], "NotSupported", "", {}]
+                    else:
+                        answer = [3, frame[1], self.answer(frame[2], frame[3])]
+                    await self.ws.send(json.dumps(answer))
         except Exception:
             pass
         finally:
@@ -292,7 +304,9 @@ class LightChargePoint:
                 raise
             return
         if counted and stats.measuring:
-            stats.rtts_ms.append((time.monotonic() - began) * 1000)
+            rtt_ms = (time.monotonic() - began) * 1000
+            stats.rtts_ms.append(rtt_ms)
+            stats.by_action.setdefault(action, []).append(rtt_ms)
             if action == "MeterValues":
                 stats.acked += 1
 
@@ -389,6 +403,14 @@ async def generate(args: argparse.Namespace) -> None:
                     "p50_ms": percentile(stats.rtts_ms, 0.50),
                     "p99_ms": percentile(stats.rtts_ms, 0.99),
                     "max_ms": max(stats.rtts_ms, default=None),
+                    "by_action": {
+                        action: {
+                            "count": len(rtts),
+                            "p50_ms": percentile(rtts, 0.50),
+                            "p99_ms": percentile(rtts, 0.99),
+                        }
+                        for action, rtts in sorted(stats.by_action.items())
+                    },
                     "errors": stats.errors,
                     "connected": sum(1 for cp in gen.points if cp.connected),
                 }
@@ -632,6 +654,8 @@ def run_against(
         ready = read_event(gen, args.setup_timeout)
         time.sleep(args.warmup)
         tell(gen, "measure")
+        if args.stalls and target.name == "csms":
+            target.proc.send_signal(signal.SIGUSR1)  # scripts/loop_stalls.py: start afresh
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         gen_cpu0 = cpu_seconds(gen_pid)
         profiler = None
@@ -676,6 +700,7 @@ def run_against(
             "p50_ms": report["p50_ms"],
             "p99_ms": report["p99_ms"],
             "max_ms": report["max_ms"],
+            "by_action": report.get("by_action", {}),
             "errors": report["errors"],
             "cpu_s": cpu1 - cpu0,
             "cpu_share": (cpu1 - cpu0) / (t1 - t0),
@@ -769,11 +794,25 @@ def print_result(result: dict[str, Any]) -> None:
         f" ({f(result['rss_kb_per_connection'], '.1f')} KB/connection), errors"
         f" {result['errors'] or 0} setup failures {result['setup_failures'] or 0}"
     )
+    if len(result.get("by_action") or {}) > 1:
+        print(
+            "         round trips: "
+            + ", ".join(
+                f"{action} p50 {f(a['p50_ms'], '.1f')} / p99 {f(a['p99_ms'], '.1f')} ms"
+                for action, a in result["by_action"].items()
+            )
+        )
     if result.get("meter_writer"):
         w = result["meter_writer"]
         print(
             f"         group commit: {w['messages']} MeterValues in {w['batches']} commits"
             f" ({w['messages'] / max(1, w['batches']):.1f} a commit, at most {w['largest_batch']})"
+            + (
+                f"; a commit took p50 {w['commit_ms']['p50']} / p99 {w['commit_ms']['p99']}"
+                f" / max {w['commit_ms']['max']} ms"
+                if w.get("commit_ms")
+                else ""
+            )
         )
     if "control" in result:
         c = result["control"]
@@ -829,6 +868,15 @@ def orchestrate(args: argparse.Namespace) -> int:
             "--port",
             str(port),
         ] + (["--no-controller"] if args.no_controller else [])
+        if args.stalls:
+            # The same server under scripts/loop_stalls.py: event-loop lag and stall stacks.
+            argv = [
+                sys.executable,
+                str(ROOT / "scripts" / "loop_stalls.py"),
+                str(Path(args.stalls).resolve()),
+                "--",
+                *argv[1:],
+            ]
         server = Target("csms", argv, env, workdir / "csms.log", f"http://127.0.0.1:{port}/healthz")
         try:
             wait_http(f"http://127.0.0.1:{port}/healthz")
@@ -882,6 +930,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-log", help="copy csms serve's log here")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--profile", help="py-spy's collapsed stacks of csms serve go here")
+    parser.add_argument(
+        "--stalls", help="run csms serve under scripts/loop_stalls.py; its report goes here"
+    )
     parser.add_argument(
         "--profile-phase",
         choices=("measure", "control"),

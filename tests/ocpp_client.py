@@ -2,7 +2,7 @@
 
 It sends raw frames and checks nothing on its own, so tests can also send broken frames.
 CALLs from the central system are answered by registered handlers (default: CALLERROR
-NotImplemented), from a background task so the test can await its own calls meanwhile.
+NotImplemented; a handler raising AnswerCallError answers a CALLERROR of its code), from a background task so the test can await its own calls meanwhile.
 """
 
 from __future__ import annotations
@@ -18,6 +18,14 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 ServerCallHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]] | dict[str, Any]]
+
+
+class AnswerCallError(Exception):
+    """Raised by a handler: the CALL is answered with a CALLERROR of this code."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def basic_auth_header(user: str, password: str) -> dict[str, str]:
@@ -76,10 +84,13 @@ class RawChargePoint:
         if handler is None:
             reply = [4, message_id, "NotImplemented", f"no handler for {action}", {}]
         else:
-            result = handler(payload)
-            if asyncio.iscoroutine(result):
-                result = await result
-            reply = [3, message_id, result]
+            try:
+                result = handler(payload)
+                if asyncio.iscoroutine(result):
+                    result = await result
+                reply = [3, message_id, result]
+            except AnswerCallError as error:
+                reply = [4, message_id, error.code, "", {}]
         await self.ws.send(json.dumps(reply))
 
     async def send_frame(self, frame: Any, *, expect_id: str | None = None) -> list[Any]:

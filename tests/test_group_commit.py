@@ -229,3 +229,86 @@ async def test_a_reading_older_than_the_newest_is_judged_against_the_stored_ones
         for cp in points:
             await cp.close()
         await app.stop()
+
+
+async def test_reads_of_the_whole_fleet_do_not_wait_for_a_commit(db_url: str) -> None:
+    """The controller's and the local list sync's reads of every station do not take the
+    writers' turn: they go on while a batch sits at its commit (they held that turn for
+    tens of milliseconds every second at 5,000 chargers, and every commit waited)."""
+    app = await start_app(db_url)
+    points: list[RawChargePoint] = []
+    try:
+        points = await chargers(app, 2)
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold(items: Sequence[MeterBatchItem]) -> None:
+            held.set()
+            await release.wait()
+
+        app.meter_writer.before_commit = hold
+        meter = asyncio.create_task(points[0].call("MeterValues", meter_values(1, 1000)))
+        await held.wait()
+        repo = app.repository
+        reads = asyncio.gather(
+            repo.list_charge_points(),
+            repo.controller_inputs(),
+            repo.connectors_by_charge_point(),
+            repo.open_sessions(),
+            repo.charge_point_sites(),
+        )
+        done, _ = await asyncio.wait([reads], timeout=10)
+        assert done, "the reads waited for the held commit"
+        stations, inputs, _, sessions, sites = reads.result()
+        assert [s.id for s in stations] == ["CP0", "CP1"] and sessions == []
+        assert sites == {"CP0": 1, "CP1": 1} and inputs[0] is not None
+        assert not meter.done()  # still held at its commit
+        release.set()
+        assert (await meter)[0] == 3
+    finally:
+        release.set()
+        for cp in points:
+            await cp.close()
+        await app.stop()
+
+
+async def test_a_heartbeat_is_answered_without_waiting_for_a_commit(db_url: str) -> None:
+    """Its last_seen_at goes with the next commit; the answer does not wait for it (it
+    acknowledges no data). A MeterValues still waits for its commit."""
+    app = await start_app(db_url)
+    points: list[RawChargePoint] = []
+    try:
+        points = await chargers(app, 2)
+        before = await app.repository.get_charge_point("CP1")
+        assert before is not None
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold(items: Sequence[MeterBatchItem]) -> None:
+            held.set()
+            await release.wait()
+
+        app.meter_writer.before_commit = hold
+        meter = asyncio.create_task(points[0].call("MeterValues", meter_values(1, 1000)))
+        await held.wait()
+        beat = await points[1].call("Heartbeat", {})  # while the commit is held
+        assert beat[0] == 3 and "currentTime" in beat[2]
+        assert not meter.done()
+        app.meter_writer.before_commit = None
+        release.set()
+        assert (await meter)[0] == 3
+
+        async def seen() -> bool:
+            after = await app.repository.get_charge_point("CP1")
+            return after is not None and after.last_seen_at != before.last_seen_at
+
+        for _ in range(200):
+            if await seen():
+                break
+            await asyncio.sleep(0.02)
+        assert await seen(), "last_seen_at not stored with a later commit"
+    finally:
+        release.set()
+        for cp in points:
+            await cp.close()
+        await app.stop()

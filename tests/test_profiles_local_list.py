@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from csms import local_list_sync
 from csms.cli import main
 from csms.local_list import (
     ListEntry,
@@ -27,8 +28,8 @@ from csms.local_list import (
     plan_update,
     split_update,
 )
-from tests.conftest import T0, start_app, ws_url
-from tests.ocpp_client import RawChargePoint
+from tests.conftest import T0, fixed_clock, start_app, ws_url
+from tests.ocpp_client import AnswerCallError, RawChargePoint
 from tests.profiles_support import PASSWORD, command, eventually, garage
 from virtual_chargers.options import StationOptions
 
@@ -252,6 +253,134 @@ async def test_a_charger_without_a_list_is_asked_once_and_left_alone(
         await cp.close()
     finally:
         await app.stop()
+
+
+@pytest.mark.parametrize("answer", ["invalid", "internal-error"])
+async def test_a_charger_that_gives_no_usable_version_is_not_asked_every_poll(
+    db_url: str, answer: str
+) -> None:
+    """Asked once, then again only when it reconnects (or after VERSION_RETRY_S): a fleet
+    answering like this was asked every poll, thousands of calls every 2 s."""
+    app = await start_app(db_url, local_list_sync=True, local_list_poll_s=0.1)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_id_tag("TAG1")
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        if answer == "invalid":  # a CALLRESULT without the required listVersion
+            cp.handlers["GetLocalListVersion"] = lambda payload: {}
+        else:
+            cp.handlers["GetLocalListVersion"] = lambda payload: _raise("InternalError")
+        await cp.ok("BootNotification", BOOT)
+        await eventually(lambda: len(cp.server_calls) >= 1, "GetLocalListVersion")
+        await asyncio.sleep(0.5)  # five polls of the sync
+        assert [a for a, _ in cp.server_calls] == ["GetLocalListVersion"], cp.server_calls
+        station = await app.repository.get_charge_point("CP1")
+        assert station is not None and station.local_list_supported is None
+        await cp.close()
+        # Connected again, it is asked again.
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        cp.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": -1}
+        await cp.ok("BootNotification", BOOT)
+        await eventually(lambda: len(cp.server_calls) == 1, "GetLocalListVersion again")
+        await cp.close()
+    finally:
+        await app.stop()
+
+
+async def test_an_unanswered_version_is_asked_again_after_the_retry_time(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_list_sync, "VERSION_RETRY_S", 0.3)
+    app = await start_app(db_url, local_list_sync=True, local_list_poll_s=0.1)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_id_tag("TAG1")
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        cp.handlers["GetLocalListVersion"] = lambda payload: {}
+        await cp.ok("BootNotification", BOOT)
+        await eventually(lambda: len(cp.server_calls) >= 2, "GetLocalListVersion asked again")
+        cp.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": 0}
+        cp.handlers["SendLocalList"] = lambda payload: {"status": "Accepted"}
+        await eventually(
+            lambda: any(a == "SendLocalList" for a, _ in cp.server_calls), "a Full list"
+        )
+        await cp.close()
+    finally:
+        await app.stop()
+
+
+def _list_keeper(cp: RawChargePoint) -> dict[str, str]:
+    """The charger keeps a list: ``held`` (id tag -> status) follows every SendLocalList."""
+    held: dict[str, str] = {}
+    cp.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": 0}
+
+    def send_local_list(payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["updateType"] == "Full":
+            held.clear()
+        for item in payload.get("localAuthorizationList", []):
+            if "idTagInfo" in item:
+                held[item["idTag"]] = item["idTagInfo"]["status"]
+            else:
+                held.pop(item["idTag"], None)
+        return {"status": "Accepted"}
+
+    cp.handlers["SendLocalList"] = send_local_list
+    return held
+
+
+async def test_meter_values_do_not_bring_a_round_on_a_boot_does(db_url: str) -> None:
+    """Rounds come with the poll and with boots; every MeterValues of the fleet brought one
+    (5,000 chargers: a round after nearly every message, a third of the event loop)."""
+    app = await start_app(db_url, local_list_sync=True, local_list_poll_s=3600)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_charge_point("CP2")
+        await app.repository.add_id_tag("TAG1")
+        cp1 = await RawChargePoint.connect(ws_url(app, "CP1"))
+        held = _list_keeper(cp1)
+        await cp1.ok("BootNotification", BOOT)
+        await eventually(lambda: held == {"TAG1": "Accepted"}, "TAG1 on CP1")
+        await app.repository.add_id_tag("TAG2")
+        meter = {
+            "connectorId": 1,
+            "meterValue": [{"timestamp": "2026-01-05T16:00:00Z", "sampledValue": [{"value": "1"}]}],
+        }
+        for _ in range(5):
+            await cp1.ok("MeterValues", meter)
+        await asyncio.sleep(0.3)
+        assert held == {"TAG1": "Accepted"}  # no round: the poll is an hour away
+        cp2 = await RawChargePoint.connect(ws_url(app, "CP2"))
+        cp2.handlers["GetLocalListVersion"] = lambda payload: {"listVersion": -1}
+        await cp2.ok("BootNotification", BOOT)  # a boot brings a round at once
+        await eventually(lambda: held == {"TAG1": "Accepted", "TAG2": "Accepted"}, "TAG2")
+        await cp1.close()
+        await cp2.close()
+    finally:
+        await app.stop()
+
+
+async def test_a_tag_that_expires_reaches_the_list_as_expired(db_url: str) -> None:
+    """Nothing in the store changes when a tag expires: the sync reads the tags again when
+    the first expiry it saw has passed (it reads them only when they changed otherwise)."""
+    clock = fixed_clock(speed=1800.0)  # a real second is half an hour
+    app = await start_app(db_url, clock=clock, local_list_sync=True, local_list_poll_s=0.1)
+    try:
+        await app.repository.add_charge_point("CP1")
+        await app.repository.add_id_tag("TAG1")
+        await app.repository.add_id_tag("SOON", expires_at=clock.now() + timedelta(hours=2))
+        cp = await RawChargePoint.connect(ws_url(app, "CP1"))
+        held = _list_keeper(cp)
+        await cp.ok("BootNotification", BOOT)
+        await eventually(lambda: held.get("SOON") == "Accepted", "SOON on the list")
+        await eventually(lambda: held.get("SOON") == "Expired", "SOON expired on the list")
+        assert held["TAG1"] == "Accepted"
+        await cp.close()
+    finally:
+        await app.stop()
+
+
+def _raise(code: str) -> dict[str, Any]:
+    raise AnswerCallError(code)
 
 
 async def test_list_version_and_a_full_list_through_the_outbox(

@@ -336,9 +336,9 @@ class ChargePointSession(OcppConnection):
         if now - self._last_touch >= TOUCH_EVERY_S:
             self._last_touch = now
             if self._meter_writer is not None:
-                # A MeterValues without samples: the last-seen UPDATE in the next group
-                # commit instead of a commit of its own.
-                await self._meter_writer.add(self.id, 0, None, ())
+                # The last-seen UPDATE goes with the next group commit; the answer does not
+                # wait for it (it acknowledges no data).
+                self._meter_writer.touch(self.id)
             else:
                 await self._repo.touch(self.id)
         return {"currentTime": self._now_iso()}

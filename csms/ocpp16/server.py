@@ -549,6 +549,7 @@ class CentralSystem:
                         "messages": self.meter_writer.messages,
                         "batches": self.meter_writer.batches,
                         "largest_batch": self.meter_writer.largest_batch,
+                        "commit_ms": self.meter_writer.commit_times_ms(),
                     }
                 }
                 if self.meter_writer is not None

@@ -4,11 +4,12 @@ reservations, firmware and diagnostics status. One unit of work per call, like
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Integer, String, cast, delete, func, select, update
 
 from csms.domain import CommandStatus
 from csms.errors import ConfigError, NotFoundError
@@ -43,7 +44,7 @@ class FeatureStore:
     async def id_tags(self, cp_id: str | None = None) -> list[dict[str, Any]]:
         """Every id tag with its site, block, expiry (datetime) and parent; with ``cp_id``
         the tags of that charge point's site only (what its local list holds)."""
-        async with self._repo.unit_of_work() as s:
+        async with self._repo.reading() as s:
             stmt = select(m.IdTag).order_by(m.IdTag.id_tag)
             if cp_id is not None:
                 site = select(m.ChargePoint.site_id).where(m.ChargePoint.id == cp_id)
@@ -59,6 +60,30 @@ class FeatureStore:
                 }
                 for r in rows
             ]
+
+    async def local_list_digest(self) -> tuple[str | None, str | None]:
+        """What every charger's local list depends on (each tag's site, block, expiry and
+        parent; each charger's site), folded into two strings by the database: while
+        they are equal, so are the lists (a tag that expires meanwhile aside). One small
+        read instead of every row into Python objects every poll."""
+        t, cp = m.IdTag, m.ChargePoint
+        field, row = "\x1f", "\x1e"
+        tag = (
+            t.id_tag
+            + field
+            + cast(t.site_id, String)
+            + field
+            + cast(cast(t.blocked, Integer), String)
+            + field
+            + func.coalesce(cast(t.expires_at, String), "")
+            + field
+            + func.coalesce(t.parent_id_tag, "")
+        )
+        station = cp.id + field + cast(cp.site_id, String)
+        async with self._repo.reading() as s:
+            tags = (await s.execute(select(func.aggregate_strings(tag, row)))).scalar()
+            stations = (await s.execute(select(func.aggregate_strings(station, row)))).scalar()
+        return tags, stations
 
     # ------------------------------------------------------------ local auth lists
     async def local_list(self, cp_id: str) -> LocalListState:
@@ -138,33 +163,37 @@ class FeatureStore:
         async with self._repo.unit_of_work() as s:
             await s.execute(update(m.ChargePoint).where(m.ChargePoint.id == cp_id).values(**values))
 
-    async def local_list_copies(self) -> dict[str, LocalListState]:
-        """Every charger not known to lack a local list, with its copy."""
-        async with self._repo.unit_of_work() as s:
-            stations = (
-                await s.execute(
-                    select(m.ChargePoint).where(
-                        m.ChargePoint.local_list_supported.is_not(False)  # None or True
-                    )
-                )
-            ).scalars()
+    async def local_list_copies(
+        self, only: Collection[str] | None = None
+    ) -> dict[str, LocalListState]:
+        """Every charger not known to lack a local list (of ``only``, if given), with its
+        copy. Plain columns: whole ChargePoint rows brought each one's profile copies
+        (big JSON documents) into Python, every round of a mass boot."""
+        cp, e = m.ChargePoint, m.LocalListEntry
+        keeps = cp.local_list_supported.is_not(False)  # None or True
+        wanted = None if only is None else set(only)
+        async with self._repo.reading() as s:
+            stations = await s.execute(
+                select(
+                    cp.id, cp.local_list_supported, cp.local_list_version, cp.local_list_in_sync
+                ).where(keeps)
+            )
             states = {
-                r.id: LocalListState(
-                    r.id, r.local_list_supported, r.local_list_version, r.local_list_in_sync, {}
-                )
+                r[0]: LocalListState(r[0], r[1], r[2], bool(r[3]), {})
                 for r in stations
+                if wanted is None or r[0] in wanted
             }
-            entries = (
-                await s.execute(
-                    select(m.LocalListEntry).where(
-                        m.LocalListEntry.charge_point_id.in_(list(states))
-                    )
-                )
-            ).scalars()
-            for e in entries:
-                states[e.charge_point_id].entries[e.id_tag] = ListEntry(
-                    e.id_tag, e.status, e.expiry_date, e.parent_id_tag
-                )
+            if not states:
+                return states
+            entries = await s.execute(
+                select(e.charge_point_id, e.id_tag, e.status, e.expiry_date, e.parent_id_tag)
+                .join(cp, cp.id == e.charge_point_id)
+                .where(keeps)
+            )
+            for cp_id, id_tag, status, expiry, parent in entries:
+                state = states.get(cp_id)
+                if state is not None:
+                    state.entries[id_tag] = ListEntry(id_tag, status, expiry, parent)
             return states
 
     # ------------------------------------------------------------ reservations

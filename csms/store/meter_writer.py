@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -50,7 +51,8 @@ class MeterWriter:
         self._max_delay_s = max_delay_s
         # Runs inside each batch's unit of work, before its commit (tests hold or fail it).
         self.before_commit = before_commit
-        self._queue: deque[tuple[MeterBatchItem, asyncio.Future[list[str | None]]]] = deque()
+        # A future per MeterValues; None for a last-seen touch nobody waits for.
+        self._queue: deque[tuple[MeterBatchItem, asyncio.Future[list[str | None]] | None]] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -58,6 +60,9 @@ class MeterWriter:
         self.batches = 0
         self.messages = 0
         self.largest_batch = 0
+        # How long the last commits took (ms, from the batch taken to its commit done):
+        # what a MeterValues waits for beyond its batch's filling.
+        self.commit_ms: deque[float] = deque(maxlen=10_000)
 
     @property
     def queued(self) -> int:
@@ -96,6 +101,26 @@ class MeterWriter:
         # A handler cancelled while waiting (its connection closed) leaves the write going.
         return await asyncio.shield(future)
 
+    def commit_times_ms(self) -> dict[str, float | None]:
+        """p50 / p99 / max of the last commits' durations (ms)."""
+        ordered = sorted(self.commit_ms)
+        if not ordered:
+            return {"p50": None, "p99": None, "max": None}
+
+        def at(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+        return {"p50": at(0.5), "p99": at(0.99), "max": round(ordered[-1], 1)}
+
+    def touch(self, cp_id: str) -> None:
+        """The charger was heard from: its last_seen_at goes with the next commit. Nobody
+        waits for it (a Heartbeat's answer acknowledges no data; waiting for a commit
+        and its disk flush was most of every Heartbeat's round trip)."""
+        if self._closed or self._task is None:
+            return
+        self._queue.append((MeterBatchItem(cp_id, 0, None, ()), None))
+        self._wake.set()
+
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
@@ -110,16 +135,24 @@ class MeterWriter:
             await self._write(batch)
 
     async def _write(
-        self, batch: list[tuple[MeterBatchItem, asyncio.Future[list[str | None]]]]
+        self, batch: list[tuple[MeterBatchItem, asyncio.Future[list[str | None]] | None]]
     ) -> None:
         items = [item for item, _ in batch]
+        began = time.perf_counter()
         try:
             results = await self._repo.add_meter_values_batch(
                 items, before_commit=self.before_commit
             )
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch[0][1], exc)
+                future = batch[0][1]
+                if future is None:
+                    log.warning(
+                        "last seen not stored",
+                        extra={"cp_id": items[0].charge_point_id, "error": str(exc)},
+                    )
+                else:
+                    _fail(future, exc)
                 return
             log.warning(
                 "meter values batch failed; storing its messages one by one",
@@ -128,11 +161,12 @@ class MeterWriter:
             for one in batch:
                 await self._write([one])
             return
+        self.commit_ms.append((time.perf_counter() - began) * 1000)
         self.batches += 1
         self.messages += len(batch)
         self.largest_batch = max(self.largest_batch, len(batch))
         for (_, future), flags in zip(batch, results, strict=True):
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_result(flags)
 
 

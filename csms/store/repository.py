@@ -113,6 +113,26 @@ def _site_config(row: m.SiteSettings) -> SiteConfig:
     )
 
 
+# SQLite: units of work that only read, at most this many at once (see Repository).
+MAX_READERS = 3
+# Rows of a read of the whole fleet are fetched and converted this many at a time, the
+# event loop answering chargers in between (10,000 stations at once held it for a tenth
+# of a second and more).
+ROWS_PER_PART = 500
+
+
+async def _rows(
+    s: AsyncSession, stmt: Any, convert: Callable[[Any], Any] | None = None
+) -> list[Any]:
+    """Every row of ``stmt`` (converted), fetched in parts with the loop free between."""
+    out: list[Any] = []
+    result = await s.stream(stmt)
+    async for part in result.partitions(ROWS_PER_PART):
+        out.extend(part if convert is None else map(convert, part))
+        await asyncio.sleep(0)
+    return out
+
+
 # The charge_points columns a ChargePointInfo is made of (all but the profile copies).
 _STATION_COLUMNS = tuple(
     c for c in m.ChargePoint.__table__.columns if c.key != "installed_profiles"
@@ -349,6 +369,11 @@ class Repository:
         self._serial: asyncio.Lock | None = (
             asyncio.Lock() if bind is not None and bind.dialect.name == "sqlite" else None
         )
+        # Reads beside the writer, a few at a time: the connection pool keeps room for
+        # the writer (a mass connect's station lookups would take every connection).
+        self._readers: asyncio.Semaphore | None = (
+            asyncio.Semaphore(MAX_READERS) if self._serial is not None else None
+        )
         self._tails = _RegisterTails()
         # A view of one site (`for_site`): what names no site is that site's; None: site 1
         # for a site's settings, every site for a listing.
@@ -391,6 +416,16 @@ class Repository:
             yield session
 
     @asynccontextmanager
+    async def _reading(self) -> AsyncIterator[AsyncSession]:
+        """A unit of work that only reads: it does not take this process's writers' turn
+        (SQLite in WAL mode reads beside its one writer). The controller's reads of every
+        station held the turn for tens of milliseconds every second at 5,000 chargers, and
+        every MeterValues commit waited behind them. Nothing in it may write."""
+        readers = self._readers if self._readers is not None else contextlib.nullcontext()
+        async with readers, self._transaction() as session:
+            yield session
+
+    @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
         try:
             async with self._sessionmaker() as session, session.begin():
@@ -410,6 +445,10 @@ class Repository:
     def unit_of_work(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
         """One unit of work for a store module beside this one (csms.store.features)."""
         return self._unit()
+
+    def reading(self) -> contextlib.AbstractAsyncContextManager[AsyncSession]:
+        """A unit of work that only reads (see `_reading`), for a store module beside this."""
+        return self._reading()
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -518,7 +557,7 @@ class Repository:
     async def latest_building_load(
         self, site_id: int | None = None
     ) -> tuple[datetime, tuple[float, float, float]] | None:
-        async with self._unit() as s:
+        async with self._reading() as s:
             row = (
                 await s.execute(
                     select(m.BuildingLoad)
@@ -533,26 +572,27 @@ class Repository:
 
     # --------------------------------------------------------- charge points
     async def get_charge_point(self, cp_id: str) -> ChargePointInfo | None:
+        # In the writers' turn: a mass connect makes thousands of these at once, and
+        # beside the writer they took the connection pool and the CPU from it.
         async with self._unit() as s:
             row = await s.get(m.ChargePoint, cp_id)
             return _charge_point_info(row) if row else None
 
     async def list_charge_points(self, site_id: int | None = None) -> list[ChargePointInfo]:
         scope = self._scope(site_id)
-        async with self._unit() as s:
+        async with self._reading() as s:
             # Plain rows, not ORM objects (a third of a controller snapshot's time at 1,000
             # chargers), and without the profile copies: big JSON documents no
             # ChargePointInfo needs.
             stmt = select(*_STATION_COLUMNS).order_by(m.ChargePoint.id)
             if scope is not None:
                 stmt = stmt.where(m.ChargePoint.site_id == scope)
-            rows = (await s.execute(stmt)).all()
-            return [_charge_point_info(r) for r in rows]
+            return await _rows(s, stmt, _charge_point_info)
 
     async def charge_point_sites(self) -> dict[str, int]:
         """Every charge point's site (the controllers of `csms serve` share the chargers)."""
-        async with self._unit() as s:
-            rows = await s.execute(select(m.ChargePoint.id, m.ChargePoint.site_id))
+        async with self._reading() as s:
+            rows = await _rows(s, select(m.ChargePoint.id, m.ChargePoint.site_id))
             return {str(r[0]): int(r[1]) for r in rows}
 
     async def controller_inputs(self) -> tuple[object, ...]:
@@ -562,7 +602,7 @@ class Repository:
         rows, no ORM objects: read every second, it must stay cheap at 10,000 chargers."""
         cp, tx, conn = m.ChargePoint, m.Transaction, m.Connector
         scope = self._site_id
-        async with self._unit() as s:
+        async with self._reading() as s:
             site_row = await s.get(m.SiteSettings, self._site(None))
             site = _site_config(site_row) if site_row is not None else None
             building = (
@@ -578,32 +618,32 @@ class Repository:
                     .limit(1)
                 )
             ).first()
-            stations = (
-                await s.execute(
-                    _in_site(
-                        select(
-                            cp.id,
-                            cp.max_current_a,
-                            cp.phases,
-                            cp.wiring,
-                            cp.connected,
-                            cp.unmanaged,
-                        ).order_by(cp.id),
-                        scope,
-                    )
-                )
-            ).all()
-            connectors = (
-                await s.execute(
-                    _in_site(
-                        select(conn.charge_point_id, conn.connector_id)
-                        .where(conn.connector_id > 0)
-                        .order_by(conn.charge_point_id, conn.connector_id),
-                        scope,
-                        conn.charge_point_id,
-                    )
-                )
-            ).all()
+            stations = await _rows(
+                s,
+                _in_site(
+                    select(
+                        cp.id,
+                        cp.max_current_a,
+                        cp.phases,
+                        cp.wiring,
+                        cp.connected,
+                        cp.unmanaged,
+                    ).order_by(cp.id),
+                    scope,
+                ),
+                tuple,
+            )
+            connectors = await _rows(
+                s,
+                _in_site(
+                    select(conn.charge_point_id, conn.connector_id)
+                    .where(conn.connector_id > 0)
+                    .order_by(conn.charge_point_id, conn.connector_id),
+                    scope,
+                    conn.charge_point_id,
+                ),
+                tuple,
+            )
             sessions = (
                 await s.execute(
                     _in_site(
@@ -625,8 +665,8 @@ class Repository:
         return (
             site,
             None if building is None else tuple(building),
-            tuple(tuple(r) for r in stations),
-            tuple(tuple(r) for r in connectors),
+            tuple(stations),
+            tuple(connectors),
             tuple(tuple(r) for r in sessions),
         )
 
@@ -1418,7 +1458,7 @@ class Repository:
             return {c.key: getattr(row, c.key) for c in m.Transaction.__table__.columns}
 
     async def open_sessions(self, site_id: int | None = None) -> list[OpenSession]:
-        async with self._unit() as s:
+        async with self._reading() as s:
             rows = (
                 await s.execute(
                     _in_site(
@@ -1590,18 +1630,17 @@ class Repository:
     async def connectors_by_charge_point(self) -> dict[str, tuple[int, ...]]:
         """Connector ids (> 0) each charge point (of this view's site) has reported a
         status for."""
-        async with self._unit() as s:
-            rows = (
-                await s.execute(
-                    _in_site(
-                        select(m.Connector.charge_point_id, m.Connector.connector_id).where(
-                            m.Connector.connector_id > 0
-                        ),
-                        self._site_id,
-                        m.Connector.charge_point_id,
-                    )
-                )
-            ).all()
+        async with self._reading() as s:
+            rows = await _rows(
+                s,
+                _in_site(
+                    select(m.Connector.charge_point_id, m.Connector.connector_id).where(
+                        m.Connector.connector_id > 0
+                    ),
+                    self._site_id,
+                    m.Connector.charge_point_id,
+                ),
+            )
         out: dict[str, list[int]] = {}
         for cp_id, connector_id in rows:
             out.setdefault(cp_id, []).append(connector_id)
@@ -1615,7 +1654,7 @@ class Repository:
             return {}, {}
         energy: dict[int, float] = {}
         soc: dict[int, float] = {}
-        async with self._unit() as s:
+        async with self._reading() as s:
             rows = await s.execute(
                 select(
                     m.MeterSample.transaction_id,
