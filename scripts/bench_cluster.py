@@ -14,7 +14,7 @@ second, p50 / p99 round trip, every instance's CPU, and what went over LISTEN/NO
 (from each instance's ``/healthz``).
 
 ``--takeovers M`` (after the last instance count, with one site so that every charger
-is the killed leader's site's): M times, SIGKILL the instance that leads site 1, change
+is the killed leader's site's): M times, SIGKILL the instance that leads site 1, lower
 the fuse at the same moment (what ``csms site set`` does) and time (a) until another
 instance holds the site's lease, (b) until every charger still connected holds its new
 limit. The generator's light chargers do not reconnect, so those that were on the killed
@@ -350,7 +350,9 @@ def takeovers(
         pid = int(victim_id.split(":")[-2])
         victim = next(i for i in instances if i.proc.pid == pid)
         on_victim = victim.health()["connected_charge_points"]
-        fuse_a = args.chargers * (10.0 if n % 2 == 0 else 12.0)
+        # Lower each round: a change every remaining charger must make (the chargers of
+        # killed instances never come back here and stay reserved at what they hold).
+        fuse_a = args.chargers * (10.0 - n)
         killed = time.monotonic()
         victim.proc.send_signal(signal.SIGKILL)
         t0 = asyncio.run(bench_load.set_fuse(url, fuse_a))
@@ -399,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", help="a PostgreSQL server's URL (any database)")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--keep-logs", help="copy the instances' logs into this directory")
     args = parser.parse_args(argv)
     if args.command == "balance":
         asyncio.run(balance(args.port, [int(p) for p in args.targets.split(",")]))
@@ -438,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if postgres is not None:
             postgres.stop()
+        if args.keep_logs:
+            shutil.copytree(workdir, args.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -300,9 +300,7 @@ class LightChargePoint:
         except CallFailedError as exc:
             if counted:
                 stats.error(str(exc))
-            if not self.connected:
-                raise
-            return
+            return  # a lost link ends the charger's loop (`connected` is False then)
         if counted and stats.measuring:
             rtt_ms = (time.monotonic() - began) * 1000
             stats.rtts_ms.append(rtt_ms)
