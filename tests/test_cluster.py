@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -40,7 +39,7 @@ from csms.store import models as m
 from csms.store.engine import create_engine, create_sessionmaker
 from csms.store.repository import Repository
 from tests.conftest import fixed_clock
-from tests.test_postgres import PG_BIN, _run_as_postgres
+from tests.test_postgres import new_database
 from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
 from virtual_chargers.fleet import Fleet, FleetClock, FleetOptions
 from virtual_chargers.link import Balancer
@@ -74,10 +73,7 @@ def _site_garage(prefix: str, seed: int) -> Scenario:
 
 @pytest.fixture
 def cluster_url(pg_server: str) -> str:  # noqa: F811
-    name = f"cluster_{uuid.uuid4().hex[:10]}"
-    host, port = pg_server.split("@", 1)[1].split("/", 1)[0].split(":")
-    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
-    return pg_server.rsplit("/", 1)[0] + "/" + name
+    return new_database(pg_server, "cluster")
 
 
 def _free_port() -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from csms.store import migrate
 from csms.store.engine import create_engine, create_sessionmaker
 from csms.store.repository import Repository
 from tests.conftest import fixed_clock
-from tests.test_postgres import PG_BIN, _run_as_postgres
+from tests.test_postgres import new_database
 from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
 
 AT = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
@@ -108,10 +107,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'cluster.db'}"
         return
     server: str = request.getfixturevalue("pg_server")
-    name = f"parts_{uuid.uuid4().hex[:10]}"
-    host, port = server.split("@", 1)[1].split("/", 1)[0].split(":")
-    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
-    yield server.rsplit("/", 1)[0] + "/" + name
+    yield new_database(server, "parts")
 
 
 @pytest.fixture
@@ -186,10 +182,7 @@ def test_cluster_status_says_it_needs_postgresql(
 async def test_instances_that_start_at_once_migrate_once(pg_server: str) -> None:  # noqa: F811
     """Two fresh instances on one new PostgreSQL database: one migrates, the other waits
     for it (an advisory lock) and finds the schema at head, instead of failing."""
-    name = f"mig_{uuid.uuid4().hex[:10]}"
-    host, port = pg_server.split("@", 1)[1].split("/", 1)[0].split(":")
-    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
-    url = pg_server.rsplit("/", 1)[0] + "/" + name
+    url = new_database(pg_server, "mig")
     engines = [create_engine(url) for _ in range(3)]
     try:
         await asyncio.gather(*(migrate.upgrade(e) for e in engines))

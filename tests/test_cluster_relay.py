@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ from csms.cli import main
 from csms.profiles import limit_at
 from tests.conftest import T0, start_app, ws_url
 from tests.ocpp_client import RawChargePoint
-from tests.test_postgres import PG_BIN, _run_as_postgres
+from tests.test_postgres import new_database
 from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -28,10 +27,7 @@ PASSWORD = "relay-test-key-0123456789"
 
 @pytest.fixture
 def url(pg_server: str) -> str:  # noqa: F811
-    name = f"relay_{uuid.uuid4().hex[:10]}"
-    host, port = pg_server.split("@", 1)[1].split("/", 1)[0].split(":")
-    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
-    return pg_server.rsplit("/", 1)[0] + "/" + name
+    return new_database(pg_server, "relay")
 
 
 async def _until(check: Callable[[], bool], within_s: float = 15.0) -> None:

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,14 @@ def _run_as_postgres(*args: str) -> None:
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root
         command = ["runuser", "-u", "postgres", "--", *command]
     subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
+
+
+def new_database(server_url: str, prefix: str) -> str:
+    """A new, empty database on the server of ``server_url`` (the module's); its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    host, port = server_url.split("@", 1)[1].split("/", 1)[0].split(":")
+    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
+    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="module")

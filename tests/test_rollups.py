@@ -16,7 +16,6 @@ on a real PostgreSQL 15.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,7 +34,7 @@ from csms.store import models as m
 from csms.store.engine import create_engine, create_sessionmaker
 from csms.store.repository import MeterBatchItem, Repository
 from tests.conftest import fixed_clock
-from tests.test_postgres import PG_BIN, _run_as_postgres
+from tests.test_postgres import new_database
 from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
 
 T = datetime(2026, 1, 5, 20, 0, tzinfo=UTC)
@@ -49,11 +48,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'rollups.db'}"
         return
     server: str = request.getfixturevalue("pg_server")
-    name = f"rollups_{uuid.uuid4().hex[:10]}"
-    host_port = server.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
-    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
-    yield server.rsplit("/", 1)[0] + "/" + name
+    yield new_database(server, "rollups")
 
 
 @pytest.fixture

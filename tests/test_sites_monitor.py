@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -40,7 +39,7 @@ from tests.test_monitor_apptest import (
     release_stores,
     texts,
 )
-from tests.test_postgres import PG_BIN, _run_as_postgres
+from tests.test_postgres import new_database
 from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
 
 KARI_PASSWORD = "kari-secret-pw"
@@ -284,11 +283,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'msite.db'}"
         return
     server: str = request.getfixturevalue("pg_server")
-    name = f"msite_{uuid.uuid4().hex[:10]}"
-    host_port = server.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
-    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
-    yield server.rsplit("/", 1)[0] + "/" + name
+    yield new_database(server, "msite")
 
 
 def test_a_site_bound_manager_reads_its_site_on_either_database(

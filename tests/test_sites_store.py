@@ -4,7 +4,6 @@ stations, tags, sessions and building load apart. On SQLite and on a real Postgr
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from csms.store.engine import create_engine, create_sessionmaker
 from csms.store.features import FeatureStore
 from csms.store.repository import Repository
 from tests.conftest import fixed_clock
-from tests.test_postgres import PG_BIN, _run_as_postgres
+from tests.test_postgres import new_database
 from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
 
 AT = datetime(2026, 1, 5, 16, 0, tzinfo=UTC)
@@ -35,11 +34,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite+aiosqlite:///{tmp_path / 'sites.db'}"
         return
     server: str = request.getfixturevalue("pg_server")
-    name = f"sites_{uuid.uuid4().hex[:10]}"
-    host_port = server.split("@", 1)[1].split("/", 1)[0]
-    host, port = host_port.split(":")
-    _run_as_postgres(str(PG_BIN / "createdb"), "-h", host, "-p", port, "-U", "garagegrid", name)
-    yield server.rsplit("/", 1)[0] + "/" + name
+    yield new_database(server, "sites")
 
 
 @pytest.fixture
