@@ -379,6 +379,7 @@ class Cluster:
         self._pending: dict[int, tuple[str, asyncio.Future[Any]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._elect_lock = asyncio.Lock()
         self._spawned: set[asyncio.Task[None]] = set()
         self.elections = 0
         self.notifies_sent = 0
@@ -484,7 +485,12 @@ class Cluster:
                 log.exception("election could not read the sites")
 
     async def elect(self) -> None:
-        """One election: see who lives and leads, take or hand over sites."""
+        """One election: see who lives and leads, take or hand over sites (never while a
+        lost control connection's sites are being let go)."""
+        async with self._elect_lock:
+            await self._elect()
+
+    async def _elect(self) -> None:
         if self._control is None or self._control.is_closed():
             await self._reconnect_control()
         assert self._control is not None
@@ -535,9 +541,9 @@ class Cluster:
             )
             self.leaders.pop(handover, None)
 
-    def _on_control_lost(self, _connection: Any) -> None:
-        if self._closing:
-            return
+    def _on_control_lost(self, connection: Any) -> None:
+        if self._closing or connection is not self._control:
+            return  # closed by us (stopping, or an old connection given up)
         log.error("cluster control connection closed: leases lost")
         task = asyncio.get_running_loop().create_task(self._lost_control())
         self._spawned.add(task)
@@ -546,14 +552,19 @@ class Cluster:
     async def _lost_control(self) -> None:
         """The leases are gone with the connection (or will be, at the server): stop
         leading at once, before another instance can take the sites."""
+        async with self._elect_lock:
+            await self._let_go()
+
+    async def _let_go(self) -> None:
         if self._sites is not None:
             for site_id in list(self._sites.controllers):
                 await self._sites.release(site_id)
         self.leaders = {s: i for s, i in self.leaders.items() if i != self.instance_id}
-        if self._control is not None:
+        # Forgotten before it is ended, so that no lease can outlive our knowledge of it.
+        control, self._control = self._control, None
+        if control is not None:
             with contextlib.suppress(Exception):
-                self._control.terminate()
-        self._control = None
+                control.terminate()
 
     async def _reconnect_control(self) -> None:
         self._control = await self._open()

@@ -11,10 +11,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import pytest
 
 from csms.app import CsmsApp
 from csms.cli import main
+from csms.cluster import asyncpg_dsn
 from csms.profiles import limit_at
 from tests.conftest import T0, start_app, ws_url
 from tests.ocpp_client import RawChargePoint
@@ -236,4 +238,40 @@ async def test_csms_site_set_wakes_the_sites_leader_at_once(
     finally:
         if cp is not None:
             await cp.close()
+        await app.stop()
+
+
+async def test_an_instance_whose_control_connection_dies_stops_leading_then_leads_again(
+    url: str,
+) -> None:
+    """PostgreSQL ends the control connection (a failover, a network cut,
+    pg_terminate_backend): the instance lets its sites go at once (its leases died with
+    the connection), opens a new one and takes the site again at the next election."""
+    app: CsmsApp = await start_app(url, controller=True)
+    try:
+        assert app.cluster is not None and app.sites is not None
+        assert set(app.sites.controllers) == {1}
+        released: list[int] = []
+        release = app.sites.release
+
+        async def counting_release(site_id: int) -> None:
+            released.append(site_id)
+            await release(site_id)
+
+        app.sites.release = counting_release  # type: ignore[method-assign]
+        first = app.sites.controllers[1]
+        admin = await asyncpg.connect(asyncpg_dsn(app.engine.url))
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1",
+                "garagegrid/" + app.cluster.instance_id,
+            )
+        finally:
+            await admin.close()
+        assert killed == 2  # the control connection and the sender
+        await _until(lambda: released == [1])
+        await _until(lambda: 1 in app.sites.controllers and app.sites.controllers[1] is not first)
+        assert app.cluster.leaders == {1: app.cluster.instance_id}
+    finally:
         await app.stop()
