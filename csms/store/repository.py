@@ -1346,6 +1346,16 @@ class Repository:
             if pending:
                 await _insert_samples(s, insert, pending, hourly)
             await hourly.flush()
+            if self._serial is None:
+                # PostgreSQL: the rows are locked in id order, as every other write of many
+                # stations' rows does (profile copies), so that two instances' writers and a
+                # site's leader never deadlock (an UPDATE ... IN locks in scan order).
+                await s.execute(
+                    select(cp.id)
+                    .where(cp.id.in_(cp_ids))
+                    .order_by(cp.id)
+                    .with_for_update(key_share=True)  # FOR NO KEY UPDATE
+                )
             await s.execute(update(cp).where(cp.id.in_(cp_ids)).values(last_seen_at=now))
             if before_commit is not None:
                 await before_commit(items)
@@ -1815,7 +1825,9 @@ class Repository:
         if not profiles:
             return
         async with self._unit() as s:
-            for cp_id, data in profiles.items():
+            # In id order, as the group commit locks stations' rows (no deadlock between
+            # instances on PostgreSQL).
+            for cp_id, data in sorted(profiles.items()):
                 await s.execute(
                     update(m.ChargePoint)
                     .where(m.ChargePoint.id == cp_id)
