@@ -390,9 +390,7 @@ class Cluster:
     # ------------------------------------------------------------ lifecycle
     async def connect(self) -> set[str]:
         """Open the control connection (leases, LISTEN); returns the live instances."""
-        self._control = await self._open()
-        await self._control.add_listener(CHANNEL, self._on_notify)
-        self._control.add_termination_listener(self._on_control_lost)
+        await self._open_control()
         self._sender = await self._open()
         self.alive, self.leaders = await self._read_leases()
         return set(self.alive)
@@ -566,10 +564,14 @@ class Cluster:
             with contextlib.suppress(Exception):
                 control.terminate()
 
-    async def _reconnect_control(self) -> None:
+    async def _open_control(self) -> None:
+        """The connection that holds the leases and listens on the channel."""
         self._control = await self._open()
         await self._control.add_listener(CHANNEL, self._on_notify)
         self._control.add_termination_listener(self._on_control_lost)
+
+    async def _reconnect_control(self) -> None:
+        await self._open_control()
         log.warning("cluster control connection open again")
 
     async def _instance_died(self, dead: str) -> None:

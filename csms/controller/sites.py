@@ -108,19 +108,7 @@ class SiteControllers:
         """Clustered: this instance won the site; its controller starts here."""
         if site_id in self.controllers:
             return self.controllers[site_id]
-        controller = Controller(
-            self._repo.for_site(site_id),
-            self._central,
-            self._events,
-            self._clock,
-            owns=self._owns(site_id),
-        )
-        controller.ready_listener = self.ready_listener
-        self.controllers[site_id] = controller
-        if self._started:
-            self._start(site_id)
-        log.info("site controller leads here", extra={"site_id": site_id})
-        return controller
+        return self._install(site_id, "site controller leads here")
 
     async def release(self, site_id: int) -> None:
         """Clustered: the site is no longer led here (handed over, or the lease is lost):
@@ -145,6 +133,10 @@ class SiteControllers:
             self._whole_store = False
             for known_id, known in self.controllers.items():
                 known.limit_to_site(self._repo.for_site(known_id), self._owns(known_id))
+        return self._install(site_id, "site controller ready")
+
+    def _install(self, site_id: int, message: str) -> Controller:
+        """The site's controller, over its view of the store; running if we are."""
         controller = Controller(
             self._repo.for_site(site_id),
             self._central,
@@ -152,10 +144,11 @@ class SiteControllers:
             self._clock,
             owns=self._owns(site_id),
         )
+        controller.ready_listener = self.ready_listener
         self.controllers[site_id] = controller
         if self._started:
             self._start(site_id)
-        log.info("site controller ready", extra={"site_id": site_id})
+        log.info(message, extra={"site_id": site_id})
         return controller
 
     def _start(self, site_id: int) -> None:
