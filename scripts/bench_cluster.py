@@ -44,8 +44,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import bench_load  # noqa: E402
 
+from scripts.csms_process import start_csms  # noqa: E402
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-CSMS = Path(sys.executable).with_name("csms")
 
 
 # =====================================================================  PostgreSQL
@@ -169,23 +170,14 @@ class Instance:
     def __init__(self, url: str, workdir: Path, *, log_level: str) -> None:
         self.url = url
         self.port = bench_load.free_port()
-        self.log = (workdir / f"csms-{self.port}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                str(CSMS),
-                "--log-level",
-                log_level,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            env={**os.environ, "GARAGEGRID_DATABASE_URL": url},
-            stdout=subprocess.DEVNULL,
-            stderr=self.log,
+        self.proc = start_csms(
+            url,
+            self.port,
+            1.0,
+            workdir / f"csms-{self.port}.log",
+            clock_start=None,
+            log_level=log_level,
         )
-        bench_load.wait_http(f"http://127.0.0.1:{self.port}/healthz")
 
     def health(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=10) as r:
@@ -199,7 +191,6 @@ class Instance:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
 
 
 def start_balancer(ports: list[int]) -> tuple[subprocess.Popen[str], int]:

@@ -18,9 +18,7 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -38,6 +36,7 @@ from csms.store import migrate
 from csms.store import models as m
 from csms.store.engine import create_engine, create_sessionmaker
 from csms.store.repository import Repository
+from scripts.csms_process import start_csms
 from tests.conftest import fixed_clock
 from tests.test_postgres import new_database
 from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
@@ -55,7 +54,6 @@ FUSE_A = 6.0 * N  # per site: the controller has to share
 LOWERED_A = 4.0 * N
 TAKEOVER_LIMIT_S = 10.0
 TIME_FACTOR = float(os.environ.get("GARAGEGRID_TEST_TIME_FACTOR", "1"))
-CSMS = Path(sys.executable).with_name("csms")
 
 
 def _site_garage(prefix: str, seed: int) -> Scenario:
@@ -82,14 +80,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 class Instances:
     """`csms serve` processes on one database; the first sets the simulated clock, the
     others join it."""
@@ -98,38 +88,18 @@ class Instances:
         self.url = url
         self.logs = logs
         self.processes: dict[int, subprocess.Popen[bytes]] = {}  # port -> process
-        self._log_files: list[Any] = []
 
     def start(self, *, first: bool) -> int:
         port = _free_port()
-        clock = ["--clock-start", T0.isoformat()] if first else ["--join-clock"]
-        log = self.logs / f"csms-{port}.log"
-        log_file = log.open("wb")
-        self._log_files.append(log_file)
-        process = subprocess.Popen(
-            [
-                str(CSMS),
-                "--log-level",
-                "WARNING",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--speed",
-                str(SPEED),
-                *clock,
-            ],
-            env={**os.environ, "GARAGEGRID_DATABASE_URL": self.url},
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
+        self.processes[port] = start_csms(
+            self.url,
+            port,
+            SPEED,
+            self.logs / f"csms-{port}.log",
+            clock_start=T0 if first else None,
+            extra=() if first else ("--join-clock",),
+            timeout_s=60 * TIME_FACTOR,
         )
-        self.processes[port] = process
-        deadline = time.monotonic() + 60 * TIME_FACTOR
-        while not _healthy(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"csms serve did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
         return port
 
     def port_of_pid(self, pid: int) -> int:
@@ -145,8 +115,6 @@ class Instances:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for log_file in self._log_files:
-            log_file.close()
 
 
 async def _leases(dsn: str) -> tuple[set[str], dict[int, str]]:
