@@ -146,7 +146,7 @@ class FuseWatch:
     def __init__(self, fleets: dict[str, Fleet]) -> None:
         self.fleets = fleets
         self.limit_a = dict.fromkeys(fleets, FUSE_A)
-        self.over: list[tuple[str, float, Any, Any]] = []
+        self.over: list[tuple[str, float, Any, Any, Any]] = []
         self.samples = 0
 
     def worst(self, prefix: str) -> float:
@@ -160,7 +160,20 @@ class FuseWatch:
                 held = fleet.installed_worst_case_a(fleet.clock.now(), car_phases=True)
                 limit = self.limit_a[prefix]
                 if max(drawn) > limit + 1e-6 or max(held) > limit + 1e-6:
-                    self.over.append((prefix, limit, drawn, held))
+                    # Each station: online, what it draws, the profiles it holds (id, limit).
+                    stations = [
+                        (
+                            s.id,
+                            s.online,
+                            max(s.supply_currents_a()),
+                            [
+                                (e.profile.profile_id, e.profile.schedule.periods[0].limit)
+                                for e in s.charging.profiles.entries
+                            ],
+                        )
+                        for s in fleet.stations.values()
+                    ]
+                    self.over.append((prefix, limit, drawn, held, stations))
             self.samples += 1
             await asyncio.sleep(0.05)
 

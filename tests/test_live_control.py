@@ -23,6 +23,7 @@ from csms.profiles import (
     ChargingRateUnit,
     ProfileRejectedError,
     ProfileStore,
+    default_profile,
     limit_at,
     profile_from_ocpp,
 )
@@ -546,6 +547,48 @@ async def test_after_a_restart_the_limits_and_profiles_in_force_are_known(db_url
         assert clears == []  # its profiles are known: nothing to clear
         tx_profiles_after = [c for c in a.calls[sent_before:] if c[0] == "TxProfile"]
         assert tx_profiles_after == []  # 16 A is still in force: not sent again
+    finally:
+        await close(app, [a])
+
+
+async def test_a_charger_back_without_a_boot_and_with_unknown_profiles_is_cleared_first(
+    db_url: str,
+) -> None:
+    """A charger that reconnects without a BootNotification (many do after a link loss)
+    to a CSMS that knows nothing of its profiles (the copy lost) is never handed our
+    defaults over what it may hold: it is cleared first, as at a boot. Here it carries
+    another central system's TxDefaultProfile of 32 A at stack level 5, which outweighs
+    ours; kept, it would let the next car draw the charger's maximum."""
+    a = SpecCharger("A", 16.0)
+    app = await garage(db_url, 40.0, [a])
+    try:
+        await wait_for(lambda: any(c[0] == "TxDefaultProfile" for c in a.calls))
+        assert a.cp is not None
+        await a.cp.close()
+        await app.repository.save_installed_profiles("A", None)  # the copy is lost
+        await app.stop()
+        foreign = default_profile(
+            ChargingProfilePurpose.TxDefaultProfile, 32.0, profile_id=77, stack_level=5
+        )
+        a.store = a.store.install(0, foreign)
+        assert a.may_draw_a() == 16.0
+        sent_before = len(a.calls)
+
+        app = await start_app(db_url, controller=True, speed=SPEED)
+        cp = await a.connect(app)
+        clears: list[dict[str, Any]] = []
+        original = cp.handlers["ClearChargingProfile"]
+
+        def count_clear(payload: dict[str, Any]) -> Any:
+            clears.append(payload)
+            return original(payload)
+
+        cp.handlers["ClearChargingProfile"] = count_clear
+        await cp.ok("Heartbeat", {})  # back, no BootNotification
+        await wait_for(lambda: any(c[0] == "TxDefaultProfile" for c in a.calls[sent_before:]))
+        assert clears == [{}]
+        assert all(e.profile.profile_id != 77 for e in a.store.entries)
+        assert a.may_draw_a() == 6.0  # our default for the next car
     finally:
         await close(app, [a])
 

@@ -651,7 +651,21 @@ class Controller:
         for cp_id in {k[0] for k in plan.session_by_key} | set(stations):
             info = stations.get(cp_id)
             sent = self._defaults_sent.get(cp_id)
-            if info is not None and info.connected and not info.unmanaged and sent != default_a:
+            if info is None or not info.connected or info.unmanaged or cp_id in self._preparing:
+                continue
+            if (
+                cp_id not in self._ready
+                and info.boot_status in ("Accepted", "Pending")  # OCPP 1.6 section 4.2
+                and self._mirror.store_for(cp_id) is None
+            ):
+                # Connected without this controller's boot gate (it booted while nobody led
+                # the site, or reconnected without a BootNotification) and nothing is known
+                # of its profiles: prepared as at a boot (cleared first), never given our
+                # defaults over profiles that may outweigh them.
+                self._preparing.add(cp_id)
+                self._spawn(self._prepare(cp_id))
+                continue
+            if sent != default_a:
                 default_to[cp_id] = sent is not None and default_a > sent
         defaults_lowered = await self._send_defaults_to(
             sorted(c for c, raise_ in default_to.items() if not raise_),
