@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from csms.app import CsmsApp
+from csms.scheduler.calm import HOLD_S
 from csms.store.models import Notification
 from tests.conftest import fixed_clock, start_app, ws_url
 from tests.ocpp_client import RawChargePoint
@@ -288,7 +289,8 @@ async def test_the_car_that_leaves_first_gets_full_power_at_any_hour(
     has less slack than the one on the site's default departure (07:30 Oslo, at least an
     hour away) with the default 20 kWh, whatever the hour: the first car gets its full
     16 A, the second the 6 A left, and the fuse holds."""
-    app: CsmsApp = await start_app(db_url, controller=True, clock=fixed_clock(start))
+    clock = fixed_clock(start)
+    app: CsmsApp = await start_app(db_url, controller=True, clock=clock)
     garage = Garage(capacity_a=22.0)
     chargers: dict[str, RawChargePoint] = {}
     try:
@@ -316,11 +318,19 @@ async def test_the_car_that_leaves_first_gets_full_power_at_any_hour(
             transactions[cp_id] = int(answer["transactionId"])
             garage.running[cp_id] = transactions[cp_id]
             garage.check()
+        # Both cars charge under their first limits (no departure given yet). Only then
+        # the resident of CP2 says when she leaves: whether a plan ran before her input
+        # would otherwise depend on how busy the machine is.
+        await _wait_for(lambda: {"CP1", "CP2"} <= garage.tx_limit.keys())
         await app.repository.set_session_input(
             transactions["CP2"],
             departure_at=start + timedelta(minutes=90),
             energy_needed_wh=10_000.0,
         )
+        # The first limits are held for the calm hold (csms.scheduler.calm.HOLD_S): the
+        # clock jumps past it, so that the swap is due now.
+        assert clock.start is not None
+        clock.start += timedelta(seconds=HOLD_S + 1)
         app.controller.request_plan()  # type: ignore[union-attr]
         await _wait_for(
             lambda: garage.tx_limit.get("CP2") == 16.0 and garage.tx_limit.get("CP1") == 6.0
