@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from csms.app import CsmsApp
 from csms.controller.mirror import ProfileMirror
 from csms.monitor import actions
@@ -591,6 +593,73 @@ async def test_a_charger_back_without_a_boot_and_with_unknown_profiles_is_cleare
         assert a.may_draw_a() == 6.0  # our default for the next car
     finally:
         await close(app, [a])
+
+
+@pytest.mark.parametrize("boots", [False, True], ids=["no-boot", "boot"])
+async def test_a_car_on_a_charger_of_unknown_profiles_is_counted_at_its_maximum_first(
+    db_url: str, boots: bool
+) -> None:
+    """Two 16 A chargers share 24 A, both charging: B at 16 A, A at 8 A. The CSMS restarts without its copy of
+    A's profiles and both come back, without a BootNotification or A with one (Pending
+    until it is prepared). A must be cleared before
+    it is given ours, and once cleared its car may draw A's 16 A: B is lowered to 8 A
+    before that, and after every answer of either charger the two together may draw at
+    most 24 A."""
+    a, b = SpecCharger("A", 16.0), SpecCharger("B", 16.0)
+    app = await garage(db_url, 24.0, [a, b])
+    worst: list[float] = []
+    try:
+        await a.start("TAG-A")
+        tx_b = await b.start("TAG-B")
+        assert tx_b is not None
+        # B's resident leaves soon: B gets its 16 A, A the 8 A left.
+        await app.repository.set_session_input(
+            tx_b, departure_at=T0 + timedelta(minutes=90), energy_needed_wh=10_000.0
+        )
+        await wait_for(lambda: b.may_draw_a() == 16.0 and a.may_draw_a() == 8.0, within_s=15)
+        for charger in (a, b):
+            assert charger.cp is not None
+            await charger.cp.close()
+        await app.repository.save_installed_profiles("A", None)  # A's copy is lost
+        await app.stop()
+
+        app = await start_app(db_url, controller=True, speed=SPEED)
+        assert app.controller is not None
+        # Its first plan is made (it saw A's car running) before A is back.
+        await wait_for(lambda: app.controller.fuse_headroom_a() is not None)  # type: ignore[union-attr]
+        events: list[tuple[str, str, float]] = []
+        for charger in (a, b):
+            cp = await charger.connect(app)
+            for action in ("SetChargingProfile", "ClearChargingProfile"):
+                original = cp.handlers[action]
+
+                async def watched(
+                    payload: dict[str, Any],
+                    original: Any = original,
+                    action: str = action,
+                    charger: SpecCharger = charger,
+                ) -> Any:
+                    answer = original(payload)
+                    if asyncio.iscoroutine(answer):
+                        answer = await answer
+                    worst.append(a.may_draw_a() + b.may_draw_a())
+                    events.append((charger.cp_id, action, charger.may_draw_a()))
+                    return answer
+
+                cp.handlers[action] = watched
+        for charger in (b, a):
+            assert charger.cp is not None
+            if boots and charger is a:
+                await charger.cp.boot(BOOT)
+            else:
+                await charger.cp.ok("Heartbeat", {})  # back, no BootNotification
+        await wait_for(lambda: ("A", "ClearChargingProfile", 16.0) in events)
+        await wait_for(lambda: a.may_draw_a() < 16.0)  # A under our profiles again
+        cleared_at = events.index(("A", "ClearChargingProfile", 16.0))
+        assert any(cp_id == "B" and amps <= 8.0 for cp_id, _, amps in events[:cleared_at]), events
+        assert max(worst) <= 24.0, events
+    finally:
+        await close(app, [a, b])
 
 
 async def test_a_limit_that_beats_the_chargers_own_transaction_id_is_sent_again_soon(

@@ -159,6 +159,8 @@ class Controller:
         self._caps_wanted: dict[str, float] = {}
         self._ready: set[str] = set()
         self._preparing: set[str] = set()
+        # Booted while a car may run there and its profiles unknown: the plan prepares it.
+        self._deferred_boots: set[str] = set()
         self._readings: dict[ConnectorKey, Reading] = {}
         self._energy: dict[int, float] = {}
         self._soc: dict[int, float] = {}
@@ -344,6 +346,7 @@ class Controller:
             # A charger that comes back may be another unit: prepared again at its boot
             # (the boot gate sends its fail-safe profiles once, before it is Accepted).
             self._ready.discard(event.charge_point_id)
+            self._deferred_boots.discard(event.charge_point_id)
         if isinstance(event, TransactionStarted):
             self._confirm((event.charge_point_id, event.connector_id), event.transaction_id)
         if isinstance(event, ConnectorStatusChanged) and event.status in _RUNNING_STATUSES:
@@ -452,10 +455,37 @@ class Controller:
             )
             self._mark_ready(cp_id)
             return True
-        if cp_id not in self._preparing:
-            self._preparing.add(cp_id)
-            self._spawn(self._prepare(cp_id, identity))
+        if cp_id in self._preparing:
+            return False
+        if self._mirror.store_for(cp_id) is None and self._car_running(cp_id):
+            # Back mid-transaction with profiles we do not know: the clear lets its car
+            # draw the charger's maximum, so the plan makes room for that first and
+            # prepares it then (`plan_once`); Pending meanwhile.
+            self._deferred_boots.add(cp_id)
+            self._wake.set()
+            return False
+        self._preparing.add(cp_id)
+        self._spawn(self._prepare(cp_id, identity))
         return False
+
+    def _awaiting_clear(self, info: ChargePointInfo) -> bool:
+        """Connected, nothing known of its profiles, and not prepared since it came: it is
+        to be cleared (or is being cleared) before it gets our profiles. A charger that
+        was prepared and cannot clear (NotImplemented) is not: it has our defaults."""
+        return (
+            info.connected
+            and not info.unmanaged
+            and info.id not in self._ready
+            # OCPP 1.6 section 4.2 (the boot the gate deferred may not be stored yet)
+            and (info.boot_status in ("Accepted", "Pending") or info.id in self._deferred_boots)
+            and self._mirror.store_for(info.id) is None
+        )
+
+    def _car_running(self, cp_id: str) -> bool:
+        """Whether the last plan saw a transaction running on the charger (before the
+        first plan since start nothing is known: no)."""
+        snapshot = self._last_snapshot
+        return snapshot is not None and any(s.charge_point_id == cp_id for s in snapshot.sessions)
 
     async def _prepare(self, cp_id: str, identity: ChargerIdentity | None = None) -> None:
         """A booting charger, answered Pending: read what it can do (rate unit, stack
@@ -574,6 +604,11 @@ class Controller:
             installed = pinned_a(*args)
             for key, amps in pinned_a(*args, station_max_a=station_max_a(info, site)).items():
                 pinned[key] = max(amps, installed.get(key, amps))
+            if self._awaiting_clear(info):
+                # Its profiles are unknown and the clear is coming: a running car there may
+                # then draw the charger's maximum (as the fuse model counts it already).
+                for connector_id in running.get(info.id, {}):
+                    pinned[(info.id, connector_id)] = info.max_current_a
         return Snapshot(
             now=now,
             site=site,
@@ -648,22 +683,20 @@ class Controller:
         default_a = safe_default_a(plan, limits)
         self.default_a = default_a
         default_to: dict[str, bool] = {}  # station -> the new default is a raise
+        to_prepare: list[str] = []
         for cp_id in {k[0] for k in plan.session_by_key} | set(stations):
             info = stations.get(cp_id)
             sent = self._defaults_sent.get(cp_id)
             if info is None or not info.connected or info.unmanaged or cp_id in self._preparing:
                 continue
-            if (
-                cp_id not in self._ready
-                and info.boot_status in ("Accepted", "Pending")  # OCPP 1.6 section 4.2
-                and self._mirror.store_for(cp_id) is None
-            ):
+            if self._awaiting_clear(info):
                 # Connected without this controller's boot gate (it booted while nobody led
                 # the site, or reconnected without a BootNotification) and nothing is known
                 # of its profiles: prepared as at a boot (cleared first), never given our
-                # defaults over profiles that may outweigh them.
-                self._preparing.add(cp_id)
-                self._spawn(self._prepare(cp_id))
+                # defaults over profiles that may outweigh them. Only once this plan's
+                # lowerings are in: a running car there is counted at the charger's
+                # maximum (`_snapshot`), which is what it may draw once cleared.
+                to_prepare.append(cp_id)
                 continue
             if sent != default_a:
                 default_to[cp_id] = sent is not None and default_a > sent
@@ -681,6 +714,15 @@ class Controller:
             {key: self._in_force_a(key, stations[key[0]]) for key in plan.session_by_key},
         )
         ok = await self._apply(lowering, stations, plan, snapshot, allocation.strategy)
+        if ok:
+            for cp_id in to_prepare:
+                if cp_id in self._caps_wanted:
+                    # The fuse needs a cap on it now (others cannot make room yet): a clear
+                    # would take the cap away too. Prepared once the plan needs none.
+                    continue
+                self._deferred_boots.discard(cp_id)
+                self._preparing.add(cp_id)
+                self._spawn(self._prepare(cp_id))
         if ok and defaults_lowered:
             await self._send_defaults_to(
                 sorted(c for c, raise_ in default_to.items() if raise_),
