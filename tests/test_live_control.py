@@ -53,6 +53,7 @@ class SpecCharger:
         self.transaction: int | None = None  # the transaction the charger knows it runs
         self.configuration = configuration or {}
         self.calls: list[tuple[str, dict[str, Any], str]] = []
+        self.clears: list[dict[str, Any]] = []  # ClearChargingProfile.req payloads
         self.hang: Callable[[dict[str, Any]], bool] = lambda payload: False
         self.cp: RawChargePoint | None = None
         self.queue: list[tuple[str, dict[str, Any]]] = []
@@ -81,6 +82,7 @@ class SpecCharger:
         return {"status": status}
 
     def _on_clear(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.clears.append(payload)
         purpose = payload.get("chargingProfilePurpose")
         self.store, cleared = self.store.clear(
             id=payload.get("id"),
@@ -536,17 +538,10 @@ async def test_after_a_restart_the_limits_and_profiles_in_force_are_known(db_url
         await app.stop()
         app = await start_app(db_url, controller=True, speed=SPEED)
         cp = await a.connect(app)
-        clears: list[dict[str, Any]] = []
-        original = cp.handlers["ClearChargingProfile"]
-
-        def count_clear(payload: dict[str, Any]) -> Any:
-            clears.append(payload)
-            return original(payload)
-
-        cp.handlers["ClearChargingProfile"] = count_clear
+        clears_before = len(a.clears)
         await cp.boot(BOOT)
         await asyncio.sleep(1.5)
-        assert clears == []  # its profiles are known: nothing to clear
+        assert a.clears[clears_before:] == []  # its profiles are known: nothing to clear
         tx_profiles_after = [c for c in a.calls[sent_before:] if c[0] == "TxProfile"]
         assert tx_profiles_after == []  # 16 A is still in force: not sent again
     finally:
@@ -578,17 +573,10 @@ async def test_a_charger_back_without_a_boot_and_with_unknown_profiles_is_cleare
 
         app = await start_app(db_url, controller=True, speed=SPEED)
         cp = await a.connect(app)
-        clears: list[dict[str, Any]] = []
-        original = cp.handlers["ClearChargingProfile"]
-
-        def count_clear(payload: dict[str, Any]) -> Any:
-            clears.append(payload)
-            return original(payload)
-
-        cp.handlers["ClearChargingProfile"] = count_clear
+        clears_before = len(a.clears)
         await cp.ok("Heartbeat", {})  # back, no BootNotification
         await wait_for(lambda: any(c[0] == "TxDefaultProfile" for c in a.calls[sent_before:]))
-        assert clears == [{}]
+        assert a.clears[clears_before:] == [{}]
         assert all(e.profile.profile_id != 77 for e in a.store.entries)
         assert a.may_draw_a() == 6.0  # our default for the next car
     finally:
