@@ -26,7 +26,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Insert, Table, Update, and_, func, or_, select, update
+from sqlalchemy import (
+    Insert,
+    Integer,
+    Select,
+    Table,
+    Update,
+    and_,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -1259,12 +1272,14 @@ class Repository:
         in order, once the commit is done; if anything fails, nothing of the batch is
         stored and the error is raised (the caller acknowledges nothing of it).
 
-        Per batch: one read of the transactions and one of the stations named, one INSERT
-        of every sample, one last-seen UPDATE. A register reading newer than the newest
-        plausible reading of its series this process knows of (`_RegisterTails`) is
-        judged against that one; any other reading against the stored ones (two queries,
-        as a StopTransaction's transactionData is). ``before_commit`` runs inside the
-        unit, after the writes (tests hold or fail a commit there).
+        Per batch: one read of the transactions and one of the stations named, one read
+        of the newest stored plausible register reading of every series this process
+        knows no tail of (`_RegisterTails`), one INSERT of every sample, one last-seen
+        UPDATE. A register reading newer than the newest plausible reading of its series
+        (known, or just read) is judged against that one; any other reading (out of
+        order, a resend) against the stored ones on both sides (two queries, as a
+        StopTransaction's transactionData is). ``before_commit`` runs inside the unit,
+        after the writes (tests hold or fail a commit there).
         """
         if not items:
             return []
@@ -1298,7 +1313,11 @@ class Repository:
             }
             insert = _insert_ignoring_duplicates(dialect)
             hourly = rollups.Rollups(s)
-            pending: list[dict[str, Any]] = []
+            prepared: list[tuple[MeterBatchItem, Any, list[dict[str, Any]]]] = []
+            # Series this process knows no tail of: their newest stored plausible reading
+            # is read for all of them at once (a station's first readings after it
+            # connected would otherwise cost two queries each, one after the other).
+            unknown: dict[tuple[str, _SeriesKey], tuple[str, int, Any, str | None]] = {}
             for item in items:
                 tx = txs.get(item.transaction_id) if item.transaction_id is not None else None
                 if tx is not None and tx.charge_point_id != item.charge_point_id:
@@ -1310,6 +1329,24 @@ class Repository:
                     item.samples,
                     now,
                 )
+                prepared.append((item, tx, rows))
+                if item.charge_point_id not in max_power:
+                    continue
+                for r in rows:
+                    if _is_register(r):
+                        key = _series_key(item.connector_id, tx, r)
+                        if self._tails.get(item.charge_point_id, key) is None:
+                            unknown[(item.charge_point_id, key)] = (
+                                item.charge_point_id,
+                                item.connector_id,
+                                tx,
+                                r["location"],
+                            )
+            stored = dict(
+                zip(unknown, await _newest_registers(s, list(unknown.values())), strict=True)
+            )
+            pending: list[dict[str, Any]] = []
+            for item, tx, rows in prepared:
                 power = max_power.get(item.charge_point_id)
                 if power is not None and any(_is_register(r) for r in rows):
                     for sample in sorted(
@@ -1319,8 +1356,14 @@ class Repository:
                         tail = learned.get(item.charge_point_id, {}).get(key)
                         if tail is None:
                             tail = self._tails.get(item.charge_point_id, key)
+                        # Nothing stored in the series (and nothing plausible in this
+                        # batch before): judged against the transaction's bounds alone.
+                        none_stored = False
+                        if tail is None and (item.charge_point_id, key) in stored:
+                            tail = stored[(item.charge_point_id, key)]
+                            none_stored = tail is None
                         reading = RegisterReading(sample["timestamp"], float(sample["value"]))
-                        if tail is not None and tail.at < reading.at:
+                        if none_stored or (tail is not None and tail.at < reading.at):
                             start, stop = _tx_bounds(tx)
                             earlier = [
                                 r for r in (start, tail) if r is not None and r.at < reading.at
@@ -2071,6 +2114,40 @@ class Repository:
     async def count(self, model: type[m.Base]) -> int:
         async with self._unit() as s:
             return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+# Series whose newest register reading one statement reads (SQLite allows 500 SELECTs
+# in a compound statement).
+NEWEST_REGISTERS_PER_QUERY = 200
+
+
+async def _newest_registers(
+    s: AsyncSession, series: Sequence[tuple[str, int, Any, str | None]]
+) -> list[RegisterReading | None]:
+    """The newest stored plausible register reading of each series (station, connector,
+    transaction, location), None where there is none: one statement for up to
+    NEWEST_REGISTERS_PER_QUERY series, each an index-ordered read of one row."""
+    ms = m.MeterSample
+    found: list[RegisterReading | None] = [None] * len(series)
+    for first in range(0, len(series), NEWEST_REGISTERS_PER_QUERY):
+        parts: list[Select[Any]] = []
+        chunk = series[first : first + NEWEST_REGISTERS_PER_QUERY]
+        for i, (cp_id, connector_id, tx, location) in enumerate(chunk, first):
+            where = _register_series(cp_id, connector_id, tx)
+            where.append(ms.location.is_(None) if location is None else ms.location == location)
+            newest = (
+                select(literal(i, Integer).label("i"), ms.timestamp, ms.value)
+                .where(*where)
+                .order_by(ms.timestamp.desc())
+                .limit(1)
+                .subquery()
+            )
+            parts.append(select(newest.c.i, newest.c.timestamp, newest.c.value))
+        statement = parts[0] if len(parts) == 1 else union_all(*parts)
+        for row in await s.execute(statement):
+            if row.value is not None:
+                found[row.i] = RegisterReading(row.timestamp, float(row.value))
+    return found
 
 
 async def _readings(
