@@ -747,3 +747,141 @@ async def test_a_raise_is_in_the_stored_copy_before_it_is_sent_and_a_refused_one
         assert _stored_tx_limit(stored["A"], "A", tx_a) == hung[0]  # may hold it: counted
     finally:
         await close(app, [a, b])
+
+
+def _stored_default_limit(document: dict[str, Any], cp_id: str) -> float | None:
+    """What the next car on the charger may draw as a restarted controller (or the
+    instance that takes the site over) counts it from the stored copy: the
+    TxDefaultProfile under the ChargePointMaxProfile."""
+    mirror = ProfileMirror.from_json(json.dumps(document))
+    store = mirror.store_for(cp_id)
+    assert store is not None
+    limit = limit_at(store, 1, T0, transaction_id=None, transaction_start=T0)
+    return None if limit is None else limit.current_a
+
+
+async def test_a_default_raise_is_in_the_stored_copy_before_it_is_sent_and_a_refused_one_is_not(
+    db_url: str,
+) -> None:
+    """The TxDefaultProfile raise, like a TxProfile raise, is in the stored copy before
+    it goes out (a leader that dies meanwhile leaves a copy that counts what the next car
+    may draw), and a refused one is taken back. C charges on a 20 A fuse, so the idle
+    A and B hold a 0 A default; the fuse goes up to 60 A and the default with it: A's
+    raise hangs, B refuses it."""
+    a, b, c = SpecCharger("A", 32.0), SpecCharger("B", 32.0), SpecCharger("C", 32.0)
+    app = await garage(db_url, 20.0, [a, b, c], response_timeout_s=2.0)
+    try:
+        assert await c.start("TAG-C") is not None
+        await wait_for(lambda: bool(c.tx_limits()))
+        await asyncio.sleep(0.5)
+        assert a.may_draw_a() == b.may_draw_a() == 0.0  # the car on C takes the fuse
+        stored = await app.repository.installed_profiles()
+        assert _stored_default_limit(stored["A"], "A") == 0.0
+        hung: list[float] = []
+        refused: list[float] = []
+
+        def raised_default(payload: dict[str, Any]) -> float | None:
+            profile = payload["csChargingProfiles"]
+            limit = float(profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
+            default = profile["chargingProfilePurpose"] == "TxDefaultProfile"
+            return limit if default and limit > 0 else None
+
+        def hang_raise(payload: dict[str, Any]) -> bool:
+            limit = raised_default(payload)
+            if limit is not None and not hung:
+                hung.append(limit)
+                return True
+            return False
+
+        async def refuse_raises(payload: dict[str, Any]) -> dict[str, Any]:
+            limit = raised_default(payload)
+            if limit is not None:
+                refused.append(limit)
+                return {"status": "Rejected"}
+            return await b._on_set(payload)
+
+        a.hang = hang_raise
+        assert b.cp is not None
+        b.cp.handlers["SetChargingProfile"] = refuse_raises
+        await app.repository.update_site(fuse_limit_a=60.0)
+        await wait_for(lambda: bool(hung) and bool(refused), within_s=15)
+        # A's raise is on its way, unanswered: the stored copy already counts it.
+        stored = await app.repository.installed_profiles()
+        assert _stored_default_limit(stored["A"], "A") == hung[0] > 0.0
+        # B refused (on connector 0, then on its connector): its copy is what it kept,
+        # once the tick is over (A's call timed out); A may hold the raise: counted.
+        await asyncio.sleep(2.5)
+        stored = await app.repository.installed_profiles()
+        assert _stored_default_limit(stored["B"], "B") == 0.0 < refused[0]
+        assert b.may_draw_a() == 0.0
+        assert _stored_default_limit(stored["A"], "A") == hung[0]
+    finally:
+        await close(app, [a, b, c])
+
+
+def _stored_station_max(document: dict[str, Any], cp_id: str) -> float:
+    """The ChargePointMaxProfile limit (on connector 0) in the stored copy, counted as a
+    restarted controller counts it: as if every unanswered call took effect."""
+    mirror = ProfileMirror.from_json(json.dumps(document))
+    store = mirror.store_for(cp_id)
+    assert store is not None
+    limits = [
+        p.schedule.periods[0].limit
+        for p in store.profiles_on(0)
+        if p.purpose is ChargingProfilePurpose.ChargePointMaxProfile
+    ]
+    assert len(limits) == 1, limits
+    return limits[0]
+
+
+async def test_a_cap_lift_is_in_the_stored_copy_before_it_is_sent(db_url: str) -> None:
+    """Lifting a station cap is a raise too: in the stored copy before it goes out. A
+    manager's 32 A override on A where the building leaves 20 A of a 40 A fuse: A is
+    capped at 20 A; the override is resumed, and the lift back to 32 A hangs."""
+    a = SpecCharger("A", 32.0)
+    app = await garage(db_url, 40.0, [a], response_timeout_s=2.0)
+    try:
+        await app.repository.record_building_load(20.0, 20.0, 20.0)
+        tx_a = await a.start("TAG-A")
+        assert tx_a is not None
+        await wait_for(lambda: bool(a.tx_limits()))
+        action, payload = actions.set_limit(1, tx_a, 32.0, max_current_a=32.0)
+        await app.repository.enqueue_command("A", action, payload, requested_by="monitor")
+
+        def capped() -> bool:
+            return any(
+                purpose == ChargingProfilePurpose.ChargePointMaxProfile.value
+                and status == "Accepted"
+                and p["csChargingProfiles"]["chargingSchedule"]["chargingSchedulePeriod"][0][
+                    "limit"
+                ]
+                == 20.0
+                for purpose, p, status in a.calls
+            )
+
+        await wait_for(capped)
+        await wait_for(lambda: a.may_draw_a() == 20.0)
+        await asyncio.sleep(0.3)  # the copy is saved after the tick
+        stored = await app.repository.installed_profiles()
+        assert _stored_station_max(stored["A"], "A") == 20.0
+        hung: list[float] = []
+
+        def hang_lift(payload: dict[str, Any]) -> bool:
+            profile = payload["csChargingProfiles"]
+            limit = float(profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
+            lift = profile["chargingProfilePurpose"] == "ChargePointMaxProfile" and limit > 20
+            if lift and not hung:
+                hung.append(limit)
+                return True
+            return False
+
+        a.hang = hang_lift
+        action, payload = actions.resume(1)
+        await app.repository.enqueue_command("A", action, payload, requested_by="monitor")
+        await wait_for(lambda: bool(hung), within_s=15)
+        # The lift is on its way, unanswered: the stored copy already counts it.
+        stored = await app.repository.installed_profiles()
+        assert _stored_station_max(stored["A"], "A") == hung[0] == 32.0
+        assert a.may_draw_a() <= 20.0  # the charger itself still holds the cap
+    finally:
+        await close(app, [a])

@@ -724,14 +724,16 @@ class Controller:
                 self._preparing.add(cp_id)
                 self._spawn(self._prepare(cp_id))
         if ok and defaults_lowered:
+            # Raises, like the TxProfiles': in the stored copy before they go out.
             await self._send_defaults_to(
                 sorted(c for c, raise_ in default_to.items() if raise_),
                 default_a,
                 stations,
                 snapshot.site,
+                announce=True,
             )
             for cp_id, cap in caps_lifted.items():
-                await self._send_cap(cp_id, stations[cp_id], cap, snapshot)
+                await self._send_cap(cp_id, stations[cp_id], cap, snapshot, announce=True)
             await self._apply(raising, stations, plan, snapshot, allocation.strategy, announce=True)
         elif raising or caps_lifted or any(default_to.values()):
             log.warning(
@@ -790,9 +792,16 @@ class Controller:
         return _highest_cap(self._caps_installed(cp_id, info, site))
 
     async def _send_cap(
-        self, cp_id: str, info: ChargePointInfo, cap: float | None, snapshot: Snapshot
+        self,
+        cp_id: str,
+        info: ChargePointInfo,
+        cap: float | None,
+        snapshot: Snapshot,
+        *,
+        announce: bool = False,
     ) -> None:
-        """Our ChargePointMaxProfile at ``cap`` (None: the station's normal maximum)."""
+        """Our ChargePointMaxProfile at ``cap`` (None: the station's normal maximum);
+        ``announce`` for a lift (see `_set_on_charge_point`)."""
         limit = station_max_a(info, snapshot.site) if cap is None else cap
         profile = default_profile(
             ChargingProfilePurpose.ChargePointMaxProfile,
@@ -804,7 +813,9 @@ class Controller:
         )
         extra = {"cp_id": cp_id, "limit_a": limit}
         try:
-            status = await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
+            status = await self._set_on_charge_point(
+                cp_id, profile_to_ocpp(profile), announce=announce
+            )
         except GarageGridError as exc:
             # The copy of its profiles (csms.controller.mirror) knows what it may hold.
             log.warning("station cap not sent", extra=extra | {"error": str(exc)})
@@ -977,13 +988,7 @@ class Controller:
         before: list[tuple[object, object] | None] = [None] * len(changes)
         if announce:
             for i, (change, payload) in enumerate(zip(changes, payloads, strict=True)):
-                cp_id = change.key[0]
-                checkpoint = self._mirror.checkpoint(cp_id)
-                self._mirror.observe_call(
-                    cp_id, "SetChargingProfile", payload, None, running_tx=change.transaction_id
-                )
-                self._mirror_dirty.add(cp_id)
-                before[i] = (checkpoint, self._mirror.checkpoint(cp_id))
+                before[i] = self._announce(change.key[0], payload, change.transaction_id)
             await self._save_mirror()
         results = await asyncio.gather(
             *(
@@ -1024,6 +1029,27 @@ class Controller:
                         id_tag=session.id_tag,
                     )
         return all(accepted for _answer, accepted in results)
+
+    def _announce(
+        self, cp_id: str, payload: dict[str, Any], running_tx: int | None = None
+    ) -> tuple[object, object]:
+        """Put a SetChargingProfile about to be sent into the copy of the charger's
+        profiles as possibly in force (stored with the next `_save_mirror`, which the
+        caller awaits before sending); returns what `_settle` needs to take it back."""
+        checkpoint = self._mirror.checkpoint(cp_id)
+        self._mirror.observe_call(cp_id, "SetChargingProfile", payload, None, running_tx=running_tx)
+        self._mirror_dirty.add(cp_id)
+        return checkpoint, self._mirror.checkpoint(cp_id)
+
+    def _settle(self, cp_id: str, status: str, before: tuple[object, object] | None) -> None:
+        """Refused after an announcement: the charger kept what it had, as the copy said
+        before (if nothing else was learnt of it meanwhile; else it stays counted high)."""
+        if (
+            status != "Accepted"
+            and before is not None
+            and self._mirror.restore(cp_id, before[0], if_still=before[1])
+        ):
+            self._mirror_dirty.add(cp_id)
 
     def _limit_payload(
         self, change: Change, info: ChargePointInfo, snapshot: Snapshot
@@ -1070,14 +1096,7 @@ class Controller:
         status = str(answer.get("status"))
         metrics.count_limit(status)
         accepted = status == "Accepted"
-        # Refused after an announcement: it kept what it had, as the copy said before (if
-        # nothing else was learnt of it meanwhile; else it stays counted high).
-        if (
-            not accepted
-            and before is not None
-            and self._mirror.restore(info.id, before[0], if_still=before[1])
-        ):
-            self._mirror_dirty.add(info.id)
+        self._settle(info.id, status, before)
         self._uncertain.pop(change.key, None)
         if accepted:
             self._sent[change.key] = _Sent(
@@ -1153,6 +1172,8 @@ class Controller:
         default_a: float,
         stations: Mapping[str, ChargePointInfo],
         site: SiteConfig,
+        *,
+        announce: bool = False,
     ) -> bool:
         """`_send_defaults` to many chargers at once (each charger's calls in order, up to
         `DEFAULTS_IN_FLIGHT` chargers at a time: one after the other took ~6 ms a charger,
@@ -1164,7 +1185,7 @@ class Controller:
         async def one(cp_id: str) -> bool:
             async with turns:
                 return await self._send_defaults(
-                    cp_id, default_a=default_a, info=stations[cp_id], site=site
+                    cp_id, default_a=default_a, info=stations[cp_id], site=site, announce=announce
                 )
 
         results = await asyncio.gather(*(one(cp_id) for cp_id in cp_ids))
@@ -1178,6 +1199,7 @@ class Controller:
         info: ChargePointInfo | None = None,
         force: bool = False,
         site: SiteConfig | None = None,
+        announce: bool = False,
     ) -> bool:
         """ChargePointMaxProfile (station max) and the fail-safe TxDefaultProfile.
 
@@ -1223,7 +1245,7 @@ class Controller:
                 ),
             ]
             statuses = [
-                await self._set_on_charge_point(cp_id, profile_to_ocpp(profile))
+                await self._set_on_charge_point(cp_id, profile_to_ocpp(profile), announce=announce)
                 for profile in profiles
             ]
         except GarageGridError as exc:
@@ -1282,24 +1304,36 @@ class Controller:
             self._retried.add(cp_id)
             self._wake.set()
 
-    async def _set_on_charge_point(self, cp_id: str, profile: dict[str, Any]) -> str:
-        """Set a charge-point-wide profile on connector 0, or per connector if 0 is refused."""
-        answer = await self._central.call(
-            cp_id, "SetChargingProfile", {"connectorId": 0, "csChargingProfiles": profile}
-        )
-        status = str(answer.get("status"))
+    async def _set_on_charge_point(
+        self, cp_id: str, profile: dict[str, Any], *, announce: bool = False
+    ) -> str:
+        """Set a charge-point-wide profile on connector 0, or per connector if 0 is refused.
+
+        ``announce`` (a raise): each call is in the stored copy of the charger's profiles
+        before it goes out (see `_apply`)."""
+        status = await self._set_profile(cp_id, 0, profile, announce=announce)
         if status == "Accepted" or profile["chargingProfilePurpose"] == "ChargePointMaxProfile":
             return status
         connectors = (await self._repo.connectors_by_charge_point()).get(cp_id, (1,))
-        statuses = []
-        for connector_id in connectors:
-            answer = await self._central.call(
-                cp_id,
-                "SetChargingProfile",
-                {"connectorId": connector_id, "csChargingProfiles": profile},
-            )
-            statuses.append(str(answer.get("status")))
+        statuses = [
+            await self._set_profile(cp_id, connector_id, profile, announce=announce)
+            for connector_id in connectors
+        ]
         return "Accepted" if all(s == "Accepted" for s in statuses) else "Rejected"
+
+    async def _set_profile(
+        self, cp_id: str, connector_id: int, profile: dict[str, Any], *, announce: bool
+    ) -> str:
+        payload = {"connectorId": connector_id, "csChargingProfiles": profile}
+        before = None
+        if announce:
+            before = self._announce(cp_id, payload)
+            await self._save_mirror()
+        # No answer (raises): the announcement stays, the charger may hold it.
+        answer = await self._central.call(cp_id, "SetChargingProfile", payload)
+        status = str(answer.get("status"))
+        self._settle(cp_id, status, before)
+        return status
 
     async def _mark_unmanaged(self, cp_id: str, message: str) -> None:
         log.warning("charger counted at its maximum", extra={"cp_id": cp_id, "why": message})
