@@ -583,6 +583,31 @@ async def test_a_charger_back_without_a_boot_and_with_unknown_profiles_is_cleare
         await close(app, [a])
 
 
+def _watch_answers(
+    cp: RawChargePoint,
+    charger: SpecCharger,
+    garage_chargers: list[SpecCharger],
+    worst: list[float],
+    events: list[tuple[str, str, float]],
+) -> None:
+    """After every profile call the charger answers: what all of the garage's chargers
+    together may draw goes to ``worst``, (charger, action, what it may draw) to ``events``."""
+    for action in ("SetChargingProfile", "ClearChargingProfile"):
+        original = cp.handlers[action]
+
+        async def watched(
+            payload: dict[str, Any], original: Any = original, action: str = action
+        ) -> Any:
+            answer = original(payload)
+            if asyncio.iscoroutine(answer):
+                answer = await answer
+            worst.append(sum(c.may_draw_a() for c in garage_chargers))
+            events.append((charger.cp_id, action, charger.may_draw_a()))
+            return answer
+
+        cp.handlers[action] = watched
+
+
 @pytest.mark.parametrize("boots", [False, True], ids=["no-boot", "boot"])
 async def test_a_car_on_a_charger_of_unknown_profiles_is_counted_at_its_maximum_first(
     db_url: str, boots: bool
@@ -617,24 +642,7 @@ async def test_a_car_on_a_charger_of_unknown_profiles_is_counted_at_its_maximum_
         await wait_for(lambda: app.controller.fuse_headroom_a() is not None)  # type: ignore[union-attr]
         events: list[tuple[str, str, float]] = []
         for charger in (a, b):
-            cp = await charger.connect(app)
-            for action in ("SetChargingProfile", "ClearChargingProfile"):
-                original = cp.handlers[action]
-
-                async def watched(
-                    payload: dict[str, Any],
-                    original: Any = original,
-                    action: str = action,
-                    charger: SpecCharger = charger,
-                ) -> Any:
-                    answer = original(payload)
-                    if asyncio.iscoroutine(answer):
-                        answer = await answer
-                    worst.append(a.may_draw_a() + b.may_draw_a())
-                    events.append((charger.cp_id, action, charger.may_draw_a()))
-                    return answer
-
-                cp.handlers[action] = watched
+            _watch_answers(await charger.connect(app), charger, [a, b], worst, events)
         for charger in (b, a):
             assert charger.cp is not None
             if boots and charger is a:
@@ -885,3 +893,56 @@ async def test_a_cap_lift_is_in_the_stored_copy_before_it_is_sent(db_url: str) -
         assert a.may_draw_a() <= 20.0  # the charger itself still holds the cap
     finally:
         await close(app, [a])
+
+
+async def test_a_charger_that_boots_right_after_a_car_started_there_is_cleared_after_the_room(
+    db_url: str,
+) -> None:
+    """The CSMS restarts without its copy of A's profiles. A comes back with a car: its
+    StartTransaction and, right behind it, a BootNotification, before any plan has seen
+    that car. The boot must not clear A at once (its car could then draw A's 16 A beside
+    B's 16 A on a 24 A fuse): the car is counted at A's maximum, B lowered first, and
+    A cleared and given our profiles after that."""
+    a, b = SpecCharger("A", 16.0), SpecCharger("B", 16.0)
+    app = await garage(db_url, 24.0, [a, b])
+    worst: list[float] = []
+    try:
+        tx_b = await b.start("TAG-B")
+        assert tx_b is not None
+        await wait_for(lambda: b.may_draw_a() == 16.0)
+        for charger in (a, b):
+            assert charger.cp is not None
+            await charger.cp.close()
+        await app.repository.save_installed_profiles("A", None)  # A's copy is lost
+        await app.stop()
+
+        app = await start_app(db_url, controller=True, speed=SPEED)
+        assert app.controller is not None
+        await wait_for(lambda: app.controller.fuse_headroom_a() is not None)  # type: ignore[union-attr]
+        events: list[tuple[str, str, float]] = []
+        for charger in (a, b):
+            _watch_answers(await charger.connect(app), charger, [a, b], worst, events)
+        assert b.cp is not None and a.cp is not None
+        await b.cp.ok("Heartbeat", {})
+        await wait_for(lambda: b.may_draw_a() == 16.0)
+        # A's car starts under the defaults A still holds; the boot follows at once.
+        a.cars += 1
+        start = {
+            "connectorId": 1,
+            "idTag": "TAG-A",
+            "meterStart": 1000,
+            "timestamp": T0.isoformat().replace("+00:00", "Z"),
+        }
+        started, booted = await asyncio.gather(
+            a.cp.ok("StartTransaction", start), a.cp.ok("BootNotification", BOOT)
+        )
+        a.transaction = int(started["transactionId"])
+        assert booted["status"] == "Pending"
+        await a.cp.boot(BOOT)  # Accepted once A is prepared
+        assert ("A", "ClearChargingProfile", 16.0) in events
+        cleared_at = events.index(("A", "ClearChargingProfile", 16.0))
+        assert any(cp_id == "B" and amps <= 8.0 for cp_id, _, amps in events[:cleared_at]), events
+        await wait_for(lambda: a.may_draw_a() + b.may_draw_a() <= 24.0)
+        assert max(worst) <= 24.0, events
+    finally:
+        await close(app, [a, b])

@@ -161,6 +161,10 @@ class Controller:
         self._preparing: set[str] = set()
         # Booted while a car may run there and its profiles unknown: the plan prepares it.
         self._deferred_boots: set[str] = set()
+        # Chargers with a transaction in the last read of the open sessions, and the
+        # transactions started since that read began (`_car_running`).
+        self._running_read: frozenset[str] = frozenset()
+        self._started_since_read: dict[str, set[int]] = {}
         self._readings: dict[ConnectorKey, Reading] = {}
         self._energy: dict[int, float] = {}
         self._soc: dict[int, float] = {}
@@ -325,11 +329,23 @@ class Controller:
 
     async def _consume_events(self) -> None:
         while True:
-            event = await self._queue.get()
-            cp_id = getattr(event, "charge_point_id", None)
-            if self._owns is not None and cp_id is not None and not self._owns(cp_id):
-                continue
-            self._on_event(event)
+            self._take(await self._queue.get())
+
+    def _take_arrived(self) -> None:
+        """Handle the events that have arrived and not been handled yet (the boot gate
+        decides on what the charger sent before its BootNotification)."""
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            self._take(event)
+
+    def _take(self, event: Event) -> None:
+        cp_id = getattr(event, "charge_point_id", None)
+        if self._owns is not None and cp_id is not None and not self._owns(cp_id):
+            return
+        self._on_event(event)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, MeterSampled):
@@ -349,12 +365,16 @@ class Controller:
             self._deferred_boots.discard(event.charge_point_id)
         if isinstance(event, TransactionStarted):
             self._confirm((event.charge_point_id, event.connector_id), event.transaction_id)
+            self._started_since_read.setdefault(event.charge_point_id, set()).add(
+                event.transaction_id
+            )
         if isinstance(event, ConnectorStatusChanged) and event.status in _RUNNING_STATUSES:
             key = (event.charge_point_id, event.connector_id)
             rejection = self._rejections.get(key)
             if rejection is not None:
                 self._confirm(key, rejection.transaction_id)
         if isinstance(event, TransactionStopped):
+            self._started_since_read.get(event.charge_point_id, set()).discard(event.transaction_id)
             self._mirror.transaction_stopped(
                 event.charge_point_id, event.connector_id, event.transaction_id
             )
@@ -457,6 +477,7 @@ class Controller:
             return True
         if cp_id in self._preparing:
             return False
+        self._take_arrived()  # a StartTransaction just before this boot, say
         if self._mirror.store_for(cp_id) is None and self._car_running(cp_id):
             # Back mid-transaction with profiles we do not know: the clear lets its car
             # draw the charger's maximum, so the plan makes room for that first and
@@ -482,10 +503,10 @@ class Controller:
         )
 
     def _car_running(self, cp_id: str) -> bool:
-        """Whether the last plan saw a transaction running on the charger (before the
-        first plan since start nothing is known: no)."""
-        snapshot = self._last_snapshot
-        return snapshot is not None and any(s.charge_point_id == cp_id for s in snapshot.sessions)
+        """Whether a transaction runs on the charger as far as the controller knows: in
+        the last read of the open sessions, or started since (before the first read
+        since start nothing is known: no)."""
+        return cp_id in self._running_read or bool(self._started_since_read.get(cp_id))
 
     async def _prepare(self, cp_id: str, identity: ChargerIdentity | None = None) -> None:
         """A booting charger, answered Pending: read what it can do (rate unit, stack
@@ -571,7 +592,15 @@ class Controller:
         site = await self._repo.site_config()
         stations = await self._repo.list_charge_points()
         connectors = await self._repo.connectors_by_charge_point()
-        sessions = await self._repo.open_sessions()
+        started_before = self._started_since_read
+        self._started_since_read = {}  # a start from now on may not be in this read
+        try:
+            sessions = await self._repo.open_sessions()
+        except BaseException:
+            for cp_id, started in started_before.items():
+                self._started_since_read.setdefault(cp_id, set()).update(started)
+            raise
+        self._running_read = frozenset(s.charge_point_id for s in sessions)
         self._forget_finished(sessions)
         building = await self._repo.latest_building_load()
         energy, soc = self._energy, self._soc
