@@ -666,6 +666,14 @@ class Cluster:
                 del self._where[cp_id]
             else:
                 self._where[cp_id] = (sender, bool(message.get("acc")))
+            if isinstance(event, ChargePointConnected) and self._central.is_local(cp_id):
+                # Newer than the connection here, which is old (half-open): it goes, as a
+                # second connection to one instance replaces the first.
+                task = asyncio.get_running_loop().create_task(
+                    self._central.drop_replaced(cp_id, sender)
+                )
+                self._spawned.add(task)
+                task.add_done_callback(self._spawned.discard)
             if not self._leads_charger(cp_id):
                 return
         self._inject(event)

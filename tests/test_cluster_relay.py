@@ -275,3 +275,60 @@ async def test_an_instance_whose_control_connection_dies_stops_leading_then_lead
         assert app.cluster.leaders == {1: app.cluster.instance_id}
     finally:
         await app.stop()
+
+
+async def test_a_charger_back_at_another_instance_takes_its_calls_from_the_old_connection(
+    url: str,
+) -> None:
+    """CP1's link to one instance goes half-open (a network fault: nothing is read or
+    answered, nothing is closed) and CP1 connects again through the balancer to the other
+    instance. The newer connection replaces the old one at once, as a second connection
+    to one instance does: calls from the first instance go to CP1's new connection (not
+    to the dead one, until its ping timeout), and CP1 stays marked connected there."""
+    first: CsmsApp = await start_app(url)
+    second: CsmsApp | None = None
+    old: RawChargePoint | None = None
+    new: RawChargePoint | None = None
+    try:
+        await first.repository.add_charge_point("CP1", max_current_a=16, password=PASSWORD)
+        second = await start_app(url)
+        assert first.cluster is not None and second.cluster is not None
+        old = await RawChargePoint.connect(ws_url(first, "CP1"), password=PASSWORD)
+        _charger(old)
+        await old.boot(BOOT)
+        await _until(lambda: second.central.is_accepted("CP1"))  # type: ignore[union-attr]
+        transport = old.ws.transport
+        transport.pause_reading()  # half-open: the instance's frames are never read
+
+        new = await RawChargePoint.connect(ws_url(second, "CP1"), password=PASSWORD)
+        _charger(new)
+        await new.boot(BOOT)
+        await _until(lambda: not first.central.is_local("CP1"), within_s=5)
+        assert first.central.is_connected("CP1")  # through the second instance
+        answer = await first.central.call("CP1", "GetConfiguration", {"key": ["X"]})
+        assert answer == {"configurationKey": [], "unknownKey": ["X"]}
+        assert ("GetConfiguration", {"key": ["X"]}) in new.server_calls
+        # The old connection's end marks nothing: CP1 is connected, at the second.
+        await asyncio.sleep(0.5)
+        station = await first.repository.get_charge_point("CP1")
+        assert station is not None and station.connected
+        admin = await asyncpg.connect(asyncpg_dsn(first.engine.url))
+        try:
+            row = await admin.fetchrow("SELECT instance_id FROM charge_points WHERE id = 'CP1'")
+            replaced = await admin.fetchval(
+                "SELECT count(*) FROM connection_events"
+                " WHERE charge_point_id = 'CP1' AND event = 'replaced'"
+            )
+        finally:
+            await admin.close()
+        assert row["instance_id"] == second.cluster.instance_id
+        assert replaced == 1
+    finally:
+        if old is not None:
+            old.ws.transport.resume_reading()
+        for cp in (old, new):
+            if cp is not None:
+                await cp.close()
+        for app in (second, first):
+            if app is not None:
+                await app.stop()

@@ -282,6 +282,24 @@ class CentralSystem:
     def is_local(self, cp_id: str) -> bool:
         return cp_id in self._sessions
 
+    async def drop_replaced(self, cp_id: str, where: str) -> None:
+        """The charger connected to another instance (``where``) after its connection here:
+        this one is old (half-open after a network fault, or closing unseen), and, as a
+        second connection here replaces the first, it goes. At once out of the sessions
+        (calls go to the newer connection from now on; the charger stays marked connected
+        there), then closed (the close handshake of a half-open link waits for its
+        timeout)."""
+        session = self._sessions.pop(cp_id, None)
+        if session is None:
+            return
+        remote = _remote(session._connection)
+        log.warning(
+            "charger connected to another instance: its old connection here closed",
+            extra={"cp_id": cp_id, "remote": remote, "instance": where},
+        )
+        await self._audit(cp_id, "replaced", remote, f"newer connection at instance {where}")
+        await session._connection.close(code=1000, reason="replaced by a newer connection")
+
     def is_connected(self, cp_id: str) -> bool:
         """Connected here or, with several instances, to another."""
         if cp_id in self._sessions:
