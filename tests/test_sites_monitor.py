@@ -24,6 +24,7 @@ from csms.store import migrate
 from csms.store import models as m
 from csms.store.engine import DATABASE_URL_ENV, create_engine, create_sessionmaker
 from csms.store.repository import Repository
+from tests.conftest import start_app
 from tests.test_monitor_apptest import (
     APP,
     END,
@@ -32,6 +33,7 @@ from tests.test_monitor_apptest import (
     FakeWall,
     FixedClock,
     Garage,
+    _ensure_manager,
     _seeded,
     install_wall,
     log_in,
@@ -311,3 +313,68 @@ def test_a_site_bound_manager_reads_its_site_on_either_database(
     assert _settings_fuse(at) == 50.0
     assert "L1 21 A, L2 22 A, L3 23 A" in texts(at.caption)
     assert berg_id > 1
+
+
+async def test_the_settings_page_says_which_instance_runs_the_sites_controller(
+    pg_server: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL, Settings says which `csms serve` instance runs the site's controller,
+    and an account of every site sees each instance with what it leads and holds; once no
+    instance is left, it says so (a lone `--no-cluster` instance is not listed)."""
+    url = new_database(pg_server, "control")
+    app = await start_app(url, controller=True)
+    try:
+        assert app.cluster is not None
+        instance = app.cluster.instance_id
+        for _ in range(200):
+            if app.cluster.leaders.get(1) == instance:
+                break
+            await asyncio.sleep(0.05)
+        assert app.cluster.leaders.get(1) == instance
+        await _ensure_manager(url)
+        monkeypatch.setenv(DATABASE_URL_ENV, url)
+
+        def settings_page() -> AppTest:
+            at = _app()
+            log_in(at, MANAGER)
+            return _open(at, "settings")
+
+        at = await asyncio.to_thread(settings_page)
+        assert f"instance `{instance}` runs this site's controller (1 instance" in texts(at.caption)
+        [table] = at.dataframe  # the only table on Settings
+        instances = table.value
+        assert instances.to_dict("records") == [
+            {"Instance": instance, "Leads": "default", "Chargers held": 0}
+        ]
+    finally:
+        await app.stop()
+    release_stores()
+    at = await asyncio.to_thread(settings_page)
+    assert "no clustered `csms serve` instance is on this database" in texts(at.caption)
+    assert not at.warning
+
+
+async def test_the_settings_page_warns_when_no_instance_runs_the_sites_controller(
+    pg_server: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An instance is on the database but leads nothing (here: started without load
+    management): the site has no controller, and Settings says so."""
+    url = new_database(pg_server, "nocontrol")
+    app = await start_app(url)  # --no-controller
+    try:
+        await _ensure_manager(url)
+        monkeypatch.setenv(DATABASE_URL_ENV, url)
+
+        def settings_page() -> AppTest:
+            at = _app()
+            log_in(at, MANAGER)
+            return _open(at, "settings")
+
+        at = await asyncio.to_thread(settings_page)
+        assert "No instance runs this site's controller right now" in texts(at.warning)
+        [table] = at.dataframe
+        assert table.value.to_dict("records")[0]["Leads"] == "-"
+    finally:
+        await app.stop()

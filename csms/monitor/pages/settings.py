@@ -6,6 +6,11 @@ nothing is written. The controller picks the new values up on its next tick.
 
 Only a manager gets the form (and `csms.monitor.writes.update_site` checks again and
 records the change in the audit log); a viewer reads the same values as a table.
+
+On PostgreSQL, where several `csms serve` may share the database, the page also says
+which instance runs the site's controller (or that none does right now), and an account
+of every site sees each live instance with the sites it leads and the chargers it holds:
+what `csms cluster status` prints.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ from __future__ import annotations
 from typing import Any
 
 import streamlit as st
+from sqlalchemy.engine import make_url
 
 from csms.auth import Account, Permission
 from csms.domain import SiteConfig
-from csms.errors import ConfigError
+from csms.errors import ConfigError, GarageGridError
 from csms.monitor import access, ui, writes
 from csms.scheduler import LIVE_STRATEGIES
 from csms.store import queries
+from csms.store.engine import is_sqlite
 
 # Only the strategies that may control real chargers: ``thesis`` ignores the fuse and is a
 # benchmark baseline of `csms simulate` / `csms bench` only (validate_site_update refuses it).
@@ -72,6 +79,7 @@ def _render(account: Account, view: ui.SiteView) -> None:
     if not account.may(Permission.write_garage):
         _read_only(site)
         _building_load(site)
+        _control(account, site)
         return
     with st.form("site_settings"):
         st.markdown("**Main fuse**")
@@ -160,6 +168,60 @@ def _render(account: Account, view: ui.SiteView) -> None:
                 icon=":material/check:",
             )
     _building_load(site)
+    _control(account, site)
+
+
+def _control(account: Account, site: SiteConfig) -> None:
+    """Which instance runs the site's controller (PostgreSQL only: on SQLite one
+    `csms serve` is the whole system)."""
+    store = ui.store()
+    if is_sqlite(store.url):
+        return
+    # PostgreSQL only: a SQLite install never loads these.
+    import asyncpg
+
+    from csms.cluster import cluster_status
+
+    try:
+        status = ui.run(cluster_status(make_url(store.url), store.repo))
+    except (GarageGridError, OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        st.caption(f"Which instance controls the site is not known now ({exc}).")
+        return
+    instances = status["instances"]
+    leader = next((i for i in instances if site.name in i["leads"]), None)
+    if leader is not None:
+        st.caption(
+            f"Load management: instance `{leader['instance']}` runs this site's controller "
+            f"({len(instances)} instance{'s' if len(instances) != 1 else ''} on this database)."
+        )
+    elif instances:
+        st.warning(
+            "No instance runs this site's controller right now: its chargers keep the "
+            "fail-safe profiles they hold, and a running instance takes the site over "
+            "within seconds.",
+            icon=":material/warning:",
+        )
+    else:
+        # A lone `csms serve --no-cluster` takes no lease: it may run all the same.
+        st.caption(
+            "Load management: no clustered `csms serve` instance is on this database (a "
+            "lone instance started with `--no-cluster` is not listed here)."
+        )
+    if account.site_id is None and instances:
+        with st.expander("Instances"):
+            st.dataframe(
+                [
+                    {
+                        "Instance": i["instance"],
+                        "Leads": ", ".join(i["leads"]) or "-",
+                        "Chargers held": i["chargers"],
+                    }
+                    for i in instances
+                ],
+                hide_index=True,
+            )
+            if status["sites_without_leader"]:
+                st.caption("Sites nobody leads now: " + ", ".join(status["sites_without_leader"]))
 
 
 def _building_load(site: SiteConfig) -> None:
