@@ -608,6 +608,27 @@ def _watch_answers(
         cp.handlers[action] = watched
 
 
+async def _restart_without_the_copy_of_a(
+    db_url: str, app: CsmsApp, a: SpecCharger, b: SpecCharger, worst: list[float]
+) -> tuple[CsmsApp, list[tuple[str, str, float]]]:
+    """Both chargers' links close and the CSMS restarts without its copy of A's profiles;
+    once its first plan is made, both connect again, their profile answers watched
+    (`_watch_answers`). Returns the new CSMS and the watched events."""
+    for charger in (a, b):
+        assert charger.cp is not None
+        await charger.cp.close()
+    await app.repository.save_installed_profiles("A", None)  # A's copy is lost
+    await app.stop()
+    app = await start_app(db_url, controller=True, speed=SPEED)
+    controller = app.controller
+    assert controller is not None
+    await wait_for(lambda: controller.fuse_headroom_a() is not None)
+    events: list[tuple[str, str, float]] = []
+    for charger in (a, b):
+        _watch_answers(await charger.connect(app), charger, [a, b], worst, events)
+    return app, events
+
+
 @pytest.mark.parametrize("boots", [False, True], ids=["no-boot", "boot"])
 async def test_a_car_on_a_charger_of_unknown_profiles_is_counted_at_its_maximum_first(
     db_url: str, boots: bool
@@ -630,19 +651,8 @@ async def test_a_car_on_a_charger_of_unknown_profiles_is_counted_at_its_maximum_
             tx_b, departure_at=T0 + timedelta(minutes=90), energy_needed_wh=10_000.0
         )
         await wait_for(lambda: b.may_draw_a() == 16.0 and a.may_draw_a() == 8.0, within_s=15)
-        for charger in (a, b):
-            assert charger.cp is not None
-            await charger.cp.close()
-        await app.repository.save_installed_profiles("A", None)  # A's copy is lost
-        await app.stop()
-
-        app = await start_app(db_url, controller=True, speed=SPEED)
-        assert app.controller is not None
         # Its first plan is made (it saw A's car running) before A is back.
-        await wait_for(lambda: app.controller.fuse_headroom_a() is not None)  # type: ignore[union-attr]
-        events: list[tuple[str, str, float]] = []
-        for charger in (a, b):
-            _watch_answers(await charger.connect(app), charger, [a, b], worst, events)
+        app, events = await _restart_without_the_copy_of_a(db_url, app, a, b, worst)
         for charger in (b, a):
             assert charger.cp is not None
             if boots and charger is a:
@@ -700,6 +710,42 @@ def _stored_tx_limit(document: dict[str, Any], cp_id: str, transaction_id: int) 
     return None if limit is None else limit.current_a
 
 
+def _limit_of(payload: dict[str, Any], purpose: str) -> float | None:
+    """The limit a SetChargingProfile.req sets, if its profile has this purpose."""
+    profile = payload["csChargingProfiles"]
+    if profile["chargingProfilePurpose"] != purpose:
+        return None
+    return float(profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
+
+
+def _hang_one_refuse_all(
+    a: SpecCharger, b: SpecCharger, raised: Callable[[SpecCharger, dict[str, Any]], float | None]
+) -> tuple[list[float], list[float]]:
+    """From now on A never answers the first raise it is sent (``raised``: its limit, None
+    for anything else) and B refuses every raise; returns the limits hung and refused."""
+    hung: list[float] = []
+    refused: list[float] = []
+
+    def hang_raise(payload: dict[str, Any]) -> bool:
+        limit = raised(a, payload)
+        if limit is not None and not hung:
+            hung.append(limit)
+            return True
+        return False
+
+    async def refuse_raises(payload: dict[str, Any]) -> dict[str, Any]:
+        limit = raised(b, payload)
+        if limit is not None:
+            refused.append(limit)
+            return {"status": "Rejected"}
+        return await b._on_set(payload)
+
+    a.hang = hang_raise
+    assert b.cp is not None
+    b.cp.handlers["SetChargingProfile"] = refuse_raises
+    return hung, refused
+
+
 async def test_a_raise_is_in_the_stored_copy_before_it_is_sent_and_a_refused_one_is_not(
     db_url: str,
 ) -> None:
@@ -717,32 +763,13 @@ async def test_a_raise_is_in_the_stored_copy_before_it_is_sent_and_a_refused_one
         await asyncio.sleep(0.5)
         low_a, low_b = a.tx_limits()[-1], b.tx_limits()[-1]
         assert low_a + low_b <= 20.0
-        hung: list[float] = []
-        refused: list[float] = []
+        low = {"A": low_a, "B": low_b}
 
-        def raised(payload: dict[str, Any], low: float) -> float | None:
-            profile = payload["csChargingProfiles"]
-            limit = float(profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
-            tx_profile = profile["chargingProfilePurpose"] == "TxProfile"
-            return limit if tx_profile and limit > low else None
+        def raised(charger: SpecCharger, payload: dict[str, Any]) -> float | None:
+            limit = _limit_of(payload, "TxProfile")
+            return limit if limit is not None and limit > low[charger.cp_id] else None
 
-        def hang_raise(payload: dict[str, Any]) -> bool:
-            limit = raised(payload, low_a)
-            if limit is not None and not hung:
-                hung.append(limit)
-                return True
-            return False
-
-        async def refuse_raises(payload: dict[str, Any]) -> dict[str, Any]:
-            limit = raised(payload, low_b)
-            if limit is not None:
-                refused.append(limit)
-                return {"status": "Rejected"}
-            return await b._on_set(payload)
-
-        a.hang = hang_raise
-        assert b.cp is not None
-        b.cp.handlers["SetChargingProfile"] = refuse_raises
+        hung, refused = _hang_one_refuse_all(a, b, raised)
         await app.repository.update_site(fuse_limit_a=60.0)
         await wait_for(lambda: bool(hung) and bool(refused), within_s=15)
         # A's raise is on its way, unanswered: the stored copy already counts it.
@@ -785,32 +812,12 @@ async def test_a_default_raise_is_in_the_stored_copy_before_it_is_sent_and_a_ref
         assert a.may_draw_a() == b.may_draw_a() == 0.0  # the car on C takes the fuse
         stored = await app.repository.installed_profiles()
         assert _stored_default_limit(stored["A"], "A") == 0.0
-        hung: list[float] = []
-        refused: list[float] = []
 
-        def raised_default(payload: dict[str, Any]) -> float | None:
-            profile = payload["csChargingProfiles"]
-            limit = float(profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
-            default = profile["chargingProfilePurpose"] == "TxDefaultProfile"
-            return limit if default and limit > 0 else None
+        def raised_default(charger: SpecCharger, payload: dict[str, Any]) -> float | None:
+            limit = _limit_of(payload, "TxDefaultProfile")
+            return limit if limit is not None and limit > 0 else None
 
-        def hang_raise(payload: dict[str, Any]) -> bool:
-            limit = raised_default(payload)
-            if limit is not None and not hung:
-                hung.append(limit)
-                return True
-            return False
-
-        async def refuse_raises(payload: dict[str, Any]) -> dict[str, Any]:
-            limit = raised_default(payload)
-            if limit is not None:
-                refused.append(limit)
-                return {"status": "Rejected"}
-            return await b._on_set(payload)
-
-        a.hang = hang_raise
-        assert b.cp is not None
-        b.cp.handlers["SetChargingProfile"] = refuse_raises
+        hung, refused = _hang_one_refuse_all(a, b, raised_default)
         await app.repository.update_site(fuse_limit_a=60.0)
         await wait_for(lambda: bool(hung) and bool(refused), within_s=15)
         # A's raise is on its way, unanswered: the stored copy already counts it.
@@ -875,10 +882,8 @@ async def test_a_cap_lift_is_in_the_stored_copy_before_it_is_sent(db_url: str) -
         hung: list[float] = []
 
         def hang_lift(payload: dict[str, Any]) -> bool:
-            profile = payload["csChargingProfiles"]
-            limit = float(profile["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"])
-            lift = profile["chargingProfilePurpose"] == "ChargePointMaxProfile" and limit > 20
-            if lift and not hung:
+            limit = _limit_of(payload, "ChargePointMaxProfile")
+            if limit is not None and limit > 20 and not hung:
                 hung.append(limit)
                 return True
             return False
@@ -910,18 +915,7 @@ async def test_a_charger_that_boots_right_after_a_car_started_there_is_cleared_a
         tx_b = await b.start("TAG-B")
         assert tx_b is not None
         await wait_for(lambda: b.may_draw_a() == 16.0)
-        for charger in (a, b):
-            assert charger.cp is not None
-            await charger.cp.close()
-        await app.repository.save_installed_profiles("A", None)  # A's copy is lost
-        await app.stop()
-
-        app = await start_app(db_url, controller=True, speed=SPEED)
-        assert app.controller is not None
-        await wait_for(lambda: app.controller.fuse_headroom_a() is not None)  # type: ignore[union-attr]
-        events: list[tuple[str, str, float]] = []
-        for charger in (a, b):
-            _watch_answers(await charger.connect(app), charger, [a, b], worst, events)
+        app, events = await _restart_without_the_copy_of_a(db_url, app, a, b, worst)
         assert b.cp is not None and a.cp is not None
         await b.cp.ok("Heartbeat", {})
         await wait_for(lambda: b.may_draw_a() == 16.0)

@@ -315,6 +315,12 @@ def test_a_site_bound_manager_reads_its_site_on_either_database(
     assert berg_id > 1
 
 
+def _settings_as_manager() -> AppTest:
+    at = _app()
+    log_in(at, MANAGER)
+    return _open(at, "settings")
+
+
 async def test_the_settings_page_says_which_instance_runs_the_sites_controller(
     pg_server: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
@@ -335,12 +341,7 @@ async def test_the_settings_page_says_which_instance_runs_the_sites_controller(
         await _ensure_manager(url)
         monkeypatch.setenv(DATABASE_URL_ENV, url)
 
-        def settings_page() -> AppTest:
-            at = _app()
-            log_in(at, MANAGER)
-            return _open(at, "settings")
-
-        at = await asyncio.to_thread(settings_page)
+        at = await asyncio.to_thread(_settings_as_manager)
         assert f"instance `{instance}` runs this site's controller (1 instance" in texts(at.caption)
         [table] = at.dataframe  # the only table on Settings
         instances = table.value
@@ -350,7 +351,7 @@ async def test_the_settings_page_says_which_instance_runs_the_sites_controller(
     finally:
         await app.stop()
     release_stores()
-    at = await asyncio.to_thread(settings_page)
+    at = await asyncio.to_thread(_settings_as_manager)
     assert "no clustered `csms serve` instance is on this database" in texts(at.caption)
     assert not at.warning
 
@@ -367,12 +368,7 @@ async def test_the_settings_page_warns_when_no_instance_runs_the_sites_controlle
         await _ensure_manager(url)
         monkeypatch.setenv(DATABASE_URL_ENV, url)
 
-        def settings_page() -> AppTest:
-            at = _app()
-            log_in(at, MANAGER)
-            return _open(at, "settings")
-
-        at = await asyncio.to_thread(settings_page)
+        at = await asyncio.to_thread(_settings_as_manager)
         assert "No instance runs this site's controller right now" in texts(at.warning)
         [table] = at.dataframe
         assert table.value.to_dict("records")[0]["Leads"] == "-"
