@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,16 @@ pytest_plugins = ["tests.ci_policy"]
 def _structured_logs_at_info() -> None:
     """Every log call runs for real (a bad ``extra`` key fails the test that hits it)."""
     configure_logging("INFO")
+
+
+async def wait_for(predicate: Callable[[], object], within_s: float = 15.0) -> None:
+    """Poll ``predicate`` every 50 ms until it is true; AssertionError after ``within_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

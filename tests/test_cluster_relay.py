@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -18,7 +17,7 @@ from csms.app import CsmsApp
 from csms.cli import main
 from csms.cluster import asyncpg_dsn
 from csms.profiles import limit_at
-from tests.conftest import T0, start_app, ws_url
+from tests.conftest import T0, start_app, wait_for, ws_url
 from tests.ocpp_client import RawChargePoint
 from tests.test_postgres import new_database
 from tests.test_postgres import pg_url as pg_server  # noqa: F401  (the module's server)
@@ -30,15 +29,6 @@ PASSWORD = "relay-test-key-0123456789"
 @pytest.fixture
 def url(pg_server: str) -> str:  # noqa: F811
     return new_database(pg_server, "relay")
-
-
-async def _until(check: Callable[[], bool], within_s: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 def _charger(cp: RawChargePoint) -> list[dict[str, Any]]:
@@ -78,7 +68,7 @@ async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(
         await other.sites._refresh()  # CP1 was added after it started
 
         cp = await RawChargePoint.connect(ws_url(other, "CP1"), password=PASSWORD)
-        await _until(lambda: other.central.is_local("CP1"))
+        await wait_for(lambda: other.central.is_local("CP1"))
         # What an operator sees: who lives, who leads what, who holds which chargers.
         capsys.readouterr()
         assert (
@@ -95,13 +85,13 @@ async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(
         # First boot: Pending while the leader (the other instance) installs its defaults.
         first = await cp.ok("BootNotification", BOOT)
         assert first["status"] == "Pending"
-        await _until(
+        await wait_for(
             lambda: any(p["chargingProfilePurpose"] == "TxDefaultProfile" for p in profiles)
         )
         await cp.boot(BOOT)
         assert other.central.is_local("CP1") and not leader.central.is_local("CP1")
         # The leader learns where CP1 is and that it was Accepted (a NOTIFY away).
-        await _until(lambda: leader.central.is_accepted("CP1"))
+        await wait_for(lambda: leader.central.is_accepted("CP1"))
         assert leader.central.is_connected("CP1") and leader.central.connected_ids() == []
 
         # A car starts: the leader hears of it and sends its TxProfile through `other`.
@@ -116,13 +106,13 @@ async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(
                 },
             )
         )["transactionId"]
-        await _until(lambda: any(p.get("transactionId") == tx for p in profiles), within_s=15)
+        await wait_for(lambda: any(p.get("transactionId") == tx for p in profiles), within_s=15)
         tx_limit = [p for p in profiles if p.get("transactionId") == tx][-1]
         assert tx_limit["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] <= 16
 
         # A command queued in the store reaches CP1, whichever instance claims it.
         command_id = await repo.enqueue_command("CP1", "Reset", {"type": "Soft"})
-        await _until(lambda: any(a == "Reset" for a, _ in cp.server_calls))  # type: ignore[union-attr]
+        await wait_for(lambda: any(a == "Reset" for a, _ in cp.server_calls))  # type: ignore[union-attr]
         for _ in range(100):
             row = await repo.get_command(command_id)
             if row is not None and row["status"] == "done":
@@ -158,7 +148,7 @@ async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(
             )
             return limit is not None and limit.current_a == 7.0
 
-        await _until(counted)
+        await wait_for(counted)
         # The override goes: the leader gives the car its 16 A again.
         await repo.enqueue_command("CP1", "ClearChargingProfile", {"id": 99})
 
@@ -169,15 +159,15 @@ async def test_a_charger_on_another_instance_is_prepared_driven_and_reached(
                 if p.get("transactionId") == tx and p["chargingProfileId"] != 99
             ]
 
-        await _until(lambda: not counted() and ours()[-1] == 16)
+        await wait_for(lambda: not counted() and ours()[-1] == 16)
 
         # The leader stops: the other instance takes the site and drives CP1 itself.
         before = len(profiles)
         await leader.stop()
         leader_stopped = True
-        await _until(lambda: other.sites is not None and 1 in other.sites.controllers, 15)
+        await wait_for(lambda: other.sites is not None and 1 in other.sites.controllers, 15)
         await other.repository.update_site(fuse_limit_a=12.0)
-        await _until(
+        await wait_for(
             lambda: any(
                 p.get("transactionId") == tx
                 and p["chargingSchedule"]["chargingSchedulePeriod"][0]["limit"] <= 12
@@ -227,14 +217,14 @@ async def test_csms_site_set_wakes_the_sites_leader_at_once(
                 if p.get("transactionId") == tx
             ]
 
-        await _until(lambda: bool(limits()) and limits()[-1] == 16)
+        await wait_for(lambda: bool(limits()) and limits()[-1] == 16)
         assert (
             await asyncio.to_thread(
                 main, ["site", "set", "--fuse-limit-a", "10", "--database-url", url]
             )
             == 0
         )
-        await _until(lambda: limits()[-1] <= 10, within_s=10)
+        await wait_for(lambda: limits()[-1] <= 10, within_s=10)
     finally:
         if cp is not None:
             await cp.close()
@@ -270,8 +260,8 @@ async def test_an_instance_whose_control_connection_dies_stops_leading_then_lead
         finally:
             await admin.close()
         assert killed == 2  # the control connection and the sender
-        await _until(lambda: released == [1])
-        await _until(lambda: 1 in app.sites.controllers and app.sites.controllers[1] is not first)
+        await wait_for(lambda: released == [1])
+        await wait_for(lambda: 1 in app.sites.controllers and app.sites.controllers[1] is not first)
         assert app.cluster.leaders == {1: app.cluster.instance_id}
     finally:
         await app.stop()
@@ -296,14 +286,14 @@ async def test_a_charger_back_at_another_instance_takes_its_calls_from_the_old_c
         old = await RawChargePoint.connect(ws_url(first, "CP1"), password=PASSWORD)
         _charger(old)
         await old.boot(BOOT)
-        await _until(lambda: second.central.is_accepted("CP1"))  # type: ignore[union-attr]
+        await wait_for(lambda: second.central.is_accepted("CP1"))  # type: ignore[union-attr]
         transport = old.ws.transport
         transport.pause_reading()  # half-open: the instance's frames are never read
 
         new = await RawChargePoint.connect(ws_url(second, "CP1"), password=PASSWORD)
         _charger(new)
         await new.boot(BOOT)
-        await _until(lambda: not first.central.is_local("CP1"), within_s=5)
+        await wait_for(lambda: not first.central.is_local("CP1"), within_s=5)
         assert first.central.is_connected("CP1")  # through the second instance
         answer = await first.central.call("CP1", "GetConfiguration", {"key": ["X"]})
         assert answer == {"configurationKey": [], "unknownKey": ["X"]}

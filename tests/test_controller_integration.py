@@ -11,7 +11,7 @@ import pytest
 from csms.app import CsmsApp
 from csms.scheduler.calm import HOLD_S
 from csms.store.models import Notification
-from tests.conftest import fixed_clock, start_app, ws_url
+from tests.conftest import fixed_clock, start_app, wait_for, ws_url
 from tests.ocpp_client import RawChargePoint
 
 CAPACITY_A = 30.0  # fuse 32 A - margin 2 A, per phase
@@ -56,16 +56,6 @@ class Garage:
         return on_set
 
 
-async def _wait_for(predicate: Any, within_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_fuse_holds_and_a_leaving_car_frees_its_share(db_url: str) -> None:
     # A sped-up clock: a car's limit is changed at most once a minute (calm limits).
     app: CsmsApp = await start_app(db_url, controller=True, speed=30.0)
@@ -89,7 +79,7 @@ async def test_fuse_holds_and_a_leaving_car_frees_its_share(db_url: str) -> None
             )
             chargers[cp_id] = cp
         # All three idle connectors can get 6 A at once on 30 A: TxDefaultProfile 6 A.
-        await _wait_for(lambda: len(garage.default) == 3)
+        await wait_for(lambda: len(garage.default) == 3)
         assert set(garage.default.values()) == {6.0}
 
         async def start(cp_id: str, n: int) -> int:
@@ -109,7 +99,7 @@ async def test_fuse_holds_and_a_leaving_car_frees_its_share(db_url: str) -> None
         tx1 = await start("CP1", 1)
         await start("CP2", 2)
         # Two cars; the idle CP3 keeps its 6 A default: 30 - 6 = 24 A to share.
-        await _wait_for(
+        await wait_for(
             lambda: (
                 garage.tx_limit.get("CP1")
                 and garage.tx_limit.get("CP2")
@@ -117,8 +107,8 @@ async def test_fuse_holds_and_a_leaving_car_frees_its_share(db_url: str) -> None
             )
         )
         await start("CP3", 3)
-        await _wait_for(lambda: garage.tx_limit.get("CP3") is not None)
-        await _wait_for(lambda: sum(garage.may_draw(c) for c in garage.running) >= 28)
+        await wait_for(lambda: garage.tx_limit.get("CP3") is not None)
+        await wait_for(lambda: sum(garage.may_draw(c) for c in garage.running) >= 28)
 
         # CP1's car leaves: its share goes to the others as soon as their limits may
         # change again (at most once a simulated minute: 2 real seconds here).
@@ -130,7 +120,7 @@ async def test_fuse_holds_and_a_leaving_car_frees_its_share(db_url: str) -> None
         garage.running["CP1"] = None
         garage.tx_limit["CP1"] = None
         garage.check()
-        await _wait_for(
+        await wait_for(
             lambda: (
                 garage.may_draw("CP2") > before["CP2"] and garage.may_draw("CP3") > before["CP3"]
             ),
@@ -180,10 +170,10 @@ async def test_charger_that_rejects_its_profile_is_counted_at_its_maximum(db_url
                     "timestamp": f"2026-01-05T16:0{n}:00Z",
                 },
             )
-        await _wait_for(lambda: "GOOD" in limits)
+        await wait_for(lambda: "GOOD" in limits)
         station = await app.repository.get_charge_point("BAD")
         assert station is not None
-        await _wait_for(lambda: limits.get("GOOD") == 24.0)  # 40 A - BAD at its 16 A maximum
+        await wait_for(lambda: limits.get("GOOD") == 24.0)  # 40 A - BAD at its 16 A maximum
         station = await app.repository.get_charge_point("BAD")
         assert station is not None and station.unmanaged
         await bad.close()
@@ -213,7 +203,7 @@ async def test_boot_is_pending_until_the_fail_safe_profiles_are_set(db_url: str)
             {"connectorId": 1, "idTag": "X", "meterStart": 0, "timestamp": "2026-01-05T16:00:00Z"},
         )
         assert refused[2] == "SecurityError"
-        await _wait_for(lambda: "TxDefaultProfile" in installed)
+        await wait_for(lambda: "TxDefaultProfile" in installed)
         assert (await cp.boot({"chargePointVendor": "V", "chargePointModel": "M"}))[
             "status"
         ] == "Accepted"
@@ -260,7 +250,7 @@ async def test_rejection_after_the_transaction_ended_is_no_alarm(db_url: str) ->
             },
         )
         state["tx"] = answer["transactionId"]
-        await _wait_for(lambda: state["tx"] is None)
+        await wait_for(lambda: state["tx"] is None)
         await asyncio.sleep(0.5)
         station = await app.repository.get_charge_point("LATE")
         assert station is not None and not station.unmanaged
@@ -308,7 +298,7 @@ async def test_the_car_that_leaves_first_gets_full_power_at_any_hour(
             garage.running[cp_id] = None
             chargers[cp_id] = cp
             await cp.boot({"chargePointVendor": "V", "chargePointModel": "M"})
-        await _wait_for(lambda: len(garage.default) == 2)
+        await wait_for(lambda: len(garage.default) == 2)
         for n in (1, 2):
             cp_id = f"CP{n}"
             answer = await chargers[cp_id].ok(
@@ -321,7 +311,7 @@ async def test_the_car_that_leaves_first_gets_full_power_at_any_hour(
         # Both cars charge under their first limits (no departure given yet). Only then
         # the resident of CP2 says when she leaves: whether a plan ran before her input
         # would otherwise depend on how busy the machine is.
-        await _wait_for(lambda: {"CP1", "CP2"} <= garage.tx_limit.keys())
+        await wait_for(lambda: {"CP1", "CP2"} <= garage.tx_limit.keys())
         await app.repository.set_session_input(
             transactions["CP2"],
             departure_at=start + timedelta(minutes=90),
@@ -332,7 +322,7 @@ async def test_the_car_that_leaves_first_gets_full_power_at_any_hour(
         assert clock.start is not None
         clock.start += timedelta(seconds=HOLD_S + 1)
         app.controller.request_plan()  # type: ignore[union-attr]
-        await _wait_for(
+        await wait_for(
             lambda: garage.tx_limit.get("CP2") == 16.0 and garage.tx_limit.get("CP1") == 6.0
         )
         assert garage.violations == []

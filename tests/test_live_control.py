@@ -29,7 +29,7 @@ from csms.profiles import (
     limit_at,
     profile_from_ocpp,
 )
-from tests.conftest import T0, start_app, ws_url
+from tests.conftest import T0, start_app, wait_for, ws_url
 from tests.ocpp_client import RawChargePoint
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -174,16 +174,6 @@ class SpecCharger:
         ]
         self.store = self.store.end_transaction(1)
         self.transaction = None
-
-
-async def wait_for(predicate: Callable[[], bool], within_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def garage(

@@ -5,11 +5,10 @@ chargers alone."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from csms.app import CsmsApp
-from tests.conftest import start_app, ws_url
+from tests.conftest import start_app, wait_for, ws_url
 from tests.ocpp_client import RawChargePoint
 
 BOOT = {"chargePointVendor": "V", "chargePointModel": "M"}
@@ -54,16 +53,6 @@ class Site:
         return on_set
 
 
-async def _wait_for(predicate: Any, within_s: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def test_two_sites_on_one_serve_each_hold_their_own_fuse(db_url: str) -> None:
     app: CsmsApp = await start_app(db_url, controller=False)
     repo = app.repository
@@ -97,7 +86,7 @@ async def test_two_sites_on_one_serve_each_hold_their_own_fuse(db_url: str) -> N
                     {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
                 )
                 chargers[cp_id] = cp
-        await _wait_for(lambda: all(len(s.default) == 2 for s in sites.values()))
+        await wait_for(lambda: all(len(s.default) == 2 for s in sites.values()))
 
         for prefix, site in sites.items():
             for n in (1, 2):
@@ -114,7 +103,7 @@ async def test_two_sites_on_one_serve_each_hold_their_own_fuse(db_url: str) -> N
                 site.running[cp_id] = int(answer["transactionId"])
         # Each site shares its own fuse: site A's two cars 9 A each (18 A), site B's two
         # cars their 16 A maximum (32 A would exceed 30 A: 15 A each).
-        await _wait_for(
+        await wait_for(
             lambda: (
                 len(sites["A"].tx_limit) == 2
                 and len(sites["B"].tx_limit) == 2
@@ -129,7 +118,7 @@ async def test_two_sites_on_one_serve_each_hold_their_own_fuse(db_url: str) -> N
         b_calls, b_limits = dict(sites["B"].calls), dict(sites["B"].tx_limit)
         sites["A"].capacity_a = 12.0
         await repo.update_site(site_id=1, fuse_limit_a=14.0)
-        await _wait_for(lambda: sites["A"].total() <= 12.0)
+        await wait_for(lambda: sites["A"].total() <= 12.0)
         assert sites["A"].total() >= 11.0
         # Site A planned again (its limits changed); site B's controller sent nothing.
         assert sites["B"].calls == b_calls and sites["B"].tx_limit == b_limits
@@ -175,7 +164,7 @@ async def test_a_tag_works_on_its_own_site_and_is_listed_only_there(db_url: str)
         start = {"connectorId": 1, "meterStart": 0, "timestamp": "2026-01-05T16:00:00Z"}
         answer = await b1.ok("StartTransaction", start | {"idTag": "TAG-A"})
         assert answer["idTagInfo"]["status"] == "Invalid"
-        await _wait_for(lambda: "A1" in lists and "B1" in lists)
+        await wait_for(lambda: "A1" in lists and "B1" in lists)
         assert lists == {"A1": ["TAG-A"], "B1": ["TAG-B"]}
     finally:
         for cp in chargers:
@@ -223,7 +212,7 @@ async def test_a_site_added_while_serving_gets_its_own_controller(db_url: str) -
             await repo.add_charge_point(cp_id, max_current_a=16, phases=3)
             await repo.add_id_tag(f"T{cp_id}")
             await plug_in(cp_id, sites["A"])
-        await _wait_for(lambda: len(sites["A"].tx_limit) == 2 and sites["A"].total() >= 17)
+        await wait_for(lambda: len(sites["A"].tx_limit) == 2 and sites["A"].total() >= 17)
 
         berg = await repo.add_site(
             "Berg", fuse_limit_a=32.0, margin_a=2.0, strategy="llf", tick_s=0.5
@@ -232,10 +221,10 @@ async def test_a_site_added_while_serving_gets_its_own_controller(db_url: str) -
         await repo.add_id_tag("TB1", site_id=berg.site_id)
         await plug_in("B1", sites["B"])
         # Site 1's 18 A would leave B1 nothing: its 16 A come from Berg's own fuse.
-        await _wait_for(lambda: sites["B"].tx_limit.get("B1") == 16.0)
+        await wait_for(lambda: sites["B"].tx_limit.get("B1") == 16.0)
         assert sorted(app.sites.controllers) == [1, berg.site_id]
         assert app.sites.controllers[1] is first  # limited to site 1 in place
-        await _wait_for(lambda: sites["A"].total() >= 17)
+        await wait_for(lambda: sites["A"].total() >= 17)
         for prefix, site in sites.items():
             assert site.violations == [], (prefix, site.violations)
     finally:
