@@ -29,6 +29,7 @@ from csms.profiles import (
     limit_at,
     profile_from_ocpp,
 )
+from csms.store.repository import Repository
 from tests.conftest import T0, start_app, wait_for, ws_url
 from tests.ocpp_client import RawChargePoint
 
@@ -599,36 +600,46 @@ def _watch_answers(
 
 
 async def _restart_without_the_copy_of_a(
-    db_url: str, app: CsmsApp, a: SpecCharger, b: SpecCharger, worst: list[float]
+    db_url: str,
+    app: CsmsApp,
+    a: SpecCharger,
+    b: SpecCharger,
+    worst: list[float],
+    *,
+    before_start: Callable[[], None] = lambda: None,
+    first_plan: bool = True,
 ) -> tuple[CsmsApp, list[tuple[str, str, float]]]:
     """Both chargers' links close and the CSMS restarts without its copy of A's profiles;
-    once its first plan is made, both connect again, their profile answers watched
-    (`_watch_answers`). Returns the new CSMS and the watched events."""
+    once its first plan is made (unless not ``first_plan``), both connect again, their
+    profile answers watched (`_watch_answers`). Returns the new CSMS and the events."""
     for charger in (a, b):
         assert charger.cp is not None
         await charger.cp.close()
     await app.repository.save_installed_profiles("A", None)  # A's copy is lost
     await app.stop()
+    before_start()
     app = await start_app(db_url, controller=True, speed=SPEED)
     controller = app.controller
     assert controller is not None
-    await wait_for(lambda: controller.fuse_headroom_a() is not None)
+    if first_plan:
+        await wait_for(lambda: controller.fuse_headroom_a() is not None)
     events: list[tuple[str, str, float]] = []
     for charger in (a, b):
         _watch_answers(await charger.connect(app), charger, [a, b], worst, events)
     return app, events
 
 
-@pytest.mark.parametrize("boots", [False, True], ids=["no-boot", "boot"])
+@pytest.mark.parametrize("when", ["no-boot", "boot", "boot-before-the-first-read"])
 async def test_a_car_on_a_charger_of_unknown_profiles_is_counted_at_its_maximum_first(
-    db_url: str, boots: bool
+    db_url: str, when: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two 16 A chargers share 24 A, both charging: B at 16 A, A at 8 A. The CSMS restarts without its copy of
-    A's profiles and both come back, without a BootNotification or A with one (Pending
-    until it is prepared). A must be cleared before
-    it is given ours, and once cleared its car may draw A's 16 A: B is lowered to 8 A
-    before that, and after every answer of either charger the two together may draw at
-    most 24 A."""
+    """Two 16 A chargers share 24 A, both charging: B at 16 A, A at 8 A. The CSMS restarts
+    without its copy of A's profiles and both come back, without a BootNotification or A
+    with one (Pending until it is prepared), after the controller's first plan or before
+    it has even read which cars run (its read of the open sessions held). A must be
+    cleared before it is given ours, and once cleared its car may draw A's 16 A: B is
+    lowered to 8 A before that, and after every answer of either charger the two together
+    may draw at most 24 A."""
     a, b = SpecCharger("A", 16.0), SpecCharger("B", 16.0)
     app = await garage(db_url, 24.0, [a, b])
     worst: list[float] = []
@@ -641,14 +652,37 @@ async def test_a_car_on_a_charger_of_unknown_profiles_is_counted_at_its_maximum_
             tx_b, departure_at=T0 + timedelta(minutes=90), energy_needed_wh=10_000.0
         )
         await wait_for(lambda: b.may_draw_a() == 16.0 and a.may_draw_a() == 8.0, within_s=15)
-        # Its first plan is made (it saw A's car running) before A is back.
-        app, events = await _restart_without_the_copy_of_a(db_url, app, a, b, worst)
-        for charger in (b, a):
-            assert charger.cp is not None
-            if boots and charger is a:
-                await charger.cp.boot(BOOT)
-            else:
-                await charger.cp.ok("Heartbeat", {})  # back, no BootNotification
+        early = when == "boot-before-the-first-read"
+        release = asyncio.Event()
+        read_sessions = Repository.open_sessions
+
+        async def held_first_read(repo: Repository, *args: Any, **kwargs: Any) -> Any:
+            await release.wait()
+            return await read_sessions(repo, *args, **kwargs)
+
+        def hold_the_first_read() -> None:
+            if early:
+                monkeypatch.setattr(Repository, "open_sessions", held_first_read)
+
+        # Unless early, its first plan is made (it saw A's car running) before A is back.
+        app, events = await _restart_without_the_copy_of_a(
+            db_url, app, a, b, worst, before_start=hold_the_first_read, first_plan=not early
+        )
+        assert b.cp is not None and a.cp is not None
+        await b.cp.ok("Heartbeat", {})  # back, no BootNotification
+        if when == "no-boot":
+            await a.cp.ok("Heartbeat", {})
+        elif early:
+            assert (await a.cp.ok("BootNotification", BOOT))["status"] == "Pending"
+            await asyncio.sleep(0.5)
+            assert not any(
+                cp_id == "A" and action.startswith("Clear") for cp_id, action, _ in events
+            )
+            monkeypatch.setattr(Repository, "open_sessions", read_sessions)
+            release.set()
+            await a.cp.boot(BOOT)
+        else:
+            await a.cp.boot(BOOT)
         await wait_for(lambda: ("A", "ClearChargingProfile", 16.0) in events)
         await wait_for(lambda: a.may_draw_a() < 16.0)  # A under our profiles again
         cleared_at = events.index(("A", "ClearChargingProfile", 16.0))

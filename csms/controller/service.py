@@ -162,7 +162,9 @@ class Controller:
         # Booted while a car may run there and its profiles unknown: the plan prepares it.
         self._deferred_boots: set[str] = set()
         # Chargers with a transaction in the last read of the open sessions, and the
-        # transactions started since that read began (`_car_running`).
+        # transactions started since that read began (`_car_running`); before the first
+        # read (`_restore`) any charger may have one.
+        self._sessions_read = False
         self._running_read: frozenset[str] = frozenset()
         self._started_since_read: dict[str, set[int]] = {}
         self._readings: dict[ConnectorKey, Reading] = {}
@@ -273,6 +275,10 @@ class Controller:
         now = self._clock.now()
         for key, (transaction_id, limit) in accepted.items():
             self._sent[key] = _Sent(transaction_id, limit, now, True)
+        try:
+            await self._read_sessions()  # which chargers run a car (`_car_running`)
+        except GarageGridError:
+            log.exception("could not read the open sessions; the first plan reads them")
 
     def _observe_call(
         self, cp_id: str, action: str, payload: dict[str, Any], answer: dict[str, Any] | None
@@ -503,10 +509,26 @@ class Controller:
         )
 
     def _car_running(self, cp_id: str) -> bool:
-        """Whether a transaction runs on the charger as far as the controller knows: in
-        the last read of the open sessions, or started since (before the first read
-        since start nothing is known: no)."""
+        """Whether a transaction may run on the charger as far as the controller knows: in
+        the last read of the open sessions, or started since; before the first read (a
+        controller just started: a restart, a site taken over) any may."""
+        if not self._sessions_read:
+            return True
         return cp_id in self._running_read or bool(self._started_since_read.get(cp_id))
+
+    async def _read_sessions(self) -> list[OpenSession]:
+        """The open sessions, and what `_car_running` knows from them."""
+        started_before = self._started_since_read
+        self._started_since_read = {}  # a start from now on may not be in this read
+        try:
+            sessions = await self._repo.open_sessions()
+        except BaseException:
+            for cp_id, started in started_before.items():
+                self._started_since_read.setdefault(cp_id, set()).update(started)
+            raise
+        self._running_read = frozenset(s.charge_point_id for s in sessions)
+        self._sessions_read = True
+        return sessions
 
     async def _prepare(self, cp_id: str, identity: ChargerIdentity | None = None) -> None:
         """A booting charger, answered Pending: read what it can do (rate unit, stack
@@ -592,15 +614,7 @@ class Controller:
         site = await self._repo.site_config()
         stations = await self._repo.list_charge_points()
         connectors = await self._repo.connectors_by_charge_point()
-        started_before = self._started_since_read
-        self._started_since_read = {}  # a start from now on may not be in this read
-        try:
-            sessions = await self._repo.open_sessions()
-        except BaseException:
-            for cp_id, started in started_before.items():
-                self._started_since_read.setdefault(cp_id, set()).update(started)
-            raise
-        self._running_read = frozenset(s.charge_point_id for s in sessions)
+        sessions = await self._read_sessions()
         self._forget_finished(sessions)
         building = await self._repo.latest_building_load()
         energy, soc = self._energy, self._soc
@@ -743,15 +757,17 @@ class Controller:
             {key: self._in_force_a(key, stations[key[0]]) for key in plan.session_by_key},
         )
         ok = await self._apply(lowering, stations, plan, snapshot, allocation.strategy)
-        if ok:
-            for cp_id in to_prepare:
-                if cp_id in self._caps_wanted:
-                    # The fuse needs a cap on it now (others cannot make room yet): a clear
-                    # would take the cap away too. Prepared once the plan needs none.
-                    continue
-                self._deferred_boots.discard(cp_id)
-                self._preparing.add(cp_id)
-                self._spawn(self._prepare(cp_id))
+        with_car = {s.charge_point_id for s in snapshot.sessions}
+        for cp_id in to_prepare:
+            if cp_id in with_car and not ok:
+                continue  # its car may draw the charger's maximum once cleared: room first
+            if cp_id in self._caps_wanted:
+                # The fuse needs a cap on it now (others cannot make room yet): a clear
+                # would take the cap away too. Prepared once the plan needs none.
+                continue
+            self._deferred_boots.discard(cp_id)
+            self._preparing.add(cp_id)
+            self._spawn(self._prepare(cp_id))
         if ok and defaults_lowered:
             # Raises, like the TxProfiles': in the stored copy before they go out.
             await self._send_defaults_to(
