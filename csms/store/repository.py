@@ -1374,7 +1374,8 @@ class Repository:
                                 after=stop if stop is not None and stop.at > reading.at else None,
                                 max_power_w=power,
                             )
-                            newest = reading if sample["flag"] is None else None
+                            # Flagged: the series' newest plausible reading stays the tail.
+                            newest = reading if sample["flag"] is None else tail
                         else:
                             if pending:
                                 await _insert_samples(s, insert, pending, hourly)
