@@ -307,9 +307,9 @@ def _series_key(connector_id: int, tx: Any, row: dict[str, Any]) -> _SeriesKey:
     return (None, connector_id, row["location"])
 
 
-def _register_series(cp_id: str, connector_id: int, tx: Any) -> list[Any]:
+def _register_series(cp_id: str, connector_id: int, tx: Any, location: str | None) -> list[Any]:
     """Filters of the plausible energy register readings of one series: the transaction's,
-    or the connector's outside any transaction."""
+    or the connector's outside any transaction, at one measuring location."""
     ms = m.MeterSample
     where: list[Any] = [
         ms.charge_point_id == cp_id,
@@ -322,6 +322,7 @@ def _register_series(cp_id: str, connector_id: int, tx: Any) -> list[Any]:
         where.append(ms.transaction_id == tx.id)
     else:
         where += [ms.connector_id == connector_id, ms.transaction_id.is_(None)]
+    where.append(ms.location.is_(None) if location is None else ms.location == location)
     return where
 
 
@@ -1421,9 +1422,7 @@ class Repository:
         time; returns the newest plausible reading of its series if nothing stored is
         later (None: unknown)."""
         ms = m.MeterSample
-        where = _register_series(cp_id, connector_id, tx)
-        location = row["location"]
-        where.append(ms.location.is_(None) if location is None else ms.location == location)
+        where = _register_series(cp_id, connector_id, tx, row["location"])
         reading = RegisterReading(row["timestamp"], float(row["value"]))
         start, stop = _tx_bounds(tx)
         stored_before = await _readings(s, where, ms.timestamp < reading.at, ms.timestamp.desc())
@@ -1481,16 +1480,11 @@ class Repository:
             return
         max_power_w = station_max_power_w(station.max_current_a, station.phases)
         ms = m.MeterSample
-        series = _register_series(cp_id, connector_id, tx)
         start, stop = _tx_bounds(tx)
         accepted: list[RegisterReading] = []
         for row in sorted((r for r in rows if _is_register(r)), key=lambda r: r["timestamp"]):
             reading = RegisterReading(row["timestamp"], float(row["value"]))
-            location = row["location"]
-            where = [
-                *series,
-                ms.location.is_(None) if location is None else ms.location == location,
-            ]
+            where = _register_series(cp_id, connector_id, tx, row["location"])
             earlier = [r for r in (start, *accepted) if r is not None and r.at < reading.at]
             earlier += await _readings(s, where, ms.timestamp < reading.at, ms.timestamp.desc())
             later = [stop] if stop is not None and stop.at > reading.at else []
@@ -2134,8 +2128,7 @@ async def _newest_registers(
         parts: list[Select[Any]] = []
         chunk = series[first : first + NEWEST_REGISTERS_PER_QUERY]
         for i, (cp_id, connector_id, tx, location) in enumerate(chunk, first):
-            where = _register_series(cp_id, connector_id, tx)
-            where.append(ms.location.is_(None) if location is None else ms.location == location)
+            where = _register_series(cp_id, connector_id, tx, location)
             newest = (
                 select(literal(i, Integer).label("i"), ms.timestamp, ms.value)
                 .where(*where)
